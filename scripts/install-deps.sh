@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs what building and testing namecall needs on Debian 12, skipping what
+# is already there (idempotent, needs root for apt-get):
+#   build:  cmake + pkg-config (libopus is built from source by the opus crate)
+#   peers:  kamailio (company PBX), baresip (desk phones), sip-tester (SIPp),
+#           rtpengine (media peer for benchmarks), sox + espeak-ng (speech WAVs),
+#           chromium (the messenger client), node + playwright-core (drives it)
+# Usage: scripts/install-deps.sh [build|all]   (default: all)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+what=${1:-all}
+log() { printf '[deps] %s\n' "$*" >&2; }
+
+pkgs=(cmake pkg-config)
+if [ "$what" = all ]; then
+    pkgs+=(kamailio baresip-core sip-tester rtpengine-daemon rtpengine-utils sox libsox-fmt-base espeak-ng
+           chromium iproute2 util-linux procps)
+    command -v node >/dev/null 2>&1 || pkgs+=(nodejs npm)
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    [ "$(id -u)" = 0 ] || { log "missing Debian packages (run as root): ${missing[*]}"; exit 1; }
+    log "apt-get install ${missing[*]}"
+    made_policy=0
+    # kamailio and rtpengine ship init scripts: never let apt start system services
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && made_policy=1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    if ! apt-get install -y -qq --no-install-recommends "${missing[@]}" > /tmp/namecall-apt.log 2>&1; then
+        tail -20 /tmp/namecall-apt.log >&2
+        [ $made_policy = 1 ] && rm -f /usr/sbin/policy-rc.d
+        exit 1
+    fi
+    [ $made_policy = 1 ] && rm -f /usr/sbin/policy-rc.d
+fi
+
+if [ "$what" = all ] && [ ! -d tests/node_modules/playwright-core ]; then
+    log "npm install (playwright-core) in tests/"
+    (cd tests && npm install --no-audit --no-fund --loglevel=error >&2)
+fi
+log "dependencies ready"
