@@ -1,0 +1,596 @@
+//! One company's dialplan: the typed form of one YAML file, and the code that
+//! builds it from the node tree.
+//!
+//! Building runs in two passes: trunks first (so routes can check their
+//! trunk references at the line of the reference), then names, then the
+//! `goto` references between names.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+
+use crate::action::{self, Action};
+use crate::error::{DialplanError, ErrorKind, Location};
+use crate::parse::Cx;
+use crate::types::{Extension, HostPort, LoginName, Transport};
+use crate::yaml::{self, Node, NodeKind};
+
+/// The schema version this build reads.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Names that cannot be tenants because the gateway answers them itself.
+const RESERVED_TENANTS: &[&str] = &["echo"];
+
+/// One company's validated dialplan.
+#[derive(Debug, Clone)]
+pub struct Dialplan {
+    /// The file it was loaded from, as given to the loader.
+    pub file: String,
+    /// The company's named login (`acme`).
+    pub tenant: LoginName,
+    /// A human-readable company name for the directory.
+    pub display_name: Option<String>,
+    /// SIP trunks towards the company's PBX, by name.
+    pub trunks: BTreeMap<String, Trunk>,
+    /// Routes by sub-name; the empty key `""` is the company's main name.
+    pub names: BTreeMap<String, NameEntry>,
+    /// Which messenger names desk phones may call.
+    pub inbound: Inbound,
+    /// Where `tenant:` is written, for errors across files.
+    pub(crate) tenant_at: Location,
+}
+
+impl Dialplan {
+    /// Parses and validates one dialplan file; `file` is used in error messages.
+    pub fn parse(file: &str, text: &str) -> Result<Dialplan, Vec<DialplanError>> {
+        let mut cx = Cx::new(file);
+        let root = match yaml::parse(text) {
+            Ok((root, soft)) => {
+                for (at, kind) in soft {
+                    cx.errors.push(DialplanError::new(file, at, kind));
+                }
+                root
+            }
+            Err(errs) => {
+                return Err(errs
+                    .into_iter()
+                    .map(|(at, kind)| DialplanError::new(file, at, kind))
+                    .collect());
+            }
+        };
+        let plan = build(&mut cx, &root);
+        match plan {
+            Some(plan) if cx.errors.is_empty() => Ok(plan),
+            _ => {
+                cx.errors.sort_by_key(|e| e.location());
+                Err(cx.errors)
+            }
+        }
+    }
+
+    /// The trunk named `name`.
+    pub fn trunk(&self, name: &str) -> Option<&Trunk> {
+        self.trunks.get(name)
+    }
+
+    /// The entry for a sub-name (`""` for the main name).
+    pub fn name(&self, sub_name: &str) -> Option<&NameEntry> {
+        self.names.get(sub_name)
+    }
+}
+
+/// A SIP trunk towards the company's PBX.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trunk {
+    /// The trunk's name in the file (`main`).
+    pub name: String,
+    /// How the gateway authenticates to the PBX.
+    pub kind: TrunkKind,
+    /// SIP transport.
+    pub transport: Transport,
+    /// Domain for From/To headers; defaults to the peer host when absent.
+    pub domain: Option<String>,
+    /// Lower is tried first when several trunks could carry a call.
+    pub priority: u32,
+}
+
+/// How a trunk is authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrunkKind {
+    /// The gateway REGISTERs to the PBX with digest credentials.
+    Register {
+        /// Where to send REGISTER and INVITE.
+        registrar: HostPort,
+        /// Digest user name.
+        username: String,
+        /// Digest password, preferably from the environment.
+        password: Secret,
+        /// Digest realm, when the PBX's challenge should be checked against it.
+        realm: Option<String>,
+    },
+    /// The PBX trusts the gateway's IP address; no registration.
+    Ip {
+        /// Where to send INVITEs.
+        address: HostPort,
+        /// Source addresses accepted for calls from the PBX; empty means the
+        /// resolved `address` only.
+        allow_from: Vec<IpAddr>,
+    },
+}
+
+/// A secret, kept out of `Debug` output.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Secret {
+    /// Read from this environment variable when the trunk starts.
+    Env(String),
+    /// Written in the file (for labs; discouraged in production).
+    Plain(String),
+}
+
+impl Secret {
+    /// The secret's value, looking environment variables up through `env`.
+    ///
+    /// The lookup is passed in so this crate never reads process state itself.
+    pub fn resolve(&self, env: impl FnOnce(&str) -> Option<String>) -> Option<String> {
+        match self {
+            Secret::Env(var) => env(var),
+            Secret::Plain(p) => Some(p.clone()),
+        }
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Secret::Env(var) => f.debug_tuple("Env").field(var).finish(),
+            Secret::Plain(_) => f.write_str("Plain(<redacted>)"),
+        }
+    }
+}
+
+/// What one name of the company does for calls and chats.
+#[derive(Debug, Clone)]
+pub struct NameEntry {
+    /// A human-readable label for the directory (`Sales`).
+    pub display_name: Option<String>,
+    /// What a call to the name does; `None` for chat-only names.
+    pub route: Option<Action>,
+    /// Where a chat message to the name goes; `None` when chat is not offered.
+    pub chat: Option<ChatRoute>,
+}
+
+/// Where chat messages to a name are delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChatRoute {
+    /// SIP MESSAGE to an extension (a desk phone or a group).
+    Message {
+        /// Trunk to send on.
+        trunk: String,
+        /// Extension that receives the MESSAGE.
+        target: Extension,
+    },
+}
+
+/// Which messenger names a desk phone of the company may call.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Inbound {
+    /// The allowed callees; empty means desk phones cannot call out to messenger users.
+    pub allow: Vec<InboundAllow>,
+}
+
+impl Inbound {
+    /// Whether a desk phone may call `callee` (a messenger user's login name).
+    pub fn allows(&self, callee: &str) -> bool {
+        self.allow.iter().any(|a| match a {
+            InboundAllow::Users => true,
+            InboundAllow::Name(n) => n.as_str() == callee,
+        })
+    }
+}
+
+/// One entry of `inbound.allow`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InboundAllow {
+    /// Any messenger user (`users`).
+    Users,
+    /// One named login.
+    Name(LoginName),
+}
+
+const TOP_KEYS: &[&str] = &[
+    "version",
+    "tenant",
+    "display_name",
+    "trunks",
+    "names",
+    "inbound",
+];
+
+fn build(cx: &mut Cx<'_>, root: &Node) -> Option<Dialplan> {
+    // The version decides the schema, so check it before reading anything else.
+    if let NodeKind::Map(entries) = &root.kind {
+        match entries.iter().find(|(k, _)| k.name == "version") {
+            Some((_, v)) => {
+                let text = cx.scalar(v, "version")?;
+                if text != SCHEMA_VERSION.to_string() {
+                    cx.err(v.at, ErrorKind::UnsupportedVersion(text.to_owned()));
+                    return None;
+                }
+            }
+            None => {
+                cx.err(
+                    root.at,
+                    ErrorKind::MissingKey {
+                        key: "version".into(),
+                        context: "the dialplan (write `version: 1`)".into(),
+                    },
+                );
+                return None;
+            }
+        }
+    }
+    let f = cx.map(
+        root,
+        "the dialplan",
+        TOP_KEYS,
+        &["version", "tenant", "names"],
+    )?;
+    let tenant_at = f.get("tenant").map_or(root.at, |n| n.at);
+    let tenant = f.get("tenant").and_then(|n| {
+        let t = cx.value(n, "tenant name", LoginName::parse)?;
+        if RESERVED_TENANTS.contains(&t.as_str()) {
+            cx.invalid(
+                n.at,
+                "tenant name",
+                t.as_str(),
+                "reserved for the built-in echo target".into(),
+            );
+            return None;
+        }
+        Some(t)
+    });
+    let display_name = f
+        .get("display_name")
+        .and_then(|n| cx.scalar(n, "display_name"))
+        .map(str::to_owned);
+    let trunks = f.get("trunks").map(|n| trunks(cx, n)).unwrap_or_default();
+    cx.trunks = trunks.keys().cloned().collect();
+    let names = f.get("names").map(|n| names(cx, n)).unwrap_or_default();
+    let inbound = f.get("inbound").map(|n| inbound(cx, n)).unwrap_or_default();
+
+    let gotos = std::mem::take(&mut cx.gotos);
+    for (target, at) in gotos {
+        if !names.contains_key(&target) {
+            let defined = names
+                .keys()
+                .map(|k| {
+                    if k.is_empty() {
+                        "\"\" (main)".to_owned()
+                    } else {
+                        k.clone()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            cx.err(
+                at,
+                ErrorKind::UnknownName {
+                    name: target,
+                    defined,
+                },
+            );
+        }
+    }
+
+    Some(Dialplan {
+        file: cx.file.to_owned(),
+        tenant: tenant?,
+        display_name,
+        trunks,
+        names,
+        inbound,
+        tenant_at,
+    })
+}
+
+fn trunk_name_ok(s: &str) -> Result<(), String> {
+    if s.is_empty() || s.len() > 32 {
+        return Err("a trunk name has 1 to 32 characters".into());
+    }
+    if !s
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+    {
+        return Err("use lowercase letters, digits, `-` and `_`".into());
+    }
+    Ok(())
+}
+
+const REGISTER_KEYS: &[&str] = &[
+    "kind",
+    "registrar",
+    "transport",
+    "username",
+    "password",
+    "password_env",
+    "realm",
+    "domain",
+    "priority",
+];
+const IP_KEYS: &[&str] = &[
+    "kind",
+    "address",
+    "allow_from",
+    "transport",
+    "domain",
+    "priority",
+];
+
+fn trunks(cx: &mut Cx<'_>, node: &Node) -> BTreeMap<String, Trunk> {
+    let mut out = BTreeMap::new();
+    let NodeKind::Map(entries) = &node.kind else {
+        cx.err(
+            node.at,
+            ErrorKind::WrongType {
+                what: "trunks".into(),
+                expected: "a mapping",
+                found: node.type_name(),
+            },
+        );
+        return out;
+    };
+    for (key, value) in entries {
+        if let Err(reason) = trunk_name_ok(&key.name) {
+            cx.invalid(key.at, "trunk name", &key.name, reason);
+            continue;
+        }
+        if let Some(t) = trunk(cx, &key.name, value) {
+            out.insert(key.name.clone(), t);
+        } else {
+            // Keep the name known so routes referring to it do not add a
+            // second, misleading "unknown trunk" error.
+            out.insert(key.name.clone(), placeholder_trunk(&key.name));
+        }
+    }
+    out
+}
+
+fn placeholder_trunk(name: &str) -> Trunk {
+    Trunk {
+        name: name.to_owned(),
+        kind: TrunkKind::Ip {
+            address: HostPort {
+                host: "invalid".into(),
+                port: None,
+            },
+            allow_from: Vec::new(),
+        },
+        transport: Transport::Udp,
+        domain: None,
+        priority: u32::MAX,
+    }
+}
+
+fn trunk(cx: &mut Cx<'_>, name: &str, node: &Node) -> Option<Trunk> {
+    let context = format!("trunk `{name}`");
+    let kind_text = match &node.kind {
+        NodeKind::Map(entries) => match entries.iter().find(|(k, _)| k.name == "kind") {
+            Some((_, v)) => cx.value(v, "trunk kind", |s| match s {
+                "register" | "ip" => Ok(s.to_owned()),
+                _ => Err("expected `register` or `ip`".into()),
+            })?,
+            None => {
+                cx.err(
+                    node.at,
+                    ErrorKind::MissingKey {
+                        key: "kind".into(),
+                        context,
+                    },
+                );
+                return None;
+            }
+        },
+        _ => {
+            cx.map(node, &context, &[], &[]);
+            return None;
+        }
+    };
+    let (allowed, required): (&[&str], &[&str]) = if kind_text == "register" {
+        (REGISTER_KEYS, &["kind", "registrar", "username"])
+    } else {
+        (IP_KEYS, &["kind", "address"])
+    };
+    let f = cx.map(
+        node,
+        &format!("{kind_text} trunk `{name}`"),
+        allowed,
+        required,
+    )?;
+    let transport = match f.get("transport") {
+        Some(n) => cx.value(n, "transport", Transport::parse)?,
+        None => Transport::Udp,
+    };
+    let domain = f
+        .get("domain")
+        .and_then(|n| cx.scalar(n, "domain"))
+        .map(str::to_owned);
+    let priority = match f.get("priority") {
+        Some(n) => cx.value(n, "priority", |s| {
+            s.parse::<u32>()
+                .map_err(|_| "expected a whole number".into())
+        })?,
+        None => 1,
+    };
+    let kind = if kind_text == "register" {
+        let registrar = cx.value(f.get("registrar")?, "registrar", HostPort::parse);
+        let username = f
+            .get("username")
+            .and_then(|n| cx.scalar(n, "username"))
+            .map(str::to_owned);
+        let password = match (f.get("password_env"), f.get("password")) {
+            (Some(_), Some(p)) => {
+                cx.err(
+                    p.at,
+                    ErrorKind::Conflict("set either `password_env` or `password`, not both".into()),
+                );
+                None
+            }
+            (Some(e), None) => cx.value(e, "environment variable name", |s| {
+                if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    Ok(Secret::Env(s.to_owned()))
+                } else {
+                    Err("use letters, digits and `_`".into())
+                }
+            }),
+            (None, Some(p)) => cx
+                .scalar(p, "password")
+                .map(|s| Secret::Plain(s.to_owned())),
+            (None, None) => {
+                cx.err(
+                    node.at,
+                    ErrorKind::MissingKey {
+                        key: "password_env".into(),
+                        context: format!("register trunk `{name}` (or `password`)"),
+                    },
+                );
+                None
+            }
+        };
+        let realm = f
+            .get("realm")
+            .and_then(|n| cx.scalar(n, "realm"))
+            .map(str::to_owned);
+        TrunkKind::Register {
+            registrar: registrar?,
+            username: username?,
+            password: password?,
+            realm,
+        }
+    } else {
+        let address = cx.value(f.get("address")?, "address", HostPort::parse);
+        let mut allow_from = Vec::new();
+        if let Some(list) = f.get("allow_from").and_then(|n| cx.list(n, "allow_from")) {
+            for item in list {
+                if let Some(ip) = cx.value(item, "ip address", |s| {
+                    s.parse::<IpAddr>()
+                        .map_err(|_| "expected an ipv4 or ipv6 address".into())
+                }) {
+                    allow_from.push(ip);
+                }
+            }
+        }
+        TrunkKind::Ip {
+            address: address?,
+            allow_from,
+        }
+    };
+    Some(Trunk {
+        name: name.to_owned(),
+        kind,
+        transport,
+        domain,
+        priority,
+    })
+}
+
+/// A sub-name follows the login-name rules; `""` is the company's main name.
+fn sub_name_ok(s: &str) -> Result<(), String> {
+    if s.is_empty() {
+        Ok(())
+    } else {
+        LoginName::parse(s).map(|_| ())
+    }
+}
+
+const NAME_KEYS: &[&str] = &["display_name", "route", "chat"];
+
+fn names(cx: &mut Cx<'_>, node: &Node) -> BTreeMap<String, NameEntry> {
+    let mut out = BTreeMap::new();
+    let NodeKind::Map(entries) = &node.kind else {
+        cx.err(
+            node.at,
+            ErrorKind::WrongType {
+                what: "names".into(),
+                expected: "a mapping",
+                found: node.type_name(),
+            },
+        );
+        return out;
+    };
+    for (key, value) in entries {
+        if let Err(reason) = sub_name_ok(&key.name) {
+            cx.invalid(key.at, "name", &key.name, reason);
+            continue;
+        }
+        let context = if key.name.is_empty() {
+            "the main name `\"\"`".to_owned()
+        } else {
+            format!("name `{}`", key.name)
+        };
+        let Some(f) = cx.map(value, &context, NAME_KEYS, &[]) else {
+            continue;
+        };
+        if !f.has("route") && !f.has("chat") {
+            cx.err(
+                value.at,
+                ErrorKind::MissingKey {
+                    key: "route".into(),
+                    context: format!("{context} (or `chat`)"),
+                },
+            );
+        }
+        let display_name = f
+            .get("display_name")
+            .and_then(|n| cx.scalar(n, "display_name"))
+            .map(str::to_owned);
+        let route = f.get("route").and_then(|n| action::parse(cx, n));
+        let chat = f.get("chat").and_then(|n| chat(cx, n));
+        out.insert(
+            key.name.clone(),
+            NameEntry {
+                display_name,
+                route,
+                chat,
+            },
+        );
+    }
+    out
+}
+
+fn chat(cx: &mut Cx<'_>, node: &Node) -> Option<ChatRoute> {
+    let f = cx.map(node, "chat", &["message"], &["message"])?;
+    let m = cx.map(
+        f.get("message")?,
+        "chat `message`",
+        &["trunk", "extension"],
+        &["trunk", "extension"],
+    )?;
+    let trunk = m.get("trunk").and_then(|n| cx.trunk_ref(n));
+    let target = m
+        .get("extension")
+        .and_then(|n| cx.value(n, "extension", Extension::parse));
+    Some(ChatRoute::Message {
+        trunk: trunk?,
+        target: target?,
+    })
+}
+
+fn inbound(cx: &mut Cx<'_>, node: &Node) -> Inbound {
+    let mut out = Inbound::default();
+    let Some(f) = cx.map(node, "inbound", &["allow"], &[]) else {
+        return out;
+    };
+    if let Some(list) = f.get("allow").and_then(|n| cx.list(n, "inbound.allow")) {
+        for item in list {
+            let Some(text) = cx.scalar(item, "inbound.allow entry") else {
+                continue;
+            };
+            if text == "users" {
+                out.allow.push(InboundAllow::Users);
+            } else if let Some(n) = cx.value(item, "login name", LoginName::parse) {
+                out.allow.push(InboundAllow::Name(n));
+            }
+        }
+    }
+    out
+}
