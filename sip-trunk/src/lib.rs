@@ -1,1 +1,3 @@
 //! sip-trunk
+pub mod auth;
+pub mod resolve;
