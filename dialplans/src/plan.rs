@@ -111,9 +111,9 @@ pub enum TrunkKind {
     /// The PBX trusts the gateway's IP address; no registration.
     Ip {
         /// Where to send INVITEs.
-        address: HostPort,
+        proxy: HostPort,
         /// Source addresses accepted for calls from the PBX; empty means the
-        /// resolved `address` only.
+        /// resolved `proxy` only.
         allow_from: Vec<IpAddr>,
     },
 }
@@ -319,7 +319,7 @@ const REGISTER_KEYS: &[&str] = &[
 ];
 const IP_KEYS: &[&str] = &[
     "kind",
-    "address",
+    "proxy",
     "allow_from",
     "transport",
     "domain",
@@ -359,7 +359,7 @@ fn placeholder_trunk(name: &str) -> Trunk {
     Trunk {
         name: name.to_owned(),
         kind: TrunkKind::Ip {
-            address: HostPort {
+            proxy: HostPort {
                 host: "invalid".into(),
                 port: None,
             },
@@ -398,7 +398,7 @@ fn trunk(cx: &mut Cx<'_>, name: &str, node: &Node) -> Option<Trunk> {
     let (allowed, required): (&[&str], &[&str]) = if kind_text == "register" {
         (REGISTER_KEYS, &["kind", "registrar", "username"])
     } else {
-        (IP_KEYS, &["kind", "address"])
+        (IP_KEYS, &["kind", "proxy"])
     };
     let f = cx.map(
         node,
@@ -467,7 +467,7 @@ fn trunk(cx: &mut Cx<'_>, name: &str, node: &Node) -> Option<Trunk> {
             realm,
         }
     } else {
-        let address = cx.value(f.get("address")?, "address", HostPort::parse);
+        let proxy = cx.value(f.get("proxy")?, "proxy", HostPort::parse);
         let mut allow_from = Vec::new();
         if let Some(list) = f.get("allow_from").and_then(|n| cx.list(n, "allow_from")) {
             for item in list {
@@ -480,7 +480,7 @@ fn trunk(cx: &mut Cx<'_>, name: &str, node: &Node) -> Option<Trunk> {
             }
         }
         TrunkKind::Ip {
-            address: address?,
+            proxy: proxy?,
             allow_from,
         }
     };

@@ -1,0 +1,149 @@
+//! Validation errors: every fixture in `tests/bad/` must be refused with an
+//! error at the position and with the message its first line announces
+//! (`# expect: LINE:COL message fragment`).
+
+use dialplans::{Dialplan, DialplanError, Dialplans, ErrorKind};
+
+fn bad_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bad")
+}
+
+/// Reads `# expect: L:C text` from the first line of a fixture.
+fn expectation(text: &str) -> (u32, u32, String) {
+    let line = text.lines().next().unwrap_or_default();
+    let rest = line
+        .strip_prefix("# expect: ")
+        .expect("fixture starts with `# expect: L:C text`");
+    let (pos, msg) = rest.split_once(' ').expect("position and message");
+    let (l, c) = pos.split_once(':').expect("LINE:COL");
+    (
+        l.parse().expect("line"),
+        c.parse().expect("column"),
+        msg.to_owned(),
+    )
+}
+
+/// Every bad fixture fails at its announced position with its announced message.
+#[test]
+fn bad_fixtures_report_their_position() {
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    let mut entries: Vec<_> = std::fs::read_dir(bad_dir())
+        .expect("tests/bad exists")
+        .map(|e| e.expect("dir entry").path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        let name = path
+            .file_name()
+            .expect("file name")
+            .to_string_lossy()
+            .into_owned();
+        let text = std::fs::read_to_string(&path).expect("readable fixture");
+        let (line, column, msg) = expectation(&text);
+        let errors = match Dialplan::parse(&name, &text) {
+            Ok(_) => {
+                failures.push(format!("{name}: accepted, expected {line}:{column} {msg}"));
+                continue;
+            }
+            Err(e) => e,
+        };
+        let want_prefix = format!("{name}:{line}:{column}: ");
+        let hit = errors
+            .iter()
+            .map(ToString::to_string)
+            .any(|e| e.starts_with(&want_prefix) && e.contains(&msg));
+        if !hit {
+            let got: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            failures.push(format!(
+                "{name}: expected `{want_prefix}…{msg}…`, got:\n  {}",
+                got.join("\n  ")
+            ));
+        }
+        checked += 1;
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(checked >= 20, "only {checked} fixtures checked");
+}
+
+const GOOD: &str = "version: 1\ntenant: acme\ntrunks:\n  main: { kind: ip, proxy: 127.0.0.1 }\nnames:\n  sales:\n    route: { dial: { trunk: main, extension: \"100\" } }\n";
+
+/// The message format admins see: `file:line:col: unknown trunk ...; defined trunks: ...`.
+#[test]
+fn unknown_trunk_message_is_exact() {
+    let text = GOOD.replace("trunk: main,", "trunk: mian,");
+    let errors = Dialplan::parse("acme.yaml", &text).expect_err("unknown trunk");
+    let texts: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        texts,
+        vec!["acme.yaml:7:29: unknown trunk `mian`; defined trunks: main".to_owned()]
+    );
+    assert!(matches!(errors[0].kind(), ErrorKind::UnknownTrunk { .. }));
+}
+
+/// All errors of a file come back together, in file order.
+#[test]
+fn all_errors_are_collected() {
+    let text = "version: 1\ntenant: Acme\ntrunks:\n  main: { kind: ip, proxy: 127.0.0.1, colour: red }\nnames:\n  sales:\n    route: { dial: { trunk: mian, extension: \"1 0\", timeout: 3x } }\n";
+    let errors = Dialplan::parse("multi.yaml", text).expect_err("several errors");
+    let lines: Vec<u32> = errors
+        .iter()
+        .filter_map(|e| e.location())
+        .map(|l| l.line)
+        .collect();
+    assert_eq!(errors.len(), 5, "{errors:#?}");
+    assert!(
+        lines.windows(2).all(|w| w[0] <= w[1]),
+        "sorted by position: {lines:?}"
+    );
+}
+
+/// A tenant defined in two files is refused at the second file's `tenant:` line.
+#[test]
+fn duplicate_tenant_across_files() {
+    let errors = Dialplans::from_sources([("a.yaml", GOOD), ("b.yaml", GOOD)])
+        .expect_err("duplicate tenant");
+    assert_eq!(errors.len(), 1);
+    assert_eq!(
+        errors[0].to_string(),
+        "b.yaml:2:9: tenant `acme` is already defined in a.yaml"
+    );
+}
+
+/// The valid baseline used above really is valid, so the tests above fail for the reason they name.
+#[test]
+fn baseline_is_valid() {
+    let plan = Dialplan::parse("acme.yaml", GOOD).expect("valid");
+    assert_eq!(plan.tenant.as_str(), "acme");
+}
+
+/// Random garbage never panics the validator.
+#[test]
+fn garbage_does_not_panic() {
+    let samples = [
+        "",
+        "\0",
+        "[",
+        "{",
+        "- - - -",
+        "version: [1",
+        "&a [*a]",
+        "*x",
+        "? [a]: b",
+        "version: 1\ntenant: acme\nnames: 5",
+        "version: 1\nnames:\n  x: { route: { menu: { prompt: p, options: [1, 2] } } }",
+        "version: 1\ntenant: acme\nnames:\n  \"\": { route: { hours: { time_zone: UTC, schedule: 1, open: 2 } } }",
+        "%YAML 1.2\n---\nversion: 1\n...\n---\nversion: 1\n",
+    ];
+    for s in samples {
+        let r: Result<Dialplan, Vec<DialplanError>> = Dialplan::parse("g.yaml", s);
+        assert!(r.is_err(), "{s:?} accepted");
+    }
+    // Deep nesting is bounded, not a stack overflow.
+    let deep = format!(
+        "version: 1\ntenant: acme\nnames: {}{}",
+        "[".repeat(10_000),
+        "]".repeat(10_000)
+    );
+    assert!(Dialplan::parse("deep.yaml", &deep).is_err());
+}
