@@ -15,8 +15,25 @@ pub(crate) struct Cx<'f> {
     pub(crate) errors: Vec<DialplanError>,
     /// Trunk names defined by the file, for checking references.
     pub(crate) trunks: Vec<String>,
-    /// `goto` targets seen, checked once all names are known.
-    pub(crate) gotos: Vec<(String, Location)>,
+    /// `goto` references seen, checked once all names are known.
+    pub(crate) gotos: Vec<GotoRef>,
+    /// The name whose route is being parsed.
+    pub(crate) current_name: String,
+    /// How many menus enclose the action being parsed; a goto inside a menu
+    /// waits for a key press, so it cannot spin without the caller.
+    pub(crate) menu_depth: u32,
+}
+
+/// One `goto` in the file.
+pub(crate) struct GotoRef {
+    /// The name whose route contains the goto.
+    pub(crate) from: String,
+    /// The name it jumps to.
+    pub(crate) to: String,
+    /// Where the target is written.
+    pub(crate) at: Location,
+    /// Taken without waiting for a key press (not inside a menu).
+    pub(crate) immediate: bool,
 }
 
 /// The entries of a mapping whose keys have already been checked.
@@ -46,6 +63,8 @@ impl<'f> Cx<'f> {
             errors: Vec::new(),
             trunks: Vec::new(),
             gotos: Vec::new(),
+            current_name: String::new(),
+            menu_depth: 0,
         }
     }
 

@@ -258,29 +258,7 @@ fn build(cx: &mut Cx<'_>, root: &Node) -> Option<Dialplan> {
     let names = f.get("names").map(|n| names(cx, n)).unwrap_or_default();
     let inbound = f.get("inbound").map(|n| inbound(cx, n)).unwrap_or_default();
 
-    let gotos = std::mem::take(&mut cx.gotos);
-    for (target, at) in gotos {
-        if !names.contains_key(&target) {
-            let defined = names
-                .keys()
-                .map(|k| {
-                    if k.is_empty() {
-                        "\"\" (main)".to_owned()
-                    } else {
-                        k.clone()
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join(", ");
-            cx.err(
-                at,
-                ErrorKind::UnknownName {
-                    name: target,
-                    defined,
-                },
-            );
-        }
-    }
+    check_gotos(cx, &names);
 
     Some(Dialplan {
         file: cx.file.to_owned(),
@@ -291,6 +269,92 @@ fn build(cx: &mut Cx<'_>, root: &Node) -> Option<Dialplan> {
         inbound,
         tenant_at,
     })
+}
+
+/// Checks that every goto target exists and that no gotos form a loop that
+/// could spin without the caller pressing a key.
+///
+/// Loops through `hours` branches are refused even when the schedules never
+/// overlap: proving that would need the calendar, and such a file is a trap
+/// for the next edit anyway.
+fn check_gotos(cx: &mut Cx<'_>, names: &BTreeMap<String, NameEntry>) {
+    let gotos = std::mem::take(&mut cx.gotos);
+    let shown = |k: &str| {
+        if k.is_empty() {
+            "\"\" (main)".to_owned()
+        } else {
+            k.to_owned()
+        }
+    };
+    for g in &gotos {
+        if !names.contains_key(&g.to) {
+            let defined = names
+                .keys()
+                .map(|k| shown(k))
+                .collect::<Vec<_>>()
+                .join(", ");
+            cx.err(
+                g.at,
+                ErrorKind::UnknownName {
+                    name: g.to.clone(),
+                    defined,
+                },
+            );
+        }
+    }
+    let edges: Vec<&crate::parse::GotoRef> = gotos.iter().filter(|g| g.immediate).collect();
+    let mut reported: Vec<Vec<String>> = Vec::new();
+    for start in &edges {
+        // Breadth-first from the target back to the source, remembering the way.
+        let mut parent: BTreeMap<&str, &str> = BTreeMap::new();
+        let mut queue = std::collections::VecDeque::from([start.to.as_str()]);
+        let mut found = start.to == start.from;
+        while let Some(n) = queue.pop_front() {
+            if found {
+                break;
+            }
+            for e in edges.iter().filter(|e| e.from == n) {
+                if e.to == start.from {
+                    parent.insert(e.to.as_str(), n);
+                    found = true;
+                    break;
+                }
+                if e.to != start.to && !parent.contains_key(e.to.as_str()) {
+                    parent.insert(e.to.as_str(), n);
+                    queue.push_back(e.to.as_str());
+                }
+            }
+        }
+        if !found {
+            continue;
+        }
+        let mut cycle = vec![start.from.clone()];
+        let mut n = start.from.as_str();
+        while n != start.to {
+            let Some(p) = parent.get(n) else { break };
+            cycle.push((*p).to_owned());
+            n = p;
+        }
+        cycle.reverse();
+        let mut key = cycle.clone();
+        key.sort();
+        key.dedup();
+        if reported.contains(&key) {
+            continue;
+        }
+        reported.push(key);
+        let path: Vec<String> = std::iter::once(&start.from)
+            .chain(cycle.iter())
+            .map(|k| shown(k))
+            .collect();
+        cx.err(
+            start.at,
+            ErrorKind::Conflict(format!(
+                "goto loop {} without a menu in between; calls would never ring",
+                path.join(" -> ")
+            )),
+        );
+    }
 }
 
 fn trunk_name_ok(s: &str) -> Result<(), String> {
@@ -543,6 +607,7 @@ fn names(cx: &mut Cx<'_>, node: &Node) -> BTreeMap<String, NameEntry> {
             .get("display_name")
             .and_then(|n| cx.scalar(n, "display_name"))
             .map(str::to_owned);
+        cx.current_name.clone_from(&key.name);
         let route = f.get("route").and_then(|n| action::parse(cx, n));
         let chat = f.get("chat").and_then(|n| chat(cx, n));
         out.insert(

@@ -198,10 +198,17 @@ names:
     route: { ring_group: { trunk: t, extensions: ["1", "2"], strategy: sequential, timeout: 10s } }
   busy:
     route: { reject: { code: 486 } }
-  loop-a:
-    route: { goto: loop-b }
-  loop-b:
-    route: { goto: loop-a }
+  retry:
+    route:
+      menu:
+        prompt: retry
+        attempts: 1
+        options: { 1: { goto: busy } }
+        on_invalid: { goto: retry }
+  chain:
+    route: { goto: chain2 }
+  chain2:
+    route: { goto: busy }
   desk:
     chat: { message: { trunk: t, extension: "200" } }
   fixed:
@@ -256,7 +263,20 @@ fn inline_table() {
     let table: &[(&str, &str, &[MenuInput], Decision)] = &[
         ("lab/seq", MON_OPEN, &[], seq.clone()),
         ("lab/busy", MON_OPEN, &[], reject(486, "Busy Here")),
-        ("lab/loop-a", MON_OPEN, &[], reject(482, "Loop Detected")),
+        ("lab/chain", MON_OPEN, &[], reject(486, "Busy Here")),
+        // a goto back into a menu after a key press is a retry, not a loop
+        (
+            "lab/retry",
+            MON_OPEN,
+            &[Digit('7'), Digit('7'), Digit('7'), Digit('1')],
+            reject(486, "Busy Here"),
+        ),
+        (
+            "lab/retry",
+            MON_OPEN,
+            &[Digit('7'), Timeout],
+            reject(480, "No Menu Choice"),
+        ),
         (
             "lab/desk",
             MON_OPEN,

@@ -147,3 +147,17 @@ fn garbage_does_not_panic() {
     );
     assert!(Dialplan::parse("deep.yaml", &deep).is_err());
 }
+
+/// A goto loop is reported once, at the first goto of the loop in file order.
+#[test]
+fn goto_loop_reported_once() {
+    let text = std::fs::read_to_string(bad_dir().join("goto-loop.yaml")).expect("fixture");
+    let errors = Dialplan::parse("goto-loop.yaml", &text).expect_err("loop");
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    // Putting a menu on the way breaks the loop: the caller has to press a key.
+    let fixed = text.replace(
+        "route: { goto: one }",
+        "route: { menu: { prompt: p, options: { 1: { goto: one } } } }",
+    );
+    assert!(Dialplan::parse("goto-loop.yaml", &fixed).is_ok());
+}

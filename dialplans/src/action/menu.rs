@@ -62,6 +62,7 @@ pub(crate) fn parse(cx: &mut Cx<'_>, node: &Node) -> Option<Menu> {
     };
     let mut options = Vec::new();
     let mut ok = true;
+    cx.menu_depth += 1;
     if let Some(opts) = f.get("options") {
         match &opts.kind {
             NodeKind::Map(entries) if !entries.is_empty() => {
@@ -105,6 +106,7 @@ pub(crate) fn parse(cx: &mut Cx<'_>, node: &Node) -> Option<Menu> {
     };
     let on_invalid = branch("on_invalid");
     let on_timeout = branch("on_timeout");
+    cx.menu_depth -= 1;
     if !ok {
         return None;
     }

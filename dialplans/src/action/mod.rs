@@ -118,7 +118,12 @@ pub(crate) fn parse(cx: &mut Cx<'_>, node: &Node) -> Option<Action> {
         "reject" => parse_reject(cx, value).map(Action::Reject),
         "goto" => {
             let target = cx.scalar(value, "goto target")?.to_owned();
-            cx.gotos.push((target.clone(), value.at));
+            cx.gotos.push(crate::parse::GotoRef {
+                from: cx.current_name.clone(),
+                to: target.clone(),
+                at: value.at,
+                immediate: cx.menu_depth == 0,
+            });
             Some(Action::Goto(target))
         }
         _ => {
