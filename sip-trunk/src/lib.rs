@@ -1,5 +1,6 @@
 //! sip-trunk
 pub mod auth;
+pub mod dialog;
 pub mod message;
 pub mod registration;
 pub mod resolve;

@@ -1,0 +1,198 @@
+//! SIP dialogs and the INVITE session built on them (RFC 3261 sections 12-15,
+//! RFC 4028 session timers, RFC 3311 UPDATE), as sans-IO state machines.
+//!
+//! This module owns everything that lives longer than one transaction: the
+//! dialog id, route set, remote target and CSeq spaces ([`Call`] keeps them),
+//! building in-dialog requests, the ACK for a 2xx, 2xx retransmission until
+//! the ACK arrives, re-INVITE glare back-off, session timers, CANCEL before
+//! answer and the one-shot digest answer to a challenged INVITE.
+//!
+//! Like the registration client it sits above the transaction layer without
+//! knowing its internals: [`Call::poll_transmit`] yields [`Send`] items saying
+//! whether a message starts a client transaction, answers a server
+//! transaction, or goes straight to the transport (ACK for 2xx and 2xx
+//! retransmissions, RFC 3261 13.2.2.4 and 13.3.1.4). SDP is an opaque
+//! [`Body`] here; offer/answer lives in the `media` crate.
+//!
+//! # Layout
+//! - `call.rs`: the [`Call`] state machine, both roles.
+//! - `session_timer.rs`: Session-Expires/Min-SE parsing and refresh arithmetic.
+//! - `tests.rs`: one test per rule, with a hand-driven clock.
+
+mod call;
+mod session_timer;
+#[cfg(test)]
+mod tests;
+
+use bytes::Bytes;
+
+use crate::message::{Method, Request, Response};
+
+pub use call::{Call, CallConfig, Send};
+pub use session_timer::{Refresher, SessionExpires};
+
+/// A message body with its content type (SDP stays opaque in this crate).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Body {
+    /// `Content-Type` value, e.g. `application/sdp`.
+    pub content_type: String,
+    /// The bytes.
+    pub data: Bytes,
+}
+
+impl Body {
+    /// An SDP body.
+    pub fn sdp(data: impl Into<Bytes>) -> Self {
+        Self {
+            content_type: "application/sdp".into(),
+            data: data.into(),
+        }
+    }
+
+    /// The body of a message, if it has a non-empty one.
+    pub(crate) fn of(headers: &crate::message::Headers, data: &Bytes) -> Option<Self> {
+        if data.is_empty() {
+            return None;
+        }
+        Some(Self {
+            content_type: headers
+                .content_type()
+                .unwrap_or("application/octet-stream")
+                .to_owned(),
+            data: data.clone(),
+        })
+    }
+}
+
+/// Identifies a dialog from our side: Call-ID, our tag, the peer's tag.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DialogId {
+    /// Call-ID.
+    pub call_id: String,
+    /// Our tag (From tag as UAC, To tag as UAS).
+    pub local_tag: String,
+    /// The peer's tag.
+    pub remote_tag: String,
+}
+
+impl DialogId {
+    /// The id an incoming in-dialog request names: (Call-ID, To tag, From tag).
+    pub fn of_incoming(req: &Request) -> Option<Self> {
+        Some(Self {
+            call_id: req.headers.call_id().ok()?.to_owned(),
+            local_tag: req.headers.to().ok()?.tag?,
+            remote_tag: req.headers.from().ok()?.tag?,
+        })
+    }
+}
+
+/// Dialog life cycle (kept apart from [`DialogEvent`], which reports happenings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DialogState {
+    /// UAC: INVITE sent, no dialog-creating response yet. UAS: INVITE received, nothing sent.
+    Initial,
+    /// A provisional response with a To tag created an early dialog.
+    Early,
+    /// A 2xx was sent or received.
+    Confirmed,
+    /// Over; no further requests are accepted.
+    Terminated,
+}
+
+/// Why a call ended (CDR input).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TerminatedReason {
+    /// We sent BYE.
+    LocalBye,
+    /// The peer sent BYE.
+    RemoteBye,
+    /// The INVITE was cancelled (by us as UAC, or by the peer as UAS).
+    Cancelled,
+    /// The INVITE got (UAC) or was given (UAS) this final non-2xx status.
+    Rejected(u16),
+    /// No final response, no ACK for our 2xx, or an in-dialog request timed out.
+    Timeout,
+    /// RFC 4028: the session interval passed without a refresh.
+    SessionTimerExpired,
+}
+
+/// What a [`Call`] reports to the application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DialogEvent {
+    /// UAS: a new INVITE arrived (reported by [`Call::incoming`] callers, not emitted).
+    /// UAC: 180/183 arrived, with early media SDP if any.
+    Ringing {
+        /// 180 or 183 (or another 1xx above 100).
+        status: u16,
+        /// Early-media body, if any.
+        body: Option<Body>,
+    },
+    /// UAC: the INVITE was answered; UAS: the ACK arrived.
+    Answered {
+        /// The answer SDP (UAC) or the ACK body (UAS, usually none).
+        body: Option<Body>,
+    },
+    /// The peer sent a re-INVITE or UPDATE with an offer (hold/unhold); answer with
+    /// [`Call::accept_refresh`] or [`Call::reject_refresh`].
+    TargetRefresh {
+        /// The offer, if any (a re-INVITE without SDP asks us for an offer).
+        offer: Option<Body>,
+    },
+    /// Our re-INVITE or UPDATE was answered with 2xx.
+    RefreshAnswered {
+        /// The answer body.
+        body: Option<Body>,
+    },
+    /// Our re-INVITE or UPDATE was refused; the session goes on unchanged.
+    RefreshRejected {
+        /// The final status.
+        status: u16,
+    },
+    /// An in-dialog INFO arrived (DTMF relay, already answered 200).
+    Info {
+        /// The body.
+        body: Option<Body>,
+    },
+    /// An in-dialog MESSAGE arrived (already answered 200).
+    Message {
+        /// The body.
+        body: Option<Body>,
+    },
+    /// The dialog ended.
+    Terminated {
+        /// Why.
+        reason: TerminatedReason,
+    },
+}
+
+/// Misuse of the [`Call`] API or an unusable incoming INVITE.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DialogError {
+    /// The operation is not allowed in the current state.
+    #[error("{0} not allowed in this dialog state")]
+    InvalidState(&'static str),
+    /// A re-INVITE or UPDATE of ours or the peer's is still pending.
+    #[error("another offer/answer exchange is in progress")]
+    Busy,
+    /// A mandatory header of the INVITE is missing or malformed.
+    #[error("malformed request: {0}")]
+    Malformed(&'static str),
+}
+
+/// Answers a request that names a dialog we do not have (RFC 3261 12.2.2).
+///
+/// Returns 481 for in-dialog requests (To tag present) other than ACK, which
+/// gets no response; `None` when the request is not in-dialog.
+pub fn unknown_dialog_response(req: &Request) -> Option<Response> {
+    if req.method == Method::Ack {
+        return None;
+    }
+    let to_tag = req.headers.to().ok()?.tag;
+    to_tag?;
+    Some(Response::from_request(
+        req,
+        481,
+        "Call/Transaction Does Not Exist",
+    ))
+}

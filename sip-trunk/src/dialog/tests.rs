@@ -1,0 +1,858 @@
+//! One test per dialog rule, each driving time by hand.
+
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::auth::Credentials;
+use crate::message::{Method, Request, Response, Uri};
+
+fn uri(s: &str) -> Uri {
+    Uri::parse(s).expect("test uri")
+}
+
+fn uac_config() -> CallConfig {
+    CallConfig::new(
+        uri("sip:gw@192.0.2.1"),
+        uri("sip:200@pbx.example.com"),
+        uri("sip:gw@192.0.2.1:5060"),
+        ("UDP".into(), "192.0.2.1:5060".into()),
+    )
+}
+
+fn uas_config() -> CallConfig {
+    CallConfig::new(
+        uri("sip:gw@192.0.2.1"),
+        uri("sip:unused@invalid"),
+        uri("sip:gw@192.0.2.1:5060"),
+        ("UDP".into(), "192.0.2.1:5060".into()),
+    )
+}
+
+fn sdp(s: &str) -> Body {
+    Body::sdp(s.as_bytes().to_vec())
+}
+
+/// Every pending output.
+fn drain(call: &mut Call) -> Vec<Send> {
+    std::iter::from_fn(|| call.poll_transmit()).collect()
+}
+
+fn events(call: &mut Call) -> Vec<DialogEvent> {
+    std::iter::from_fn(|| call.poll_event()).collect()
+}
+
+fn one_request(call: &mut Call) -> Request {
+    match drain(call).as_slice() {
+        [Send::Request(r)] => r.clone(),
+        other => panic!("expected one request, got {other:?}"),
+    }
+}
+
+fn one_response(call: &mut Call) -> Response {
+    match drain(call).as_slice() {
+        [Send::Response(r)] => r.clone(),
+        other => panic!("expected one response, got {other:?}"),
+    }
+}
+
+fn cseq(req: &Request) -> u32 {
+    req.headers.cseq().expect("cseq").seq
+}
+
+fn branch(req: &Request) -> Option<String> {
+    req.headers.via().expect("via").branch
+}
+
+/// The PBX answers our request with `status`, its tag and Contact, plus extra headers.
+fn peer_reply(req: &Request, status: u16, extra: &[(&str, &str)]) -> Response {
+    let mut r = Response::from_request(req, status, "Peer").with_to_tag("pbxtag");
+    if status > 100 && status < 300 {
+        r = r.with_header("Contact", "<sip:200@10.0.0.9:5060>");
+    }
+    for (n, v) in extra {
+        r = r.with_header(n, *v);
+    }
+    r
+}
+
+/// An INVITE from the PBX to us.
+fn pbx_invite(extra: &[(&str, &str)]) -> Request {
+    let mut req = Request::new(Method::Invite, uri("sip:gw@192.0.2.1:5060"))
+        .with_header("Via", "SIP/2.0/UDP 10.0.0.9:5060;branch=z9hG4bKpbx1")
+        .with_header("Record-Route", "<sip:p1.example.com;lr>")
+        .with_header("Record-Route", "<sip:p2.example.com;lr>")
+        .with_header("From", "\"Desk\" <sip:100@pbx.example.com>;tag=desk")
+        .with_header("To", "<sip:gw@192.0.2.1>")
+        .with_header("Call-ID", "pbxcall@10.0.0.9")
+        .with_header("CSeq", "10 INVITE")
+        .with_header("Contact", "<sip:100@10.0.0.9:5060>")
+        .with_header("Max-Forwards", "70");
+    for (n, v) in extra {
+        req = req.with_header(n, *v);
+    }
+    req.with_body("application/sdp", "v=0 offer".as_bytes().to_vec())
+}
+
+/// An in-dialog request from the PBX within the dialog `call` holds as UAS.
+fn pbx_request(call: &Call, method: Method, seq: u32, body: Option<&str>) -> Request {
+    let id = call.id().expect("dialog id");
+    let mut req = Request::new(method.clone(), uri("sip:gw@192.0.2.1:5060"))
+        .with_header(
+            "Via",
+            format!("SIP/2.0/UDP 10.0.0.9:5060;branch=z9hG4bKpbx{seq}"),
+        )
+        .with_header(
+            "From",
+            format!("<sip:100@pbx.example.com>;tag={}", id.remote_tag),
+        )
+        .with_header("To", format!("<sip:gw@192.0.2.1>;tag={}", id.local_tag))
+        .with_header("Call-ID", id.call_id.clone())
+        .with_header("CSeq", format!("{seq} {method}"))
+        .with_header("Contact", "<sip:100@10.0.0.9:5060>");
+    if let Some(b) = body {
+        req = req.with_body("application/sdp", b.as_bytes().to_vec());
+    }
+    req
+}
+
+/// A UAS call that answered the PBX's INVITE at `t0` and got the ACK.
+fn answered_uas(t0: Instant, extra: &[(&str, &str)]) -> Call {
+    let invite = pbx_invite(extra);
+    let mut call = Call::incoming(uas_config(), t0, &invite, 7).expect("valid INVITE");
+    call.answer(t0, Some(sdp("v=0 answer")))
+        .expect("unanswered");
+    drain(&mut call);
+    let ack = pbx_request(&call, Method::Ack, 10, None);
+    call.handle_request(t0, &ack);
+    events(&mut call);
+    call
+}
+
+/// A UAC call answered by the PBX at `t0` with `extra` headers on the 200.
+fn answered_uac(t0: Instant, extra: &[(&str, &str)]) -> (Call, Request) {
+    let mut call = Call::outgoing(uac_config(), t0, Some(sdp("v=0 offer")), 1);
+    let invite = one_request(&mut call);
+    call.handle_response(t0, &peer_reply(&invite, 200, extra));
+    drain(&mut call);
+    events(&mut call);
+    (call, invite)
+}
+
+/// UAC: 180 creates an early dialog, 200 confirms it, the ACK follows the route set, a 2xx retransmission is re-ACKed.
+#[test]
+fn uac_ringing_answer_and_ack() {
+    let t0 = Instant::now();
+    let mut call = Call::outgoing(uac_config(), t0, Some(sdp("v=0 offer")), 1);
+    let invite = one_request(&mut call);
+    assert_eq!(invite.method, Method::Invite);
+    assert_eq!(invite.uri.to_string(), "sip:200@pbx.example.com");
+    assert!(invite.headers.from().expect("from").tag.is_some());
+    assert!(invite.headers.to().expect("to").tag.is_none());
+    assert_eq!(invite.headers.get("Session-Expires"), Some("1800"));
+    assert_eq!(&invite.body[..], b"v=0 offer");
+    assert_eq!(call.state(), DialogState::Initial);
+
+    call.handle_response(t0, &peer_reply(&invite, 100, &[]));
+    assert!(events(&mut call).is_empty(), "100 is not ringing");
+    let ringing = peer_reply(
+        &invite,
+        183,
+        &[
+            ("Record-Route", "<sip:p1.example.com;lr>"),
+            ("Record-Route", "<sip:p2.example.com;lr>"),
+        ],
+    )
+    .with_body("application/sdp", "v=0 early".as_bytes().to_vec());
+    call.handle_response(t0, &ringing);
+    assert_eq!(
+        events(&mut call),
+        vec![DialogEvent::Ringing {
+            status: 183,
+            body: Some(sdp("v=0 early"))
+        }]
+    );
+    assert_eq!(call.state(), DialogState::Early);
+    let hosts: Vec<&str> = call
+        .route_set()
+        .iter()
+        .map(|r| r.uri.host.as_str())
+        .collect();
+    assert_eq!(
+        hosts,
+        ["p2.example.com", "p1.example.com"],
+        "reversed for the UAC"
+    );
+
+    let ok = peer_reply(
+        &invite,
+        200,
+        &[
+            ("Record-Route", "<sip:p1.example.com;lr>"),
+            ("Record-Route", "<sip:p2.example.com;lr>"),
+        ],
+    )
+    .with_body("application/sdp", "v=0 answer".as_bytes().to_vec());
+    call.handle_response(t0, &ok);
+    let ack = match drain(&mut call).as_slice() {
+        [Send::Ack(a)] => a.clone(),
+        other => panic!("expected ACK, got {other:?}"),
+    };
+    assert_eq!(ack.method, Method::Ack);
+    assert_eq!(
+        cseq(&ack),
+        cseq(&invite),
+        "ACK carries the INVITE's CSeq number"
+    );
+    assert_eq!(ack.headers.cseq().expect("cseq").method, Method::Ack);
+    assert_eq!(
+        ack.uri.to_string(),
+        "sip:200@10.0.0.9:5060",
+        "remote target from Contact"
+    );
+    let routes: Vec<&str> = ack.headers.get_all("Route").collect();
+    assert_eq!(
+        routes,
+        ["<sip:p2.example.com;lr>", "<sip:p1.example.com;lr>"]
+    );
+    assert_eq!(ack.headers.to().expect("to").tag.as_deref(), Some("pbxtag"));
+    assert_ne!(
+        branch(&ack),
+        branch(&invite),
+        "2xx ACK is a new transaction"
+    );
+    assert_eq!(
+        events(&mut call),
+        vec![DialogEvent::Answered {
+            body: Some(sdp("v=0 answer"))
+        }]
+    );
+    assert_eq!(call.state(), DialogState::Confirmed);
+
+    call.handle_response(t0 + Duration::from_millis(500), &ok);
+    assert_eq!(
+        drain(&mut call),
+        vec![Send::Ack(ack)],
+        "retransmitted 2xx re-ACKed"
+    );
+    assert!(events(&mut call).is_empty());
+}
+
+/// UAS: the 200 is retransmitted at T1, 2T1, 4T1 ... capped at T2 until the ACK, which is absorbed.
+#[test]
+fn uas_2xx_retransmitted_until_ack() {
+    let t0 = Instant::now();
+    let invite = pbx_invite(&[]);
+    let mut call = Call::incoming(uas_config(), t0, &invite, 2).expect("valid INVITE");
+    call.ring(180, None).expect("ringing allowed");
+    let ringing = one_response(&mut call);
+    assert_eq!(ringing.status.0, 180);
+    let tag = ringing
+        .headers
+        .to()
+        .expect("to")
+        .tag
+        .expect("to tag on 180");
+    assert_eq!(ringing.headers.get_all("Record-Route").count(), 2);
+    assert_eq!(call.state(), DialogState::Early);
+
+    call.answer(t0, Some(sdp("v=0 answer")))
+        .expect("unanswered");
+    let ok = one_response(&mut call);
+    assert_eq!(ok.status.0, 200);
+    assert_eq!(
+        ok.headers.to().expect("to").tag,
+        Some(tag),
+        "same tag as the 180"
+    );
+    assert!(ok.headers.contact().is_ok());
+    let mut retransmits = Vec::new();
+    let mut now = t0;
+    while let Some(next) = call.poll_timeout() {
+        if next - t0 > Duration::from_secs(15) {
+            break;
+        }
+        now = next;
+        call.handle_timeout(now);
+        for s in drain(&mut call) {
+            assert_eq!(s, Send::Retransmit(ok.clone()));
+            retransmits.push((now - t0).as_millis());
+        }
+    }
+    assert_eq!(retransmits, [500, 1500, 3500, 7500, 11500]);
+    call.handle_request(now, &pbx_request(&call, Method::Ack, 10, None));
+    assert_eq!(
+        events(&mut call),
+        vec![DialogEvent::Answered { body: None }]
+    );
+    call.handle_timeout(now + Duration::from_secs(4));
+    assert!(
+        drain(&mut call).is_empty(),
+        "ACK stopped the retransmissions"
+    );
+    call.handle_request(now, &pbx_request(&call, Method::Ack, 10, None));
+    assert!(
+        drain(&mut call).is_empty() && events(&mut call).is_empty(),
+        "ACK retransmission absorbed"
+    );
+}
+
+/// UAS: no ACK within 64*T1 ends the session with BYE.
+#[test]
+fn uas_2xx_without_ack_sends_bye() {
+    let t0 = Instant::now();
+    let mut call = Call::incoming(uas_config(), t0, &pbx_invite(&[]), 3).expect("valid INVITE");
+    call.answer(t0, None).expect("unanswered");
+    drain(&mut call);
+    call.handle_timeout(t0 + Duration::from_millis(31_999));
+    assert!(
+        drain(&mut call)
+            .iter()
+            .all(|s| matches!(s, Send::Retransmit(_)))
+    );
+    assert!(events(&mut call).is_empty());
+    call.handle_timeout(t0 + Duration::from_secs(32));
+    let bye = one_request(&mut call);
+    assert_eq!(bye.method, Method::Bye);
+    assert_eq!(
+        events(&mut call),
+        vec![DialogEvent::Terminated {
+            reason: TerminatedReason::Timeout
+        }]
+    );
+}
+
+/// In-dialog requests from the UAS use the remote Contact, the Record-Route order and a rising CSeq.
+#[test]
+fn uas_builds_in_dialog_requests() {
+    let t0 = Instant::now();
+    let mut call = answered_uas(t0, &[]);
+    call.info(Body {
+        content_type: "application/dtmf-relay".into(),
+        data: "Signal=5".into(),
+    })
+    .expect("confirmed");
+    let info = one_request(&mut call);
+    assert_eq!(info.uri.to_string(), "sip:100@10.0.0.9:5060");
+    let routes: Vec<&str> = info.headers.get_all("Route").collect();
+    assert_eq!(
+        routes,
+        ["<sip:p1.example.com;lr>", "<sip:p2.example.com;lr>"],
+        "UAS keeps order"
+    );
+    let from = info.headers.from().expect("from");
+    let to = info.headers.to().expect("to");
+    assert_eq!(from.uri.to_string(), "sip:gw@192.0.2.1");
+    assert_eq!(to.tag.as_deref(), Some("desk"));
+    assert_eq!(info.headers.call_id().ok(), Some("pbxcall@10.0.0.9"));
+    call.message(Body {
+        content_type: "text/plain".into(),
+        data: "hi".into(),
+    })
+    .expect("confirmed");
+    let msg = one_request(&mut call);
+    assert_eq!(cseq(&msg), cseq(&info) + 1);
+    call.hangup().expect("confirmed");
+    let bye = one_request(&mut call);
+    assert_eq!(bye.method, Method::Bye);
+    assert_eq!(cseq(&bye), cseq(&msg) + 1);
+    assert_eq!(
+        events(&mut call),
+        vec![DialogEvent::Terminated {
+            reason: TerminatedReason::LocalBye
+        }]
+    );
+    assert_eq!(call.state(), DialogState::Terminated);
+    assert_eq!(call.poll_timeout(), None);
+}
+
+/// Incoming BYE, INFO and MESSAGE are answered 200 and reported; old CSeq gets 500.
+#[test]
+fn remote_requests_answered() {
+    let t0 = Instant::now();
+    let mut call = answered_uas(t0, &[]);
+    call.handle_request(t0, &pbx_request(&call, Method::Info, 11, Some("dtmf")));
+    assert_eq!(one_response(&mut call).status.0, 200);
+    assert!(matches!(
+        events(&mut call).as_slice(),
+        [DialogEvent::Info { body: Some(_) }]
+    ));
+    call.handle_request(t0, &pbx_request(&call, Method::Message, 12, None));
+    assert_eq!(one_response(&mut call).status.0, 200);
+    assert_eq!(events(&mut call), vec![DialogEvent::Message { body: None }]);
+    call.handle_request(t0, &pbx_request(&call, Method::Info, 11, None));
+    assert_eq!(one_response(&mut call).status.0, 500, "CSeq went backwards");
+    call.handle_request(t0, &pbx_request(&call, Method::Subscribe, 13, None));
+    assert_eq!(one_response(&mut call).status.0, 501);
+    call.handle_request(t0, &pbx_request(&call, Method::Bye, 14, None));
+    assert_eq!(one_response(&mut call).status.0, 200);
+    assert_eq!(
+        events(&mut call),
+        vec![DialogEvent::Terminated {
+            reason: TerminatedReason::RemoteBye
+        }]
+    );
+    call.handle_request(t0, &pbx_request(&call, Method::Info, 15, None));
+    assert_eq!(one_response(&mut call).status.0, 481, "dialog is gone");
+}
+
+/// Requests naming an unknown dialog get 481; ACK gets nothing; out-of-dialog requests are not ours.
+#[test]
+fn unknown_dialog_gets_481() {
+    let t0 = Instant::now();
+    let mut call = answered_uas(t0, &[]);
+    let mut stray = pbx_request(&call, Method::Bye, 20, None);
+    stray.headers.set("To", "<sip:gw@192.0.2.1>;tag=nosuch");
+    assert!(!call.accepts_request(&stray));
+    let resp = unknown_dialog_response(&stray).expect("in-dialog request");
+    assert_eq!(resp.status.0, 481);
+    call.handle_request(t0, &stray);
+    assert_eq!(one_response(&mut call).status.0, 481);
+    assert!(events(&mut call).is_empty(), "our dialog is untouched");
+    let mut ack = pbx_request(&call, Method::Ack, 20, None);
+    ack.headers.set("To", "<sip:gw@192.0.2.1>;tag=nosuch");
+    assert!(unknown_dialog_response(&ack).is_none());
+    assert!(
+        unknown_dialog_response(&pbx_invite(&[])).is_none(),
+        "no To tag: new dialog"
+    );
+}
+
+/// The peer's re-INVITE (hold) is a TargetRefresh; our 200 is retransmitted until its ACK.
+#[test]
+fn incoming_reinvite_is_target_refresh() {
+    let t0 = Instant::now();
+    let mut call = answered_uas(t0, &[]);
+    let mut reinvite = pbx_request(&call, Method::Invite, 11, Some("v=0 sendonly"));
+    reinvite.headers.set("Contact", "<sip:100@10.0.0.10:5070>");
+    call.handle_request(t0, &reinvite);
+    assert!(drain(&mut call).is_empty(), "the application answers");
+    assert_eq!(
+        events(&mut call),
+        vec![DialogEvent::TargetRefresh {
+            offer: Some(sdp("v=0 sendonly"))
+        }]
+    );
+    assert_eq!(call.remote_target().to_string(), "sip:100@10.0.0.10:5070");
+    // A second offer while the first is open: 500 with Retry-After.
+    call.handle_request(t0, &pbx_request(&call, Method::Invite, 12, Some("v=0 x")));
+    let busy = one_response(&mut call);
+    assert_eq!(busy.status.0, 500);
+    assert!(busy.headers.get("Retry-After").is_some());
+
+    call.accept_refresh(t0, Some(sdp("v=0 recvonly")))
+        .expect("pending");
+    let ok = one_response(&mut call);
+    assert_eq!(ok.status.0, 200);
+    assert_eq!(&ok.body[..], b"v=0 recvonly");
+    call.handle_timeout(t0 + Duration::from_millis(500));
+    assert_eq!(drain(&mut call), vec![Send::Retransmit(ok)]);
+    call.handle_request(t0, &pbx_request(&call, Method::Ack, 11, None));
+    assert!(
+        events(&mut call).is_empty(),
+        "re-INVITE ACK is not a new answer"
+    );
+    assert!(
+        call.reinvite(Some(sdp("v=0 again"))).is_ok(),
+        "no offer pending any more"
+    );
+}
+
+/// Glare: our re-INVITE and theirs cross; we answer 491, and after our 491 retry within 2.1-4 s (we own the Call-ID).
+#[test]
+fn reinvite_glare_retry_uac() {
+    let t0 = Instant::now();
+    let (mut call, _) = answered_uac(t0, &[]);
+    call.reinvite(Some(sdp("v=0 hold"))).expect("confirmed");
+    let ours = one_request(&mut call);
+    assert_eq!(ours.method, Method::Invite);
+    assert_eq!(call.reinvite(None), Err(DialogError::Busy));
+
+    // The PBX's re-INVITE crosses ours.
+    let id = call.id().expect("dialog");
+    let theirs = Request::new(Method::Invite, uri("sip:gw@192.0.2.1:5060"))
+        .with_header("Via", "SIP/2.0/UDP 10.0.0.9:5060;branch=z9hG4bKx")
+        .with_header(
+            "From",
+            format!("<sip:200@pbx.example.com>;tag={}", id.remote_tag),
+        )
+        .with_header("To", format!("<sip:gw@192.0.2.1>;tag={}", id.local_tag))
+        .with_header("Call-ID", id.call_id.clone())
+        .with_header("CSeq", "1 INVITE");
+    call.handle_request(t0, &theirs);
+    assert_eq!(one_response(&mut call).status.0, 491);
+
+    call.handle_response(t0, &peer_reply(&ours, 491, &[]));
+    assert!(drain(&mut call).is_empty());
+    let at = call.poll_timeout().expect("glare timer");
+    let wait = at - t0;
+    assert!(
+        wait >= Duration::from_millis(2100) && wait <= Duration::from_secs(4),
+        "{wait:?}"
+    );
+    call.handle_timeout(at - Duration::from_millis(1));
+    assert!(drain(&mut call).is_empty());
+    call.handle_timeout(at);
+    let retry = one_request(&mut call);
+    assert_eq!(retry.method, Method::Invite);
+    assert_eq!(&retry.body[..], b"v=0 hold");
+    assert!(cseq(&retry) > cseq(&ours));
+    call.handle_response(
+        at,
+        &peer_reply(&retry, 200, &[]).with_body("application/sdp", "v=0 held".as_bytes().to_vec()),
+    );
+    assert!(matches!(drain(&mut call).as_slice(), [Send::Ack(_)]));
+    assert_eq!(
+        events(&mut call),
+        vec![DialogEvent::RefreshAnswered {
+            body: Some(sdp("v=0 held"))
+        }]
+    );
+}
+
+/// Glare as UAS (the peer owns the Call-ID): retry within 0-2 s.
+#[test]
+fn reinvite_glare_retry_uas() {
+    let t0 = Instant::now();
+    let mut call = answered_uas(t0, &[]);
+    call.reinvite(Some(sdp("v=0 hold"))).expect("confirmed");
+    let ours = one_request(&mut call);
+    let mut resp = Response::from_request(&ours, 491, "Request Pending");
+    resp.headers.set("Contact", "<sip:100@10.0.0.9>");
+    call.handle_response(t0, &resp);
+    let wait = call.poll_timeout().expect("glare timer") - t0;
+    assert!(wait <= Duration::from_secs(2), "{wait:?}");
+}
+
+/// Session timer, we refresh: UPDATE at half the interval, then again after the next half.
+#[test]
+fn session_refresh_at_half_interval() {
+    let t0 = Instant::now();
+    let (mut call, _) = answered_uac(
+        t0,
+        &[
+            ("Session-Expires", "180;refresher=uac"),
+            ("Allow", "INVITE, ACK, BYE, UPDATE"),
+        ],
+    );
+    assert_eq!(call.session_timer(), Some((Duration::from_secs(180), true)));
+    assert_eq!(call.poll_timeout(), Some(t0 + Duration::from_secs(90)));
+    call.handle_timeout(t0 + Duration::from_secs(89));
+    assert!(drain(&mut call).is_empty());
+    let t1 = t0 + Duration::from_secs(90);
+    call.handle_timeout(t1);
+    let refresh = one_request(&mut call);
+    assert_eq!(refresh.method, Method::Update, "peer allows UPDATE");
+    assert_eq!(
+        refresh.headers.get("Session-Expires"),
+        Some("180;refresher=uac")
+    );
+    assert!(refresh.body.is_empty());
+    call.handle_response(
+        t1,
+        &peer_reply(&refresh, 200, &[("Session-Expires", "180;refresher=uac")]),
+    );
+    assert!(
+        events(&mut call).is_empty(),
+        "a refresh is not an application event"
+    );
+    assert_eq!(call.poll_timeout(), Some(t1 + Duration::from_secs(90)));
+}
+
+/// Session timer without UPDATE support: the refresh is a re-INVITE with the last SDP.
+#[test]
+fn session_refresh_by_reinvite() {
+    let t0 = Instant::now();
+    let (mut call, _) = answered_uac(t0, &[("Session-Expires", "120")]);
+    call.handle_timeout(t0 + Duration::from_secs(60));
+    let refresh = one_request(&mut call);
+    assert_eq!(refresh.method, Method::Invite);
+    assert_eq!(&refresh.body[..], b"v=0 offer");
+    // A failed refresh stops refreshing; the session then dies at the full interval.
+    call.handle_response(
+        t0 + Duration::from_secs(60),
+        &peer_reply(&refresh, 500, &[]),
+    );
+    assert_eq!(call.poll_timeout(), Some(t0 + Duration::from_secs(120)));
+    call.handle_timeout(t0 + Duration::from_secs(120));
+    assert_eq!(one_request(&mut call).method, Method::Bye);
+    assert_eq!(
+        events(&mut call),
+        vec![DialogEvent::Terminated {
+            reason: TerminatedReason::SessionTimerExpired
+        }]
+    );
+}
+
+/// Session timer, the peer refreshes but goes silent: BYE at interval - min(32 s, interval/3).
+#[test]
+fn session_expiry_sends_bye() {
+    let t0 = Instant::now();
+    let mut call = answered_uas(
+        t0,
+        &[
+            ("Session-Expires", "600;refresher=uac"),
+            ("Supported", "timer"),
+        ],
+    );
+    assert_eq!(
+        call.session_timer(),
+        Some((Duration::from_secs(600), false))
+    );
+    // The peer refreshes once with UPDATE at 300 s: the timer restarts.
+    let t1 = t0 + Duration::from_secs(300);
+    let mut update = pbx_request(&call, Method::Update, 11, None);
+    update.headers.set("Session-Expires", "600;refresher=uac");
+    call.handle_request(t1, &update);
+    let ok = one_response(&mut call);
+    assert_eq!(ok.status.0, 200);
+    assert_eq!(ok.headers.get("Session-Expires"), Some("600;refresher=uac"));
+    assert_eq!(call.poll_timeout(), Some(t1 + Duration::from_secs(568)));
+    call.handle_timeout(t1 + Duration::from_secs(567));
+    assert!(drain(&mut call).is_empty());
+    call.handle_timeout(t1 + Duration::from_secs(568));
+    assert_eq!(one_request(&mut call).method, Method::Bye);
+    assert_eq!(
+        events(&mut call),
+        vec![DialogEvent::Terminated {
+            reason: TerminatedReason::SessionTimerExpired
+        }]
+    );
+}
+
+/// Incoming INVITE: a too small Session-Expires gets 422 with our Min-SE; the 2xx names the refresher.
+#[test]
+fn session_timer_negotiation_uas() {
+    let t0 = Instant::now();
+    let err = Call::incoming(
+        uas_config(),
+        t0,
+        &pbx_invite(&[("Session-Expires", "30")]),
+        1,
+    )
+    .expect_err("below Min-SE");
+    assert_eq!(err.status.0, 422);
+    assert_eq!(err.headers.get("Min-SE"), Some("90"));
+
+    let mut call =
+        Call::incoming(uas_config(), t0, &pbx_invite(&[("Supported", "timer")]), 1).expect("valid");
+    call.answer(t0, None).expect("unanswered");
+    let ok = one_response(&mut call);
+    assert_eq!(
+        ok.headers.get("Session-Expires"),
+        Some("1800;refresher=uac")
+    );
+    assert_eq!(ok.headers.get("Require"), Some("timer"));
+    let mut call = Call::incoming(uas_config(), t0, &pbx_invite(&[]), 1).expect("valid");
+    call.answer(t0, None).expect("unanswered");
+    let ok = one_response(&mut call);
+    assert_eq!(
+        ok.headers.get("Session-Expires"),
+        Some("1800;refresher=uas"),
+        "a peer without timer support makes us the refresher"
+    );
+    assert_eq!(
+        call.session_timer(),
+        Some((Duration::from_secs(1800), true))
+    );
+}
+
+/// UAC: 422 is retried once with the peer's Min-SE.
+#[test]
+fn uac_retries_422_with_min_se() {
+    let t0 = Instant::now();
+    let mut call = Call::outgoing(uac_config(), t0, None, 5);
+    let invite = one_request(&mut call);
+    call.handle_response(t0, &peer_reply(&invite, 422, &[("Min-SE", "3600")]));
+    let retry = one_request(&mut call);
+    assert_eq!(retry.headers.get("Session-Expires"), Some("3600"));
+    assert_eq!(cseq(&retry), cseq(&invite) + 1);
+    call.handle_response(t0, &peer_reply(&retry, 422, &[("Min-SE", "7200")]));
+    assert!(drain(&mut call).is_empty(), "only once");
+    assert_eq!(
+        events(&mut call),
+        vec![DialogEvent::Terminated {
+            reason: TerminatedReason::Rejected(422)
+        }]
+    );
+}
+
+/// UAC CANCEL waits for a provisional, reuses the INVITE's branch and CSeq number; 487 ends as Cancelled.
+#[test]
+fn uac_cancel_before_answer() {
+    let t0 = Instant::now();
+    let mut call = Call::outgoing(uac_config(), t0, None, 6);
+    let invite = one_request(&mut call);
+    call.cancel().expect("unanswered");
+    assert!(
+        drain(&mut call).is_empty(),
+        "no CANCEL before a provisional"
+    );
+    call.handle_response(t0, &peer_reply(&invite, 180, &[]));
+    let cancel = one_request(&mut call);
+    assert_eq!(cancel.method, Method::Cancel);
+    assert_eq!(branch(&cancel), branch(&invite));
+    assert_eq!(cseq(&cancel), cseq(&invite));
+    assert_eq!(cancel.uri, invite.uri);
+    assert!(
+        cancel.headers.to().expect("to").tag.is_none(),
+        "To copied from the INVITE"
+    );
+    assert!(matches!(
+        events(&mut call).as_slice(),
+        [DialogEvent::Ringing { status: 180, .. }]
+    ));
+    call.handle_response(t0, &Response::from_request(&cancel, 200, "OK"));
+    call.handle_response(t0, &peer_reply(&invite, 487, &[]));
+    assert_eq!(
+        events(&mut call),
+        vec![DialogEvent::Terminated {
+            reason: TerminatedReason::Cancelled
+        }]
+    );
+}
+
+/// A 200 that crosses our CANCEL is ACKed and then ended with BYE.
+#[test]
+fn uac_cancel_race_with_200() {
+    let t0 = Instant::now();
+    let mut call = Call::outgoing(uac_config(), t0, None, 6);
+    let invite = one_request(&mut call);
+    call.handle_response(t0, &peer_reply(&invite, 180, &[]));
+    events(&mut call);
+    call.cancel().expect("unanswered");
+    drain(&mut call);
+    call.handle_response(t0, &peer_reply(&invite, 200, &[]));
+    let out = drain(&mut call);
+    assert!(
+        matches!(out.as_slice(), [Send::Ack(_), Send::Request(bye)] if bye.method == Method::Bye),
+        "{out:?}"
+    );
+    assert_eq!(
+        events(&mut call),
+        vec![DialogEvent::Terminated {
+            reason: TerminatedReason::Cancelled
+        }]
+    );
+}
+
+/// UAS: CANCEL before answer gets 200 and the INVITE gets 487.
+#[test]
+fn uas_cancel_gives_487() {
+    let t0 = Instant::now();
+    let invite = pbx_invite(&[]);
+    let mut call = Call::incoming(uas_config(), t0, &invite, 8).expect("valid");
+    call.ring(180, None).expect("unanswered");
+    drain(&mut call);
+    let mut cancel = Request::new(Method::Cancel, invite.uri.clone());
+    for n in ["Via", "From", "To", "Call-ID"] {
+        cancel
+            .headers
+            .push(n, invite.headers.get(n).expect("copied"));
+    }
+    cancel.headers.push("CSeq", "10 CANCEL");
+    assert!(call.accepts_request(&cancel));
+    call.handle_request(t0, &cancel);
+    let out = drain(&mut call);
+    let statuses: Vec<(u16, Method)> = out
+        .iter()
+        .map(|s| match s {
+            Send::Response(r) => (r.status.0, r.headers.cseq().expect("cseq").method),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(statuses, [(200, Method::Cancel), (487, Method::Invite)]);
+    assert_eq!(
+        events(&mut call),
+        vec![DialogEvent::Terminated {
+            reason: TerminatedReason::Cancelled
+        }]
+    );
+    assert!(call.answer(t0, None).is_err(), "too late to answer");
+}
+
+/// A challenged INVITE is answered once with credentials; a second challenge rejects the call.
+#[test]
+fn uac_invite_challenge_answered_once() {
+    let t0 = Instant::now();
+    let mut cfg = uac_config();
+    cfg.credentials = Some(Credentials::new("gw", "pw"));
+    let mut call = Call::outgoing(cfg, t0, Some(sdp("v=0 offer")), 9);
+    let invite = one_request(&mut call);
+    let challenge = r#"Digest realm="pbx", nonce="abc", qop="auth""#;
+    call.handle_response(
+        t0,
+        &peer_reply(&invite, 407, &[("Proxy-Authenticate", challenge)]),
+    );
+    let retry = one_request(&mut call);
+    assert_eq!(cseq(&retry), cseq(&invite) + 1);
+    assert_eq!(retry.headers.call_id().ok(), invite.headers.call_id().ok());
+    assert_eq!(
+        retry.headers.from().expect("from").tag,
+        invite.headers.from().expect("from").tag
+    );
+    assert_ne!(branch(&retry), branch(&invite));
+    let auth = crate::auth::Authorization::parse(
+        retry
+            .headers
+            .get("Proxy-Authorization")
+            .expect("credentials"),
+    )
+    .expect("valid credentials");
+    assert_eq!(auth.uri, "sip:200@pbx.example.com");
+    assert_eq!(&retry.body[..], b"v=0 offer");
+    assert!(events(&mut call).is_empty());
+    call.handle_response(
+        t0,
+        &peer_reply(&retry, 407, &[("Proxy-Authenticate", challenge)]),
+    );
+    assert!(drain(&mut call).is_empty());
+    assert_eq!(
+        events(&mut call),
+        vec![DialogEvent::Terminated {
+            reason: TerminatedReason::Rejected(407)
+        }]
+    );
+}
+
+/// No final response to our INVITE: Timeout. A timed-out re-INVITE ends the dialog with BYE.
+#[test]
+fn transaction_timeouts() {
+    let t0 = Instant::now();
+    let mut call = Call::outgoing(uac_config(), t0, None, 10);
+    let invite = one_request(&mut call);
+    call.handle_transaction_timeout(t0 + Duration::from_secs(32), &Method::Invite, cseq(&invite));
+    assert_eq!(
+        events(&mut call),
+        vec![DialogEvent::Terminated {
+            reason: TerminatedReason::Timeout
+        }]
+    );
+
+    let (mut call, _) = answered_uac(t0, &[]);
+    call.reinvite(None).expect("confirmed");
+    let re = one_request(&mut call);
+    call.handle_transaction_timeout(t0, &Method::Invite, cseq(&re));
+    assert_eq!(one_request(&mut call).method, Method::Bye);
+    assert_eq!(
+        events(&mut call),
+        vec![DialogEvent::Terminated {
+            reason: TerminatedReason::Timeout
+        }]
+    );
+}
+
+/// UAC rejected with a final error reports Rejected(status).
+#[test]
+fn uac_rejected() {
+    let t0 = Instant::now();
+    let mut call = Call::outgoing(uac_config(), t0, None, 11);
+    let invite = one_request(&mut call);
+    call.handle_response(t0, &peer_reply(&invite, 486, &[]));
+    assert_eq!(
+        events(&mut call),
+        vec![DialogEvent::Terminated {
+            reason: TerminatedReason::Rejected(486)
+        }]
+    );
+    assert_eq!(call.cancel(), Err(DialogError::InvalidState("cancel")));
+}
