@@ -16,6 +16,8 @@ use std::net::{IpAddr, SocketAddr};
 
 use rand::RngCore;
 
+use crate::message::{Scheme, Uri};
+
 /// A SIP transport as far as target selection is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Transport {
@@ -112,6 +114,23 @@ pub struct ResolveRequest {
 }
 
 impl ResolveRequest {
+    /// The RFC 3263 inputs of a SIP URI: `maddr` over host, port, `transport=`, `sips:`.
+    pub fn from_uri(uri: &Uri) -> Self {
+        let host = match uri.param("maddr") {
+            Some(Some(maddr)) => maddr,
+            _ => uri.host.as_str(),
+        };
+        Self {
+            host: Host::parse(host),
+            port: uri.port,
+            transport: uri
+                .transport_param()
+                .as_deref()
+                .and_then(Transport::from_param),
+            secure: uri.scheme == Scheme::Sips,
+        }
+    }
+
     /// A request for `host` with no port, transport or `sips`.
     pub fn host(host: &str) -> Self {
         Self {
@@ -258,9 +277,10 @@ impl Resolver {
         } else {
             Transport::Udp
         };
-        // sips: forces TLS whatever the transport parameter says (RFC 3261 26.2.2).
+        // sips: means TLS whatever the transport parameter says (RFC 3261 26.2.2);
+        // without a parameter NAPTR still runs, filtered to SIPS services.
         let transport = if req.secure {
-            Some(Transport::Tls)
+            req.transport.map(|_| Transport::Tls)
         } else {
             req.transport
         };
@@ -593,6 +613,33 @@ mod tests {
     fn run(req: ResolveRequest, dns: &mut FakeDns) -> TargetList {
         let mut rng = StdRng::seed_from_u64(3);
         resolve(&req, ResolveConfig::default(), dns, &mut rng)
+    }
+
+    /// URI inputs: maddr wins over host, transport and sips are read.
+    #[test]
+    fn request_from_uri() {
+        let u = Uri::parse("sips:alice@example.com;transport=TCP;maddr=10.0.0.1").expect("uri");
+        let req = ResolveRequest::from_uri(&u);
+        assert_eq!(req.host, Host::Ip("10.0.0.1".parse().expect("ip")));
+        assert_eq!(req.transport, Some(Transport::Tcp));
+        assert!(req.secure);
+        let u = Uri::parse("sip:[2001:db8::5]:5080").expect("uri");
+        let req = ResolveRequest::from_uri(&u);
+        assert_eq!(req.host, Host::Ip("2001:db8::5".parse().expect("ip")));
+        assert_eq!(req.port, Some(5080));
+        let mut dns = FakeDns::default();
+        let list = run(
+            ResolveRequest::from_uri(&Uri::parse("sips:pbx.example.com").expect("uri")),
+            &mut dns,
+        );
+        assert!(list.is_empty());
+        assert_eq!(dns.asked[0], Query::Naptr("pbx.example.com".into()));
+        assert!(
+            dns.asked
+                .iter()
+                .all(|q| !matches!(q, Query::Srv(n) if n.starts_with("_sip._"))),
+            "sips only asks _sips"
+        );
     }
 
     /// A numeric host needs no DNS; the port defaults per transport.

@@ -686,13 +686,19 @@ impl Call {
             return;
         };
         let status = resp.status.0;
-        // A retransmitted 2xx to an INVITE we already ACKed: ACK again.
+        let to_tag = resp.headers.to().ok().and_then(|t| t.tag);
         if (200..300).contains(&status)
             && cseq.method == Method::Invite
             && let Some((acked, ack)) = &self.last_ack
             && *acked == cseq.seq
         {
-            self.transmit.push_back(Send::Ack(ack.clone()));
+            if to_tag == self.remote_tag {
+                // A retransmitted 2xx to an INVITE we already ACKed: ACK again.
+                self.transmit.push_back(Send::Ack(ack.clone()));
+            } else if let Some(tag) = to_tag {
+                // A 2xx from another fork: confirm and end that dialog at once (RFC 3261 13.2.2.4).
+                self.end_fork(resp, tag, cseq.seq);
+            }
             return;
         }
         let Some(pos) = self
@@ -989,6 +995,30 @@ impl Call {
         }
     }
 
+    /// ACK and BYE a dialog created by another fork's 2xx, leaving ours untouched.
+    fn end_fork(&mut self, resp: &Response, tag: String, invite_cseq: u32) {
+        let mut rr = resp.headers.record_route().unwrap_or_default();
+        rr.reverse();
+        let target = resp
+            .headers
+            .contact()
+            .ok()
+            .and_then(|c| c.into_iter().next())
+            .map(|c| c.uri)
+            .unwrap_or_else(|| self.config.request_uri.clone());
+        let saved = (
+            self.remote_tag.replace(tag),
+            std::mem::replace(&mut self.remote_target, target),
+            std::mem::replace(&mut self.route_set, rr),
+        );
+        let ack = self.build_request(Method::Ack, invite_cseq, None);
+        // The fork's dialog has its own CSeq space; ours continues unaffected.
+        let bye = self.build_request(Method::Bye, invite_cseq + 1, None);
+        (self.remote_tag, self.remote_target, self.route_set) = saved;
+        self.transmit.push_back(Send::Ack(ack));
+        self.transmit.push_back(Send::Request(bye));
+    }
+
     fn send_ack(&mut self, cseq: u32) {
         let ack = self.build_request(Method::Ack, cseq, None);
         self.last_ack = Some((cseq, ack.clone()));
@@ -1013,9 +1043,11 @@ impl Call {
         }
     }
 
-    fn on_cancel(&mut self, req: &Request, cseq: u32) {
-        self.transmit
-            .push_back(Send::Response(Response::from_request(req, 200, "OK")));
+    /// CANCEL of the unanswered INVITE: 487 on the INVITE (RFC 3261 9.2).
+    ///
+    /// The 200 for the CANCEL itself is the transaction layer's job, which
+    /// answers it before passing it up.
+    fn on_cancel(&mut self, _req: &Request, cseq: u32) {
         let invite_cseq = self.invite.headers.cseq().map(|c| c.seq).ok();
         if self.role != Role::Uas || self.invite_final || invite_cseq != Some(cseq) {
             return;

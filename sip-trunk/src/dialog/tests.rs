@@ -760,7 +760,11 @@ fn uas_cancel_gives_487() {
             other => panic!("unexpected {other:?}"),
         })
         .collect();
-    assert_eq!(statuses, [(200, Method::Cancel), (487, Method::Invite)]);
+    assert_eq!(
+        statuses,
+        [(487, Method::Invite)],
+        "the transaction layer answers the CANCEL"
+    );
     assert_eq!(
         events(&mut call),
         vec![DialogEvent::Terminated {
@@ -855,4 +859,131 @@ fn uac_rejected() {
         }]
     );
     assert_eq!(call.cancel(), Err(DialogError::InvalidState("cancel")));
+}
+
+/// A 2xx from a second fork is ACKed and ended with BYE; our dialog stays up.
+#[test]
+fn uac_second_fork_2xx_is_acked_and_ended() {
+    let t0 = Instant::now();
+    let (mut call, invite) = answered_uac(t0, &[]);
+    let fork = Response::from_request(&invite, 200, "OK")
+        .with_to_tag("fork2")
+        .with_header("Contact", "<sip:201@10.0.0.20>");
+    call.handle_response(t0, &fork);
+    let out = drain(&mut call);
+    let [Send::Ack(ack), Send::Request(bye)] = out.as_slice() else {
+        panic!("expected ACK and BYE, got {out:?}");
+    };
+    for r in [ack, bye] {
+        assert_eq!(r.headers.to().expect("to").tag.as_deref(), Some("fork2"));
+        assert_eq!(r.uri.to_string(), "sip:201@10.0.0.20");
+    }
+    assert_eq!(bye.method, Method::Bye);
+    assert!(events(&mut call).is_empty());
+    assert_eq!(call.state(), DialogState::Confirmed);
+    assert_eq!(call.id().expect("dialog").remote_tag, "pbxtag");
+    call.hangup().expect("confirmed");
+    let our_bye = one_request(&mut call);
+    assert_eq!(
+        our_bye.headers.to().expect("to").tag.as_deref(),
+        Some("pbxtag")
+    );
+    assert_eq!(our_bye.uri.to_string(), "sip:200@10.0.0.9:5060");
+}
+
+/// Moves every pending message between two legs until both are quiet; returns how many moved.
+fn shuttle(now: Instant, a: &mut Call, b: &mut Call) -> usize {
+    fn pass(now: Instant, from: &mut Call, to: &mut Call) -> usize {
+        let mut moved = 0;
+        while let Some(s) = from.poll_transmit() {
+            moved += 1;
+            match s {
+                Send::Request(r) | Send::Ack(r) => to.handle_request(now, &r),
+                Send::Response(r) | Send::Retransmit(r) => to.handle_response(now, &r),
+            }
+        }
+        moved
+    }
+    let mut total = 0;
+    loop {
+        let moved = pass(now, a, b) + pass(now, b, a);
+        if moved == 0 {
+            return total;
+        }
+        total += moved;
+    }
+}
+
+/// Our UAC against our UAS: call set-up, a session refresh by the refresher, BYE; both sides agree.
+#[test]
+fn uac_uas_pair_end_to_end() {
+    let t0 = Instant::now();
+    let mut cfg = uac_config();
+    cfg.session_expires = Some(180);
+    let mut a = Call::outgoing(cfg, t0, Some(sdp("v=0 a")), 21);
+    let invite = one_request(&mut a);
+    let mut b = Call::incoming(uas_config(), t0, &invite, 22).expect("our INVITE is valid");
+    b.ring(180, None).expect("unanswered");
+    shuttle(t0, &mut a, &mut b);
+    assert!(matches!(
+        events(&mut a).as_slice(),
+        [DialogEvent::Ringing { status: 180, .. }]
+    ));
+    b.answer(t0, Some(sdp("v=0 b"))).expect("unanswered");
+    shuttle(t0, &mut a, &mut b);
+    assert_eq!(
+        events(&mut a),
+        vec![DialogEvent::Answered {
+            body: Some(sdp("v=0 b"))
+        }]
+    );
+    assert_eq!(events(&mut b), vec![DialogEvent::Answered { body: None }]);
+    let (ida, idb) = (a.id().expect("dialog"), b.id().expect("dialog"));
+    assert_eq!(
+        (ida.local_tag, ida.remote_tag),
+        (idb.remote_tag, idb.local_tag)
+    );
+    assert_eq!(
+        a.session_timer(),
+        Some((Duration::from_secs(180), true)),
+        "UAC supports timer"
+    );
+    assert_eq!(b.session_timer(), Some((Duration::from_secs(180), false)));
+
+    // Run the clock for ten minutes: A refreshes every 90 s, B never expires.
+    let mut now = t0;
+    let mut refreshes = 0;
+    loop {
+        let next = [a.poll_timeout(), b.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
+            .expect("session timers armed");
+        if next > t0 + Duration::from_secs(600) {
+            break;
+        }
+        now = next;
+        a.handle_timeout(now);
+        b.handle_timeout(now);
+        refreshes += shuttle(now, &mut a, &mut b) / 2;
+    }
+    assert_eq!(refreshes, 6, "one UPDATE and its 200 every 90 s");
+    assert!(events(&mut a).is_empty() && events(&mut b).is_empty());
+    assert_eq!(a.state(), DialogState::Confirmed);
+
+    b.hangup().expect("confirmed");
+    shuttle(now, &mut a, &mut b);
+    assert_eq!(
+        events(&mut a),
+        vec![DialogEvent::Terminated {
+            reason: TerminatedReason::RemoteBye
+        }]
+    );
+    assert_eq!(
+        events(&mut b),
+        vec![DialogEvent::Terminated {
+            reason: TerminatedReason::LocalBye
+        }]
+    );
+    assert_eq!((a.poll_timeout(), b.poll_timeout()), (None, None));
 }
