@@ -4,3 +4,4 @@ pub mod dialog;
 pub mod message;
 pub mod registration;
 pub mod resolve;
+pub mod transaction;
