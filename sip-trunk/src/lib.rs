@@ -5,3 +5,4 @@ pub mod message;
 pub mod registration;
 pub mod resolve;
 pub mod transaction;
+pub mod ua;

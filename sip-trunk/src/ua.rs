@@ -1,0 +1,1156 @@
+//! The user agent of one SIP socket: transaction layer, calls, registrations,
+//! OPTIONS keep-alives and MESSAGE, behind one set of sans-IO verbs.
+//!
+//! The gateway runs one [`UserAgent`] per SIP socket and drives it like
+//! str0m's `Rtc`: feed datagrams with [`UserAgent::handle_input`], fire
+//! timers with [`UserAgent::handle_timeout`], and after every input or
+//! command drain [`UserAgent::poll_output`] until it returns
+//! [`UaOutput::Timeout`]. The user agent does the routing between layers that
+//! would otherwise be repeated in every shell: which transaction belongs to
+//! which call or registration, which server transaction a dialog response
+//! answers, where ACKs and 2xx retransmissions go (straight to the
+//! transport), 481 for unknown dialogs and the automatic answers to
+//! out-of-dialog OPTIONS and MESSAGE.
+//!
+//! Destinations are given by the caller (resolved with [`crate::resolve`]);
+//! failing over to the next target is the caller's decision on `Timeout` or
+//! 503.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{RngCore, SeedableRng};
+
+use crate::dialog::{
+    Body, Call, CallConfig, DialogEvent, DialogState, Send, unknown_dialog_response,
+};
+use crate::message::{Method, NameAddr, Request, Response, Uri, names};
+use crate::registration::{Registration, RegistrationConfig, RegistrationEvent};
+use crate::transaction::{
+    self, Input, Output, TransactionId, TransactionLayer, Transmit, Transport, TxEvent,
+};
+
+/// Methods we accept, for `Allow` in OPTIONS answers.
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, UPDATE, INFO, MESSAGE, OPTIONS";
+
+/// Settings of one user agent.
+#[derive(Debug, Clone)]
+pub struct UaConfig {
+    /// Our Contact URI (user part optional).
+    pub contact: Uri,
+    /// `host:port` written in Via.
+    pub sent_by: String,
+    /// Transport token of that Via (`UDP`, `TCP` ...).
+    pub via_transport: String,
+    /// Interval between keep-alive OPTIONS to each peer.
+    pub keepalive_interval: Duration,
+    /// `User-Agent`/`Server` header value.
+    pub user_agent: Option<String>,
+    /// Seed for tags, Call-IDs and jitter.
+    pub rng_seed: u64,
+    /// Transaction layer settings (timers, 100 Trying).
+    pub transactions: transaction::Config,
+}
+
+impl UaConfig {
+    /// Defaults for a contact and sent-by: UDP, keep-alive every 30 s.
+    pub fn new(contact: Uri, sent_by: &str, rng_seed: u64) -> Self {
+        Self {
+            contact,
+            sent_by: sent_by.to_owned(),
+            via_transport: "UDP".into(),
+            keepalive_interval: Duration::from_secs(30),
+            user_agent: None,
+            rng_seed,
+            transactions: transaction::Config {
+                rng_seed: Some(rng_seed),
+                sent_by: Some(sent_by.to_owned()),
+                ..transaction::Config::default()
+            },
+        }
+    }
+}
+
+/// Handle of a call leg owned by a [`UserAgent`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CallHandle(u64);
+
+/// Handle of a registration owned by a [`UserAgent`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RegistrationHandle(u64);
+
+/// Handle of a keep-alive peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PeerHandle(u64);
+
+/// Handle of an out-of-dialog MESSAGE we sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MessageHandle(u64);
+
+/// What the user agent reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UaEvent {
+    /// A new INVITE: ring, answer or reject it through [`UserAgent::call`].
+    IncomingCall {
+        /// The new leg.
+        call: CallHandle,
+        /// The INVITE (From, To, Request-URI for routing).
+        invite: Box<Request>,
+        /// The offer, if any.
+        offer: Option<Body>,
+    },
+    /// Something happened on a call leg.
+    Call {
+        /// The leg.
+        call: CallHandle,
+        /// What happened.
+        event: DialogEvent,
+    },
+    /// Something happened to a registration.
+    Registration {
+        /// The registration.
+        registration: RegistrationHandle,
+        /// What happened.
+        event: RegistrationEvent,
+    },
+    /// A keep-alive peer answered after being down (or for the first time).
+    PeerUp {
+        /// The peer.
+        peer: PeerHandle,
+    },
+    /// A keep-alive peer stopped answering.
+    PeerDown {
+        /// The peer.
+        peer: PeerHandle,
+    },
+    /// An out-of-dialog MESSAGE arrived (already answered 200).
+    Message {
+        /// Sender.
+        from: Box<NameAddr>,
+        /// Recipient.
+        to: Box<NameAddr>,
+        /// Content.
+        body: Option<Body>,
+    },
+    /// The final outcome of a MESSAGE we sent; `status` is `None` on timeout.
+    MessageResult {
+        /// The message.
+        message: MessageHandle,
+        /// Final status, if any arrived.
+        status: Option<u16>,
+    },
+}
+
+/// Output of [`UserAgent::poll_output`]; always ends with `Timeout`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UaOutput {
+    /// Bytes to send.
+    Transmit(Transmit),
+    /// Something for the application.
+    Event(UaEvent),
+    /// Call [`UserAgent::handle_timeout`] at this instant.
+    Timeout(Instant),
+}
+
+/// Who owns a client transaction.
+#[derive(Debug, Clone)]
+enum Owner {
+    Call(CallHandle, Method, u32),
+    Registration(RegistrationHandle),
+    Peer(PeerHandle),
+    Message(MessageHandle),
+}
+
+#[derive(Debug)]
+struct CallSlot {
+    call: Call,
+    dest: SocketAddr,
+    transport: Transport,
+    /// Server transactions of requests the call still has to answer, by (CSeq, method).
+    server: HashMap<(u32, Method), TransactionId>,
+}
+
+#[derive(Debug)]
+struct RegSlot {
+    reg: Registration,
+    dest: SocketAddr,
+    transport: Transport,
+}
+
+#[derive(Debug)]
+struct Peer {
+    uri: Uri,
+    dest: SocketAddr,
+    transport: Transport,
+    up: Option<bool>,
+    next_ping: Instant,
+    in_flight: bool,
+}
+
+/// One SIP socket's worth of protocol state.
+pub struct UserAgent {
+    config: UaConfig,
+    layer: TransactionLayer,
+    rng: StdRng,
+    now: Instant,
+    next_handle: u64,
+    calls: HashMap<CallHandle, CallSlot>,
+    /// Call-ID to leg, for routing requests and stray 2xx.
+    by_call_id: HashMap<String, CallHandle>,
+    regs: HashMap<RegistrationHandle, RegSlot>,
+    peers: HashMap<PeerHandle, Peer>,
+    owners: HashMap<TransactionId, Owner>,
+    events: VecDeque<UaEvent>,
+    transmits: VecDeque<Transmit>,
+}
+
+impl std::fmt::Debug for UserAgent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserAgent")
+            .field("calls", &self.calls.len())
+            .field("registrations", &self.regs.len())
+            .field("peers", &self.peers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl UserAgent {
+    /// A user agent with nothing going on.
+    pub fn new(config: UaConfig, now: Instant) -> Self {
+        Self {
+            layer: TransactionLayer::new(config.transactions.clone(), now),
+            rng: StdRng::seed_from_u64(config.rng_seed),
+            config,
+            now,
+            next_handle: 1,
+            calls: HashMap::new(),
+            by_call_id: HashMap::new(),
+            regs: HashMap::new(),
+            peers: HashMap::new(),
+            owners: HashMap::new(),
+            events: VecDeque::new(),
+            transmits: VecDeque::new(),
+        }
+    }
+
+    // ---- inputs ----------------------------------------------------------
+
+    /// Feeds one received datagram (or one framed stream message).
+    pub fn handle_input(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        transport: Transport,
+        data: &[u8],
+    ) {
+        self.clamp(now);
+        self.layer.handle_input(
+            self.now,
+            Input::Receive {
+                from,
+                transport,
+                data,
+            },
+        );
+        self.pump();
+    }
+
+    /// Reports that sending `transmit` failed.
+    pub fn handle_transport_error(&mut self, now: Instant, transmit: &Transmit) {
+        self.clamp(now);
+        if let Some(id) = transmit.transaction {
+            self.layer
+                .handle_input(self.now, Input::TransportError { id });
+        }
+        self.pump();
+    }
+
+    /// Fires due timers of every layer; spurious calls are harmless.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.clamp(now);
+        let now = self.now;
+        self.layer.handle_timeout(now);
+        for slot in self.calls.values_mut() {
+            slot.call.handle_timeout(now);
+        }
+        for slot in self.regs.values_mut() {
+            slot.reg.handle_timeout(now);
+        }
+        let due: Vec<PeerHandle> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| !p.in_flight && p.next_ping <= now)
+            .map(|(h, _)| *h)
+            .collect();
+        for h in due {
+            self.ping(h);
+        }
+        self.pump();
+    }
+
+    // ---- commands --------------------------------------------------------
+
+    /// Starts an outgoing call to `dest`.
+    pub fn invite(
+        &mut self,
+        now: Instant,
+        config: CallConfig,
+        offer: Option<Body>,
+        dest: SocketAddr,
+        transport: Transport,
+    ) -> CallHandle {
+        self.clamp(now);
+        let seed = self.rng.next_u64();
+        let call = Call::outgoing(config, self.now, offer, seed);
+        let h = CallHandle(self.alloc());
+        self.by_call_id.insert(call.call_id().to_owned(), h);
+        self.calls.insert(
+            h,
+            CallSlot {
+                call,
+                dest,
+                transport,
+                server: HashMap::new(),
+            },
+        );
+        self.pump();
+        h
+    }
+
+    /// Borrows a call leg for an action (`ring`, `answer`, `hangup` ...); output follows on the next `poll_output`.
+    pub fn call(&mut self, h: CallHandle) -> Option<&mut Call> {
+        self.calls.get_mut(&h).map(|s| &mut s.call)
+    }
+
+    /// Starts registering with the registrar at `dest`.
+    pub fn register(
+        &mut self,
+        now: Instant,
+        config: RegistrationConfig,
+        dest: SocketAddr,
+        transport: Transport,
+    ) -> RegistrationHandle {
+        self.clamp(now);
+        let seed = self.rng.next_u64();
+        let mut reg = Registration::new(config, self.now, seed);
+        reg.handle_timeout(self.now);
+        let h = RegistrationHandle(self.alloc());
+        self.regs.insert(
+            h,
+            RegSlot {
+                reg,
+                dest,
+                transport,
+            },
+        );
+        self.pump();
+        h
+    }
+
+    /// Un-registers (expires=0), e.g. on shutdown.
+    pub fn unregister(&mut self, now: Instant, h: RegistrationHandle) {
+        self.clamp(now);
+        if let Some(slot) = self.regs.get_mut(&h) {
+            slot.reg.unregister(self.now);
+        }
+        self.pump();
+    }
+
+    /// Starts OPTIONS keep-alives to a trunk peer; the first ping goes out now.
+    pub fn add_peer(
+        &mut self,
+        now: Instant,
+        uri: Uri,
+        dest: SocketAddr,
+        transport: Transport,
+    ) -> PeerHandle {
+        self.clamp(now);
+        let h = PeerHandle(self.alloc());
+        self.peers.insert(
+            h,
+            Peer {
+                uri,
+                dest,
+                transport,
+                up: None,
+                next_ping: self.now,
+                in_flight: false,
+            },
+        );
+        self.ping(h);
+        self.pump();
+        h
+    }
+
+    /// Sends an out-of-dialog MESSAGE (RFC 3428).
+    pub fn send_message(
+        &mut self,
+        now: Instant,
+        from: Uri,
+        to: Uri,
+        body: Body,
+        dest: SocketAddr,
+        transport: Transport,
+    ) -> MessageHandle {
+        self.clamp(now);
+        let h = MessageHandle(self.alloc());
+        let req = self
+            .out_of_dialog(Method::Message, from, to)
+            .with_body(&body.content_type, body.data);
+        self.start(req, dest, transport, Owner::Message(h));
+        self.pump();
+        h
+    }
+
+    // ---- output ----------------------------------------------------------
+
+    /// Next output; drain until `Timeout` after every input or command.
+    pub fn poll_output(&mut self) -> UaOutput {
+        self.pump();
+        if let Some(t) = self.transmits.pop_front() {
+            return UaOutput::Transmit(t);
+        }
+        if let Some(e) = self.events.pop_front() {
+            return UaOutput::Event(e);
+        }
+        let mut next = self.layer.poll_timeout();
+        let mut consider = |t: Option<Instant>| {
+            if let Some(t) = t {
+                next = Some(next.map_or(t, |n: Instant| n.min(t)));
+            }
+        };
+        for s in self.calls.values() {
+            consider(s.call.poll_timeout());
+        }
+        for s in self.regs.values() {
+            consider(s.reg.poll_timeout());
+        }
+        for p in self.peers.values() {
+            if !p.in_flight {
+                consider(Some(p.next_ping));
+            }
+        }
+        UaOutput::Timeout(next.unwrap_or(self.now + Duration::from_secs(3600)))
+    }
+
+    // ---- internals -------------------------------------------------------
+
+    fn clamp(&mut self, now: Instant) {
+        if now > self.now {
+            self.now = now;
+        }
+    }
+
+    fn alloc(&mut self) -> u64 {
+        let h = self.next_handle;
+        self.next_handle += 1;
+        h
+    }
+
+    /// Moves work between the layers until nothing changes.
+    fn pump(&mut self) {
+        loop {
+            let mut progressed = false;
+            // Transaction layer output first: events may make calls produce more.
+            loop {
+                match self.layer.poll_output() {
+                    Output::Transmit(t) => {
+                        progressed = true;
+                        self.transmits.push_back(t);
+                    }
+                    Output::Event(e) => {
+                        progressed = true;
+                        self.on_tx_event(e);
+                    }
+                    Output::Timeout(_) => break,
+                }
+            }
+            progressed |= self.drain_calls();
+            progressed |= self.drain_regs();
+            if !progressed {
+                break;
+            }
+        }
+        // Finished legs are dropped; their transactions end on their own.
+        let done: Vec<CallHandle> = self
+            .calls
+            .iter()
+            .filter(|(_, s)| {
+                s.call.state() == DialogState::Terminated && s.call.poll_timeout().is_none()
+            })
+            .map(|(h, _)| *h)
+            .collect();
+        for h in done {
+            if let Some(s) = self.calls.remove(&h) {
+                self.by_call_id.remove(s.call.call_id());
+            }
+        }
+    }
+
+    fn drain_calls(&mut self) -> bool {
+        let mut progressed = false;
+        let handles: Vec<CallHandle> = self.calls.keys().copied().collect();
+        for h in handles {
+            while let Some(slot) = self.calls.get_mut(&h) {
+                if let Some(ev) = slot.call.poll_event() {
+                    progressed = true;
+                    self.events.push_back(UaEvent::Call { call: h, event: ev });
+                    continue;
+                }
+                let Some(send) = slot.call.poll_transmit() else {
+                    break;
+                };
+                progressed = true;
+                let (dest, transport) = (slot.dest, slot.transport);
+                match send {
+                    Send::Request(req) => {
+                        let method = req.method.clone();
+                        let cseq = req.headers.cseq().map(|c| c.seq).unwrap_or(0);
+                        self.start(req, dest, transport, Owner::Call(h, method, cseq));
+                    }
+                    Send::Ack(req) => self.layer.send_stateless(dest, transport, req.to_bytes()),
+                    Send::Retransmit(resp) => {
+                        self.layer.send_stateless(dest, transport, resp.to_bytes())
+                    }
+                    Send::Response(resp) => {
+                        let key = resp.headers.cseq().map(|c| (c.seq, c.method)).ok();
+                        let id = key.and_then(|k| {
+                            let slot = self.calls.get_mut(&h)?;
+                            if resp.status.is_final() {
+                                slot.server.remove(&k)
+                            } else {
+                                slot.server.get(&k).copied()
+                            }
+                        });
+                        match id {
+                            Some(id) => {
+                                // The transaction may be gone (e.g. it timed out); nothing else to do then.
+                                let _ = self.layer.send_response(self.now, id, resp);
+                            }
+                            None => self.layer.send_stateless(dest, transport, resp.to_bytes()),
+                        }
+                    }
+                }
+            }
+        }
+        progressed
+    }
+
+    fn drain_regs(&mut self) -> bool {
+        let mut progressed = false;
+        let handles: Vec<RegistrationHandle> = self.regs.keys().copied().collect();
+        for h in handles {
+            while let Some(slot) = self.regs.get_mut(&h) {
+                if let Some(ev) = slot.reg.poll_event() {
+                    progressed = true;
+                    self.events.push_back(UaEvent::Registration {
+                        registration: h,
+                        event: ev,
+                    });
+                    continue;
+                }
+                let Some(req) = slot.reg.poll_transmit() else {
+                    break;
+                };
+                progressed = true;
+                let (dest, transport) = (slot.dest, slot.transport);
+                self.start(req, dest, transport, Owner::Registration(h));
+            }
+        }
+        progressed
+    }
+
+    /// Starts a client transaction and remembers who owns it.
+    fn start(&mut self, req: Request, dest: SocketAddr, transport: Transport, owner: Owner) {
+        match self.layer.send_request(self.now, req, dest, transport) {
+            Ok(id) => {
+                self.owners.insert(id, owner);
+            }
+            Err(_) => self.owner_failed(owner),
+        }
+    }
+
+    /// The request could not even start (or its transaction died): report it like a timeout.
+    fn owner_failed(&mut self, owner: Owner) {
+        let now = self.now;
+        match owner {
+            Owner::Call(h, method, cseq) => {
+                if let Some(s) = self.calls.get_mut(&h) {
+                    s.call.handle_transaction_timeout(now, &method, cseq);
+                }
+            }
+            Owner::Registration(h) => {
+                if let Some(s) = self.regs.get_mut(&h) {
+                    s.reg.handle_transaction_timeout(now);
+                }
+            }
+            Owner::Peer(h) => self.peer_result(h, false),
+            Owner::Message(h) => self.events.push_back(UaEvent::MessageResult {
+                message: h,
+                status: None,
+            }),
+        }
+    }
+
+    fn on_tx_event(&mut self, e: TxEvent) {
+        let now = self.now;
+        match e {
+            TxEvent::Request {
+                id,
+                request,
+                source,
+                transport,
+            } => self.on_request(id, request, source, transport),
+            TxEvent::Response { id, response } => {
+                let final_ = response.status.is_final();
+                let owner = if final_ {
+                    self.owners.remove(&id)
+                } else {
+                    self.owners.get(&id).cloned()
+                };
+                match owner {
+                    Some(Owner::Call(h, ..)) => {
+                        if let Some(s) = self.calls.get_mut(&h) {
+                            s.call.handle_response(now, &response);
+                        }
+                    }
+                    Some(Owner::Registration(h)) => {
+                        if let Some(s) = self.regs.get_mut(&h) {
+                            s.reg.handle_response(now, &response);
+                        }
+                    }
+                    // Any final answer, even 404 or 405, proves the peer is alive.
+                    Some(Owner::Peer(h)) if final_ => self.peer_result(h, true),
+                    Some(Owner::Message(h)) if final_ => {
+                        self.events.push_back(UaEvent::MessageResult {
+                            message: h,
+                            status: Some(response.status.0),
+                        })
+                    }
+                    _ => {}
+                }
+            }
+            TxEvent::Timeout { id, .. } | TxEvent::TransportError { id } => {
+                if let Some(owner) = self.owners.remove(&id) {
+                    self.owner_failed(owner);
+                }
+            }
+            TxEvent::Ack { request, .. } => {
+                if let Some(s) = self.call_for(&request) {
+                    s.call.handle_request(now, &request);
+                }
+            }
+            TxEvent::Invite2xxRetransmission { response } => {
+                let h = response
+                    .headers
+                    .call_id()
+                    .ok()
+                    .and_then(|c| self.by_call_id.get(c).copied());
+                if let Some(s) = h.and_then(|h| self.calls.get_mut(&h)) {
+                    s.call.handle_response(now, &response);
+                }
+            }
+            TxEvent::Cancelled { id: _, cancel } => {
+                if let Some(s) = self.call_for(&cancel) {
+                    s.call.handle_request(now, &cancel);
+                }
+            }
+        }
+    }
+
+    fn call_for(&mut self, req: &Request) -> Option<&mut CallSlot> {
+        let h = self.by_call_id.get(req.headers.call_id().ok()?).copied()?;
+        let slot = self.calls.get_mut(&h)?;
+        slot.call.accepts_request(req).then_some(slot)
+    }
+
+    fn on_request(
+        &mut self,
+        id: TransactionId,
+        req: Request,
+        source: SocketAddr,
+        transport: Transport,
+    ) {
+        let now = self.now;
+        let in_dialog = req.headers.to().ok().and_then(|t| t.tag).is_some();
+        if in_dialog {
+            let key = req.headers.cseq().map(|c| (c.seq, c.method)).ok();
+            if let Some(slot) = self.call_for(&req) {
+                if let Some(k) = key {
+                    slot.server.insert(k, id);
+                }
+                slot.call.handle_request(now, &req);
+                return;
+            }
+            if let Some(resp) = unknown_dialog_response(&req) {
+                let _ = self.layer.send_response(now, id, resp);
+            }
+            return;
+        }
+        match req.method {
+            Method::Invite => self.on_new_invite(id, req, source, transport),
+            Method::Options => {
+                let mut resp = Response::from_request(&req, 200, "OK")
+                    .with_header("Allow", ALLOW)
+                    .with_header("Accept", "application/sdp, text/plain")
+                    .with_header("Supported", "timer");
+                if let Some(ua) = &self.config.user_agent {
+                    resp = resp.with_header("Server", ua.clone());
+                }
+                let tag = self.tag();
+                let _ = self.layer.send_response(now, id, resp.with_to_tag(&tag));
+            }
+            Method::Message => {
+                let tag = self.tag();
+                let resp = Response::from_request(&req, 200, "OK").with_to_tag(&tag);
+                let _ = self.layer.send_response(now, id, resp);
+                if let (Ok(from), Ok(to)) = (req.headers.from(), req.headers.to()) {
+                    self.events.push_back(UaEvent::Message {
+                        from: Box::new(from),
+                        to: Box::new(to),
+                        body: Body::of(&req.headers, &req.body),
+                    });
+                }
+            }
+            _ => {
+                let resp = Response::from_request(&req, 405, "Method Not Allowed")
+                    .with_header("Allow", ALLOW);
+                let _ = self.layer.send_response(now, id, resp);
+            }
+        }
+    }
+
+    fn on_new_invite(
+        &mut self,
+        id: TransactionId,
+        req: Request,
+        source: SocketAddr,
+        transport: Transport,
+    ) {
+        let mut config = CallConfig::new(
+            self.config.contact.clone(),
+            self.config.contact.clone(),
+            self.config.contact.clone(),
+            (
+                self.config.via_transport.clone(),
+                self.config.sent_by.clone(),
+            ),
+        );
+        config.user_agent = self.config.user_agent.clone();
+        let seed = self.rng.next_u64();
+        match Call::incoming(config, self.now, &req, seed) {
+            Ok(call) => {
+                let h = CallHandle(self.alloc());
+                let mut server = HashMap::new();
+                if let Ok(c) = req.headers.cseq() {
+                    server.insert((c.seq, c.method), id);
+                }
+                self.by_call_id.insert(call.call_id().to_owned(), h);
+                self.calls.insert(
+                    h,
+                    CallSlot {
+                        call,
+                        dest: source,
+                        transport,
+                        server,
+                    },
+                );
+                let offer = Body::of(&req.headers, &req.body);
+                self.events.push_back(UaEvent::IncomingCall {
+                    call: h,
+                    invite: Box::new(req),
+                    offer,
+                });
+            }
+            Err(resp) => {
+                let _ = self.layer.send_response(self.now, id, *resp);
+            }
+        }
+    }
+
+    fn ping(&mut self, h: PeerHandle) {
+        let Some(p) = self.peers.get_mut(&h) else {
+            return;
+        };
+        p.in_flight = true;
+        let (uri, dest, transport) = (p.uri.clone(), p.dest, p.transport);
+        let req = self.out_of_dialog(Method::Options, self.config.contact.clone(), uri);
+        self.start(req, dest, transport, Owner::Peer(h));
+    }
+
+    fn peer_result(&mut self, h: PeerHandle, alive: bool) {
+        let now = self.now;
+        let interval = self.config.keepalive_interval;
+        let Some(p) = self.peers.get_mut(&h) else {
+            return;
+        };
+        p.in_flight = false;
+        p.next_ping = now + interval;
+        if p.up != Some(alive) {
+            p.up = Some(alive);
+            self.events.push_back(if alive {
+                UaEvent::PeerUp { peer: h }
+            } else {
+                UaEvent::PeerDown { peer: h }
+            });
+        }
+    }
+
+    /// A request outside any dialog: fresh Call-ID and From tag, CSeq 1.
+    fn out_of_dialog(&mut self, method: Method, from: Uri, to: Uri) -> Request {
+        let mut from = NameAddr::new(from);
+        from.tag = Some(self.tag());
+        let call_id = self.layer.new_call_id(&self.config.contact.host);
+        let mut req = Request::new(method.clone(), to.clone())
+            .with_header(names::FROM, from.to_string())
+            .with_header(names::TO, NameAddr::new(to).to_string())
+            .with_header(names::CALL_ID, call_id)
+            .with_header(names::CSEQ, format!("1 {method}"))
+            .with_header(names::MAX_FORWARDS, "70");
+        if let Some(ua) = &self.config.user_agent {
+            req = req.with_header("User-Agent", ua.clone());
+        }
+        req
+    }
+
+    fn tag(&mut self) -> String {
+        self.layer.new_tag()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dialog::TerminatedReason;
+
+    const A: &str = "192.0.2.1:5060";
+    const B: &str = "192.0.2.2:5060";
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().expect("test address")
+    }
+
+    fn uri(s: &str) -> Uri {
+        Uri::parse(s).expect("test uri")
+    }
+
+    /// Two user agents joined by an instant network that can black-hole B.
+    struct Net {
+        a: UserAgent,
+        b: UserAgent,
+        now: Instant,
+        b_unreachable: bool,
+        ev_a: Vec<UaEvent>,
+        ev_b: Vec<UaEvent>,
+    }
+
+    impl Net {
+        fn new() -> Self {
+            let now = Instant::now();
+            let a = UserAgent::new(UaConfig::new(uri("sip:gw@192.0.2.1:5060"), A, 1), now);
+            let b = UserAgent::new(UaConfig::new(uri("sip:pbx@192.0.2.2:5060"), B, 2), now);
+            Self {
+                a,
+                b,
+                now,
+                b_unreachable: false,
+                ev_a: Vec::new(),
+                ev_b: Vec::new(),
+            }
+        }
+
+        /// Drains both agents and delivers packets until quiet; returns the earliest timeout.
+        fn settle(&mut self) -> Instant {
+            loop {
+                let mut moved = false;
+                let mut to_b = Vec::new();
+                let mut to_a = Vec::new();
+                let ta = loop {
+                    match self.a.poll_output() {
+                        UaOutput::Transmit(t) => to_b.push(t),
+                        UaOutput::Event(e) => self.ev_a.push(e),
+                        UaOutput::Timeout(t) => break t,
+                    }
+                };
+                let tb = loop {
+                    match self.b.poll_output() {
+                        UaOutput::Transmit(t) => to_a.push(t),
+                        UaOutput::Event(e) => self.ev_b.push(e),
+                        UaOutput::Timeout(t) => break t,
+                    }
+                };
+                for t in to_b {
+                    moved = true;
+                    assert_eq!(t.dest, addr(B));
+                    if !self.b_unreachable {
+                        self.b
+                            .handle_input(self.now, addr(A), Transport::Udp, &t.data);
+                    }
+                }
+                for t in to_a {
+                    moved = true;
+                    assert_eq!(t.dest, addr(A));
+                    if !self.b_unreachable {
+                        self.a
+                            .handle_input(self.now, addr(B), Transport::Udp, &t.data);
+                    }
+                }
+                if !moved {
+                    return ta.min(tb);
+                }
+            }
+        }
+
+        /// Advances time timeout by timeout until `until`.
+        fn run_until(&mut self, until: Instant) {
+            loop {
+                let next = self.settle();
+                if next > until {
+                    self.now = until;
+                    self.a.handle_timeout(until);
+                    self.b.handle_timeout(until);
+                    self.settle();
+                    return;
+                }
+                self.now = next;
+                self.a.handle_timeout(next);
+                self.b.handle_timeout(next);
+            }
+        }
+
+        fn call_events(events: &mut Vec<UaEvent>) -> Vec<DialogEvent> {
+            let mut out = Vec::new();
+            events.retain(|e| match e {
+                UaEvent::Call { event, .. } => {
+                    out.push(event.clone());
+                    false
+                }
+                _ => true,
+            });
+            out
+        }
+    }
+
+    fn call_config() -> CallConfig {
+        CallConfig::new(
+            uri("sip:gw@192.0.2.1"),
+            uri("sip:200@192.0.2.2"),
+            uri("sip:gw@192.0.2.1:5060"),
+            ("UDP".into(), A.into()),
+        )
+    }
+
+    /// A calls B through both transaction layers: ringing, answer, ACK, BYE.
+    #[test]
+    fn call_between_two_agents() {
+        let mut net = Net::new();
+        let t0 = net.now;
+        let ca = net.a.invite(
+            t0,
+            call_config(),
+            Some(Body::sdp("v=0 a")),
+            addr(B),
+            Transport::Udp,
+        );
+        net.settle();
+        let Some(UaEvent::IncomingCall {
+            call: cb,
+            offer,
+            invite,
+        }) = net.ev_b.pop()
+        else {
+            panic!("expected IncomingCall, got {:?}", net.ev_b);
+        };
+        assert_eq!(offer, Some(Body::sdp("v=0 a")));
+        assert_eq!(invite.uri.to_string(), "sip:200@192.0.2.2");
+        net.b
+            .call(cb)
+            .expect("leg")
+            .ring(180, None)
+            .expect("unanswered");
+        net.settle();
+        assert!(matches!(
+            Net::call_events(&mut net.ev_a).as_slice(),
+            [DialogEvent::Ringing { status: 180, .. }]
+        ));
+        net.b
+            .call(cb)
+            .expect("leg")
+            .answer(net.now, Some(Body::sdp("v=0 b")))
+            .expect("unanswered");
+        net.settle();
+        assert_eq!(
+            Net::call_events(&mut net.ev_a),
+            vec![DialogEvent::Answered {
+                body: Some(Body::sdp("v=0 b"))
+            }]
+        );
+        assert_eq!(
+            Net::call_events(&mut net.ev_b),
+            vec![DialogEvent::Answered { body: None }]
+        );
+
+        // A minute passes without retransmission storms or spurious events.
+        net.run_until(t0 + Duration::from_secs(60));
+        assert!(
+            net.ev_a.is_empty() && net.ev_b.is_empty(),
+            "{:?} {:?}",
+            net.ev_a,
+            net.ev_b
+        );
+
+        net.a.call(ca).expect("leg").hangup().expect("confirmed");
+        net.settle();
+        assert_eq!(
+            Net::call_events(&mut net.ev_a),
+            vec![DialogEvent::Terminated {
+                reason: TerminatedReason::LocalBye
+            }]
+        );
+        assert_eq!(
+            Net::call_events(&mut net.ev_b),
+            vec![DialogEvent::Terminated {
+                reason: TerminatedReason::RemoteBye
+            }]
+        );
+        assert!(
+            net.a.call(ca).is_none() && net.b.call(cb).is_none(),
+            "finished legs are dropped"
+        );
+    }
+
+    /// CANCEL before answer: the layer answers the CANCEL, the leg answers 487, both sides end Cancelled.
+    #[test]
+    fn cancel_through_agents() {
+        let mut net = Net::new();
+        let ca = net
+            .a
+            .invite(net.now, call_config(), None, addr(B), Transport::Udp);
+        net.settle();
+        let Some(UaEvent::IncomingCall { call: cb, .. }) = net.ev_b.pop() else {
+            panic!("expected IncomingCall");
+        };
+        net.b
+            .call(cb)
+            .expect("leg")
+            .ring(180, None)
+            .expect("unanswered");
+        net.settle();
+        net.a.call(ca).expect("leg").cancel().expect("unanswered");
+        net.settle();
+        assert_eq!(
+            Net::call_events(&mut net.ev_b),
+            vec![DialogEvent::Terminated {
+                reason: TerminatedReason::Cancelled
+            }]
+        );
+        assert_eq!(
+            Net::call_events(&mut net.ev_a),
+            vec![
+                DialogEvent::Ringing {
+                    status: 180,
+                    body: None
+                },
+                DialogEvent::Terminated {
+                    reason: TerminatedReason::Cancelled
+                }
+            ]
+        );
+    }
+
+    /// OPTIONS keep-alive: up at once, down after Timer F when the peer goes silent, up again after.
+    #[test]
+    fn keepalive_marks_peer_up_and_down() {
+        let mut net = Net::new();
+        let t0 = net.now;
+        let p = net
+            .a
+            .add_peer(t0, uri("sip:192.0.2.2"), addr(B), Transport::Udp);
+        net.settle();
+        assert_eq!(net.ev_a, vec![UaEvent::PeerUp { peer: p }]);
+        net.ev_a.clear();
+        net.b_unreachable = true;
+        // Next ping at 30 s; Timer F = 64*T1 = 32 s later it is declared down.
+        net.run_until(t0 + Duration::from_secs(61));
+        assert!(net.ev_a.is_empty(), "still within Timer F: {:?}", net.ev_a);
+        net.run_until(t0 + Duration::from_secs(63));
+        assert_eq!(net.ev_a, vec![UaEvent::PeerDown { peer: p }]);
+        net.ev_a.clear();
+        net.b_unreachable = false;
+        net.run_until(t0 + Duration::from_secs(100));
+        assert_eq!(net.ev_a, vec![UaEvent::PeerUp { peer: p }]);
+    }
+
+    /// MESSAGE outside a dialog is delivered and answered 200; unknown methods get 405.
+    #[test]
+    fn message_and_registration_results() {
+        let mut net = Net::new();
+        let m = net.a.send_message(
+            net.now,
+            uri("sip:gw@192.0.2.1"),
+            uri("sip:100@192.0.2.2"),
+            Body {
+                content_type: "text/plain".into(),
+                data: "hello".into(),
+            },
+            addr(B),
+            Transport::Udp,
+        );
+        net.settle();
+        assert_eq!(
+            net.ev_a,
+            vec![UaEvent::MessageResult {
+                message: m,
+                status: Some(200)
+            }]
+        );
+        let [UaEvent::Message { from, body, .. }] = net.ev_b.as_slice() else {
+            panic!("expected a Message, got {:?}", net.ev_b);
+        };
+        assert_eq!(from.uri.to_string(), "sip:gw@192.0.2.1");
+        assert_eq!(body.as_ref().map(|b| &b.data[..]), Some(&b"hello"[..]));
+        net.ev_a.clear();
+
+        // B is no registrar: REGISTER gets 405 and the registration reports the failure.
+        let cfg = RegistrationConfig::new(
+            uri("sip:gw@192.0.2.2"),
+            uri("sip:192.0.2.2"),
+            uri("sip:gw@192.0.2.1:5060"),
+            ("UDP".into(), A.into()),
+        );
+        let r = net.a.register(net.now, cfg, addr(B), Transport::Udp);
+        net.settle();
+        assert!(
+            matches!(
+                net.ev_a.as_slice(),
+                [UaEvent::Registration { registration, event: RegistrationEvent::Failed { status: Some(405), .. } }]
+                    if *registration == r
+            ),
+            "{:?}",
+            net.ev_a
+        );
+    }
+
+    /// A BYE for a dialog nobody has is answered 481.
+    #[test]
+    fn unknown_dialog_bye_gets_481() {
+        let mut net = Net::new();
+        let bye = Request::new(Method::Bye, uri("sip:pbx@192.0.2.2:5060"))
+            .with_header("Via", "SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKstray")
+            .with_header("From", "<sip:gw@192.0.2.1>;tag=x")
+            .with_header("To", "<sip:pbx@192.0.2.2>;tag=y")
+            .with_header("Call-ID", "nosuchcall")
+            .with_header("CSeq", "2 BYE")
+            .with_header("Max-Forwards", "70");
+        net.b
+            .handle_input(net.now, addr(A), Transport::Udp, &bye.to_bytes());
+        let UaOutput::Transmit(t) = net.b.poll_output() else {
+            panic!("expected a response");
+        };
+        let text = String::from_utf8_lossy(&t.data).into_owned();
+        assert!(text.starts_with("SIP/2.0 481"), "{text}");
+    }
+}
