@@ -11,70 +11,49 @@
 //! pre-filled cache). Weight randomisation uses an injected RNG.
 
 use std::collections::{HashMap, VecDeque};
-use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
 use rand::RngCore;
 
 use crate::message::{Scheme, Uri};
 
-/// A SIP transport as far as target selection is concerned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Transport {
-    /// SIP over UDP.
-    Udp,
-    /// SIP over TCP.
-    Tcp,
-    /// SIP over TLS (TCP).
-    Tls,
-}
+pub use crate::transaction::Transport;
 
-impl Transport {
-    /// Default port: 5060, or 5061 for TLS (RFC 3261 section 19.1.2).
-    pub fn default_port(self) -> u16 {
-        match self {
-            Self::Udp | Self::Tcp => 5060,
-            Self::Tls => 5061,
-        }
-    }
-
-    /// Parses a `transport=` URI parameter value, case-insensitively.
-    pub fn from_param(value: &str) -> Option<Self> {
-        match value.to_ascii_lowercase().as_str() {
-            "udp" => Some(Self::Udp),
-            "tcp" => Some(Self::Tcp),
-            "tls" => Some(Self::Tls),
-            _ => None,
-        }
-    }
-
-    /// The SRV owner name prefix for this transport (`_sip._udp.` ...).
-    fn srv_prefix(self) -> &'static str {
-        match self {
-            Self::Udp => "_sip._udp.",
-            Self::Tcp => "_sip._tcp.",
-            Self::Tls => "_sips._tcp.",
-        }
-    }
-
-    /// The NAPTR service field for this transport.
-    fn naptr_service(self) -> &'static str {
-        match self {
-            Self::Udp => "SIP+D2U",
-            Self::Tcp => "SIP+D2T",
-            Self::Tls => "SIPS+D2T",
-        }
+/// Parses a `transport=` URI parameter value, case-insensitively.
+pub fn transport_from_param(value: &str) -> Option<Transport> {
+    match value.to_ascii_lowercase().as_str() {
+        "udp" => Some(Transport::Udp),
+        "tcp" => Some(Transport::Tcp),
+        "tls" => Some(Transport::Tls),
+        "ws" => Some(Transport::Ws),
+        "wss" => Some(Transport::Wss),
+        _ => None,
     }
 }
 
-impl fmt::Display for Transport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Udp => "UDP",
-            Self::Tcp => "TCP",
-            Self::Tls => "TLS",
-        })
+/// The SRV owner name prefix of a transport; WebSocket has none (RFC 7118 uses no SRV).
+fn srv_prefix(t: Transport) -> Option<&'static str> {
+    match t {
+        Transport::Udp => Some("_sip._udp."),
+        Transport::Tcp => Some("_sip._tcp."),
+        Transport::Tls => Some("_sips._tcp."),
+        Transport::Ws | Transport::Wss => None,
     }
+}
+
+/// The NAPTR service field of a transport (RFC 3263 section 4.1).
+fn naptr_service(t: Transport) -> Option<&'static str> {
+    match t {
+        Transport::Udp => Some("SIP+D2U"),
+        Transport::Tcp => Some("SIP+D2T"),
+        Transport::Tls => Some("SIPS+D2T"),
+        Transport::Ws | Transport::Wss => None,
+    }
+}
+
+/// Whether a transport is acceptable for a `sips:` URI.
+fn is_secure(t: Transport) -> bool {
+    matches!(t, Transport::Tls | Transport::Wss)
 }
 
 /// The host part of a URI: a DNS name or a literal address.
@@ -126,7 +105,7 @@ impl ResolveRequest {
             transport: uri
                 .transport_param()
                 .as_deref()
-                .and_then(Transport::from_param),
+                .and_then(transport_from_param),
             secure: uri.scheme == Scheme::Sips,
         }
     }
@@ -280,7 +259,10 @@ impl Resolver {
         // sips: means TLS whatever the transport parameter says (RFC 3261 26.2.2);
         // without a parameter NAPTR still runs, filtered to SIPS services.
         let transport = if req.secure {
-            req.transport.map(|_| Transport::Tls)
+            req.transport.map(|t| match t {
+                Transport::Ws | Transport::Wss => Transport::Wss,
+                _ => Transport::Tls,
+            })
         } else {
             req.transport
         };
@@ -300,10 +282,15 @@ impl Resolver {
                     port,
                 ));
             }
-            (Host::Name(name), None, Some(t)) => {
-                r.fallback_host = Some((t, name.clone(), t.default_port()));
-                r.push_srv(t, format!("{}{name}", t.srv_prefix()));
-            }
+            (Host::Name(name), None, Some(t)) => match srv_prefix(t) {
+                Some(prefix) => {
+                    r.fallback_host = Some((t, name.clone(), t.default_port()));
+                    r.push_srv(t, format!("{prefix}{name}"));
+                }
+                None => r
+                    .steps
+                    .push_back(Step::Host(t, name.clone(), t.default_port())),
+            },
             (Host::Name(name), None, None) => {
                 r.fallback_host = Some((
                     default_transport,
@@ -424,16 +411,12 @@ impl Resolver {
             if !rec.flags.eq_ignore_ascii_case("s") {
                 continue;
             }
-            let Some(t) = self
-                .config
-                .transports
-                .iter()
-                .copied()
-                .find(|t| rec.services.eq_ignore_ascii_case(t.naptr_service()))
-            else {
+            let Some(t) = self.config.transports.iter().copied().find(|t| {
+                naptr_service(*t).is_some_and(|svc| rec.services.eq_ignore_ascii_case(svc))
+            }) else {
                 continue;
             };
-            if self.secure && t != Transport::Tls {
+            if self.secure && !is_secure(t) {
                 continue;
             }
             any = true;
@@ -447,10 +430,12 @@ impl Resolver {
                 .transports
                 .iter()
                 .copied()
-                .filter(|t| !self.secure || *t == Transport::Tls)
+                .filter(|t| !self.secure || is_secure(*t))
                 .collect();
             for t in transports {
-                self.push_srv(t, format!("{}{domain}", t.srv_prefix()));
+                if let Some(prefix) = srv_prefix(t) {
+                    self.push_srv(t, format!("{prefix}{domain}"));
+                }
             }
             if self.srv_pending == 0
                 && let Some((t, h, p)) = self.fallback_host.take()
@@ -640,6 +625,21 @@ mod tests {
                 .all(|q| !matches!(q, Query::Srv(n) if n.starts_with("_sip._"))),
             "sips only asks _sips"
         );
+    }
+
+    /// WebSocket has no SRV: `transport=ws` goes straight to A/AAAA.
+    #[test]
+    fn websocket_transport_skips_srv() {
+        let mut dns = FakeDns::default();
+        dns.ip
+            .insert("edge.example.com".into(), vec![ip("192.0.2.44")]);
+        let u = Uri::parse("sip:edge.example.com;transport=ws").expect("uri");
+        let list = run(ResolveRequest::from_uri(&u), &mut dns);
+        assert_eq!(
+            addrs(&list),
+            vec![(Transport::Ws, "192.0.2.44:5060".into())]
+        );
+        assert_eq!(dns.asked, vec![Query::Ip("edge.example.com".into())]);
     }
 
     /// A numeric host needs no DNS; the port defaults per transport.
