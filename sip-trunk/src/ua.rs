@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 
+use crate::auth::{Authorization, DigestVerifier, VerifierConfig, VerifyError};
 use crate::dialog::{
     Body, Call, CallConfig, DialogEvent, DialogState, Send, unknown_dialog_response,
 };
@@ -52,6 +53,17 @@ pub struct UaConfig {
     pub rng_seed: u64,
     /// Transaction layer settings (timers, 100 Trying).
     pub transactions: transaction::Config,
+    /// Challenge incoming INVITEs with digest auth (desk phones calling in); `None` trusts the peer.
+    pub inbound_auth: Option<InboundAuth>,
+}
+
+/// Digest challenge settings for incoming INVITEs.
+#[derive(Debug, Clone)]
+pub struct InboundAuth {
+    /// Realm, algorithm and nonce lifetime.
+    pub verifier: VerifierConfig,
+    /// Passwords by user name.
+    pub users: HashMap<String, String>,
 }
 
 impl UaConfig {
@@ -69,6 +81,7 @@ impl UaConfig {
                 sent_by: Some(sent_by.to_owned()),
                 ..transaction::Config::default()
             },
+            inbound_auth: None,
         }
     }
 }
@@ -203,6 +216,8 @@ pub struct UserAgent {
     regs: HashMap<RegistrationHandle, RegSlot>,
     peers: HashMap<PeerHandle, Peer>,
     owners: HashMap<TransactionId, Owner>,
+    /// Nonce bookkeeping for `inbound_auth`.
+    verifier: Option<DigestVerifier>,
     events: VecDeque<UaEvent>,
     transmits: VecDeque<Transmit>,
 }
@@ -220,6 +235,10 @@ impl std::fmt::Debug for UserAgent {
 impl UserAgent {
     /// A user agent with nothing going on.
     pub fn new(config: UaConfig, now: Instant) -> Self {
+        let verifier = config
+            .inbound_auth
+            .as_ref()
+            .map(|a| DigestVerifier::new(a.verifier.clone()));
         Self {
             layer: TransactionLayer::new(config.transactions.clone(), now),
             rng: StdRng::seed_from_u64(config.rng_seed),
@@ -231,6 +250,7 @@ impl UserAgent {
             regs: HashMap::new(),
             peers: HashMap::new(),
             owners: HashMap::new(),
+            verifier,
             events: VecDeque::new(),
             transmits: VecDeque::new(),
         }
@@ -723,6 +743,38 @@ impl UserAgent {
         }
     }
 
+    /// Checks the credentials of an incoming INVITE; `Some(response)` refuses it.
+    fn authenticate(&mut self, req: &Request) -> Option<Response> {
+        let (Some(verifier), Some(auth)) =
+            (self.verifier.as_mut(), self.config.inbound_auth.as_ref())
+        else {
+            return None;
+        };
+        let creds = req
+            .headers
+            .get("Authorization")
+            .and_then(|v| Authorization::parse(v).ok());
+        let stale = match creds {
+            None => false,
+            Some(c) => {
+                let Some(password) = auth.users.get(&c.username) else {
+                    return Some(Response::from_request(req, 403, "Forbidden"));
+                };
+                let uri = req.uri.to_string();
+                match verifier.verify(self.now, &c, "INVITE", &uri, password, &req.body) {
+                    Ok(()) => return None,
+                    Err(VerifyError::StaleNonce | VerifyError::Replay) => true,
+                    Err(_) => return Some(Response::from_request(req, 403, "Forbidden")),
+                }
+            }
+        };
+        let challenge = verifier.challenge(self.now, stale, &mut self.rng);
+        Some(
+            Response::from_request(req, 401, "Unauthorized")
+                .with_header("WWW-Authenticate", challenge.to_string()),
+        )
+    }
+
     fn on_new_invite(
         &mut self,
         id: TransactionId,
@@ -730,6 +782,13 @@ impl UserAgent {
         source: SocketAddr,
         transport: Transport,
     ) {
+        if let Some(refusal) = self.authenticate(&req) {
+            let tag = self.tag();
+            let _ = self
+                .layer
+                .send_response(self.now, id, refusal.with_to_tag(&tag));
+            return;
+        }
         let mut config = CallConfig::new(
             self.config.contact.clone(),
             self.config.contact.clone(),
@@ -1132,6 +1191,46 @@ mod tests {
             "{:?}",
             net.ev_a
         );
+    }
+
+    /// Desk phones calling in are challenged: the right password gets through, a wrong one gets 403.
+    #[test]
+    fn inbound_invite_is_challenged() {
+        for (password, expect_call) in [("s3cret", true), ("wrong", false)] {
+            let now = Instant::now();
+            let a = UserAgent::new(UaConfig::new(uri("sip:gw@192.0.2.1:5060"), A, 1), now);
+            let mut cfg_b = UaConfig::new(uri("sip:pbx@192.0.2.2:5060"), B, 2);
+            cfg_b.inbound_auth = Some(InboundAuth {
+                verifier: VerifierConfig::new("namecall"),
+                users: HashMap::from([("desk1".to_owned(), "s3cret".to_owned())]),
+            });
+            let b = UserAgent::new(cfg_b, now);
+            let mut net = Net {
+                a,
+                b,
+                now,
+                b_unreachable: false,
+                ev_a: Vec::new(),
+                ev_b: Vec::new(),
+            };
+            let mut cfg = call_config();
+            cfg.credentials = Some(crate::auth::Credentials::new("desk1", password));
+            net.a.invite(now, cfg, None, addr(B), Transport::Udp);
+            net.settle();
+            let incoming = net
+                .ev_b
+                .iter()
+                .any(|e| matches!(e, UaEvent::IncomingCall { .. }));
+            assert_eq!(incoming, expect_call, "password {password}");
+            if !expect_call {
+                assert_eq!(
+                    Net::call_events(&mut net.ev_a),
+                    vec![DialogEvent::Terminated {
+                        reason: TerminatedReason::Rejected(403)
+                    }]
+                );
+            }
+        }
     }
 
     /// A BYE for a dialog nobody has is answered 481.
