@@ -24,9 +24,7 @@ use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 
 use crate::auth::{Authorization, DigestVerifier, VerifierConfig, VerifyError};
-use crate::dialog::{
-    Body, Call, CallConfig, DialogEvent, DialogState, Send, unknown_dialog_response,
-};
+use crate::dialog::{Body, Call, CallConfig, DialogEvent, Send, unknown_dialog_response};
 use crate::message::{Method, NameAddr, Request, Response, Uri, names};
 use crate::registration::{Registration, RegistrationConfig, RegistrationEvent};
 use crate::transaction::{
@@ -494,13 +492,11 @@ impl UserAgent {
                 break;
             }
         }
-        // Finished legs are dropped; their transactions end on their own.
+        // Finished legs are dropped once nothing of theirs is pending (a challenged BYE may be resent).
         let done: Vec<CallHandle> = self
             .calls
             .iter()
-            .filter(|(_, s)| {
-                s.call.state() == DialogState::Terminated && s.call.poll_timeout().is_none()
-            })
+            .filter(|(_, s)| s.call.is_finished())
             .map(|(h, _)| *h)
             .collect();
         for h in done {

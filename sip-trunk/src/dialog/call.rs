@@ -107,6 +107,10 @@ struct ClientTx {
     purpose: Purpose,
     /// Body of a re-INVITE/UPDATE, kept to resend after 491 glare.
     body: Option<Body>,
+    /// The in-dialog request as sent, kept to resend with credentials after 401/407.
+    request: Option<Request>,
+    /// This request already carries an answer to a challenge.
+    auth_answered: bool,
 }
 
 /// A 2xx to INVITE being retransmitted until its ACK arrives.
@@ -253,6 +257,7 @@ impl Call {
             .and_then(|c| c.into_iter().next())
             .ok_or_else(|| bad("Missing Contact"))?;
         let route_set = invite.headers.record_route().unwrap_or_default();
+        let digest = config.credentials.clone().map(DigestClient::new);
         let mut rng = StdRng::seed_from_u64(rng_seed);
         let local_tag = random_hex(&mut rng, 6);
         let mut call = Self {
@@ -280,7 +285,7 @@ impl Call {
             peer_allows_update: allows_update(invite),
             local_body: None,
             offer: None,
-            digest: None,
+            digest,
             clients: Vec::new(),
             last_ack: None,
             uas_2xx: None,
@@ -328,6 +333,11 @@ impl Call {
     /// Negotiated session interval and whether we refresh, if a session timer runs.
     pub fn session_timer(&self) -> Option<(Duration, bool)> {
         self.session.map(|s| (s.interval, s.we_refresh))
+    }
+
+    /// Whether the leg is over and owes nothing: terminated, no request of ours pending, no output queued.
+    pub fn is_finished(&self) -> bool {
+        self.state == DialogState::Terminated && self.clients.is_empty() && self.transmit.is_empty()
     }
 
     /// Whether an incoming request belongs to this leg (dialog id, or CANCEL of our INVITE).
@@ -713,6 +723,12 @@ impl Call {
         } else {
             self.clients[pos].clone()
         };
+        if matches!(status, 401 | 407)
+            && tx.purpose != Purpose::Invite
+            && self.retry_with_credentials(resp, &tx)
+        {
+            return;
+        }
         match tx.purpose {
             Purpose::Invite => self.on_invite_response(now, resp, tx.cseq),
             Purpose::Offer { refresh_only } => self.on_offer_response(now, resp, &tx, refresh_only),
@@ -798,6 +814,8 @@ impl Call {
             method: Method::Invite,
             purpose: Purpose::Invite,
             body: None,
+            request: None,
+            auth_answered: false,
         });
         self.transmit.push_back(Send::Request(req));
     }
@@ -825,6 +843,8 @@ impl Call {
             method: Method::Cancel,
             purpose: Purpose::Cancel,
             body: None,
+            request: None,
+            auth_answered: false,
         });
         self.transmit.push_back(Send::Request(req));
     }
@@ -1036,10 +1056,15 @@ impl Call {
         }
         let initial = p.initial;
         self.uas_2xx = None;
-        if initial && self.state != DialogState::Terminated {
-            self.events.push_back(DialogEvent::Answered {
-                body: Body::of(&req.headers, &req.body),
-            });
+        if self.state == DialogState::Terminated {
+            return;
+        }
+        let body = Body::of(&req.headers, &req.body);
+        if initial {
+            self.events.push_back(DialogEvent::Answered { body });
+        } else if body.is_some() {
+            // The peer's re-INVITE had no offer; our 2xx carried one and the ACK has the answer.
+            self.events.push_back(DialogEvent::RefreshAnswered { body });
         }
     }
 
@@ -1193,6 +1218,8 @@ impl Call {
             method,
             purpose: Purpose::Offer { refresh_only },
             body,
+            request: Some(req.clone()),
+            auth_answered: false,
         });
         self.transmit.push_back(Send::Request(req));
     }
@@ -1209,9 +1236,52 @@ impl Call {
             method,
             purpose: Purpose::Other,
             body: None,
+            request: Some(req.clone()),
+            auth_answered: false,
         });
         self.transmit.push_back(Send::Request(req));
         Ok(())
+    }
+
+    /// Resends a challenged in-dialog request once with credentials; `false` when it cannot.
+    fn retry_with_credentials(&mut self, resp: &Response, tx: &ClientTx) -> bool {
+        let (header, auth_name) = if resp.status.0 == 407 {
+            ("Proxy-Authenticate", "Proxy-Authorization")
+        } else {
+            ("WWW-Authenticate", "Authorization")
+        };
+        let (Some(orig), false) = (tx.request.as_ref(), tx.auth_answered) else {
+            return false;
+        };
+        let Some(challenge) = Challenge::select(resp.headers.get_all(header)) else {
+            return false;
+        };
+        let Some(digest) = self.digest.as_mut() else {
+            return false;
+        };
+        if digest.accept_challenge(challenge) == ChallengeKind::Repeated {
+            return false;
+        }
+        let uri = orig.uri.to_string();
+        let method = orig.method.to_string();
+        let Ok(auth) = digest.authorize(&method, &uri, &orig.body, &mut self.rng) else {
+            return false;
+        };
+        self.local_cseq += 1;
+        let cseq = self.local_cseq;
+        let mut req = orig.clone();
+        req.headers.set(names::CSEQ, format!("{cseq} {method}"));
+        let via = self.via();
+        req.headers.set(names::VIA, via);
+        req.headers.set(auth_name, auth.to_string());
+        self.clients.push(ClientTx {
+            cseq,
+            request: Some(req.clone()),
+            auth_answered: true,
+            ..tx.clone()
+        });
+        self.transmit.push_back(Send::Request(req));
+        true
     }
 
     fn send_bye(&mut self) {
@@ -1226,6 +1296,8 @@ impl Call {
             method: Method::Bye,
             purpose: Purpose::Bye,
             body: None,
+            request: Some(req.clone()),
+            auth_answered: false,
         });
         self.transmit.push_back(Send::Request(req));
     }

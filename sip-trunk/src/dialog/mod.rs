@@ -138,7 +138,8 @@ pub enum DialogEvent {
         /// The offer, if any (a re-INVITE without SDP asks us for an offer).
         offer: Option<Body>,
     },
-    /// Our re-INVITE or UPDATE was answered with 2xx.
+    /// Our re-INVITE or UPDATE was answered with 2xx, or the ACK to the peer's
+    /// offer-less re-INVITE carried the answer to our offer.
     RefreshAnswered {
         /// The answer body.
         body: Option<Body>,

@@ -987,3 +987,66 @@ fn uac_uas_pair_end_to_end() {
     );
     assert_eq!((a.poll_timeout(), b.poll_timeout()), (None, None));
 }
+
+/// A proxy challenging our BYE gets it again once with credentials; a second challenge is not answered.
+#[test]
+fn in_dialog_request_challenge_answered_once() {
+    let t0 = Instant::now();
+    let mut cfg = uac_config();
+    cfg.credentials = Some(Credentials::new("gw", "pw"));
+    let mut call = Call::outgoing(cfg, t0, None, 12);
+    let invite = one_request(&mut call);
+    call.handle_response(t0, &peer_reply(&invite, 200, &[]));
+    drain(&mut call);
+    events(&mut call);
+    call.hangup().expect("confirmed");
+    let bye = one_request(&mut call);
+    assert!(!call.is_finished(), "BYE still pending");
+    let challenge = r#"Digest realm="pbx", nonce="n9", qop="auth""#;
+    call.handle_response(
+        t0,
+        &peer_reply(&bye, 407, &[("Proxy-Authenticate", challenge)]),
+    );
+    let bye2 = one_request(&mut call);
+    assert_eq!(bye2.method, Method::Bye);
+    assert_eq!(cseq(&bye2), cseq(&bye) + 1);
+    assert_ne!(branch(&bye2), branch(&bye));
+    let auth = crate::auth::Authorization::parse(
+        bye2.headers
+            .get("Proxy-Authorization")
+            .expect("credentials"),
+    )
+    .expect("valid");
+    assert_eq!(auth.uri, bye.uri.to_string());
+    call.handle_response(
+        t0,
+        &peer_reply(&bye2, 407, &[("Proxy-Authenticate", challenge)]),
+    );
+    assert!(drain(&mut call).is_empty(), "answered once only");
+    assert!(call.is_finished());
+}
+
+/// The ACK to the peer's offer-less re-INVITE carries the answer to our offer.
+#[test]
+fn ack_answer_to_offerless_reinvite() {
+    let t0 = Instant::now();
+    let mut call = answered_uas(t0, &[]);
+    call.handle_request(t0, &pbx_request(&call, Method::Invite, 11, None));
+    assert_eq!(
+        events(&mut call),
+        vec![DialogEvent::TargetRefresh { offer: None }]
+    );
+    call.accept_refresh(t0, Some(sdp("v=0 our offer")))
+        .expect("pending");
+    assert_eq!(one_response(&mut call).status.0, 200);
+    call.handle_request(
+        t0,
+        &pbx_request(&call, Method::Ack, 11, Some("v=0 their answer")),
+    );
+    assert_eq!(
+        events(&mut call),
+        vec![DialogEvent::RefreshAnswered {
+            body: Some(sdp("v=0 their answer"))
+        }]
+    );
+}
