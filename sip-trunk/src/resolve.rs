@@ -529,6 +529,11 @@ impl TargetList {
         self.current()
     }
 
+    /// Starts over at the first target (a new attempt after all failed).
+    pub fn rewind(&mut self) {
+        self.pos = 0;
+    }
+
     /// Whether a final response status means "try the next target" (RFC 3263 section 4.3).
     pub fn fails_over_on(status: u16) -> bool {
         status == 503

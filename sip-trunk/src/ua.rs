@@ -27,6 +27,7 @@ use crate::auth::{Authorization, DigestVerifier, VerifierConfig, VerifyError};
 use crate::dialog::{Body, Call, CallConfig, DialogEvent, Send, unknown_dialog_response};
 use crate::message::{Method, NameAddr, Request, Response, Uri, names};
 use crate::registration::{Registration, RegistrationConfig, RegistrationEvent};
+use crate::resolve::TargetList;
 use crate::transaction::{
     self, Input, Output, TransactionId, TransactionLayer, Transmit, Transport, TxEvent,
 };
@@ -182,6 +183,8 @@ struct CallSlot {
     transport: Transport,
     /// Server transactions of requests the call still has to answer, by (CSeq, method).
     server: HashMap<(u32, Method), TransactionId>,
+    /// Remaining RFC 3263 targets for the initial INVITE (UAC only).
+    targets: Option<TargetList>,
 }
 
 #[derive(Debug)]
@@ -189,6 +192,8 @@ struct RegSlot {
     reg: Registration,
     dest: SocketAddr,
     transport: Transport,
+    /// RFC 3263 targets, rotated after a timeout or 503.
+    targets: Option<TargetList>,
 }
 
 #[derive(Debug)]
@@ -320,6 +325,38 @@ impl UserAgent {
         dest: SocketAddr,
         transport: Transport,
     ) -> CallHandle {
+        self.start_call(now, config, offer, dest, transport, None)
+    }
+
+    /// Starts an outgoing call to RFC 3263 targets, moving to the next one while
+    /// the INVITE times out or gets 503 before any other response; `None` when the list is empty.
+    pub fn invite_targets(
+        &mut self,
+        now: Instant,
+        config: CallConfig,
+        offer: Option<Body>,
+        targets: TargetList,
+    ) -> Option<CallHandle> {
+        let first = *targets.current()?;
+        Some(self.start_call(
+            now,
+            config,
+            offer,
+            first.addr,
+            first.transport,
+            Some(targets),
+        ))
+    }
+
+    fn start_call(
+        &mut self,
+        now: Instant,
+        config: CallConfig,
+        offer: Option<Body>,
+        dest: SocketAddr,
+        transport: Transport,
+        targets: Option<TargetList>,
+    ) -> CallHandle {
         self.clamp(now);
         let seed = self.rng.next_u64();
         let call = Call::outgoing(config, self.now, offer, seed);
@@ -332,10 +369,27 @@ impl UserAgent {
                 dest,
                 transport,
                 server: HashMap::new(),
+                targets,
             },
         );
         self.pump();
         h
+    }
+
+    /// Moves a call's INVITE to its next target; `false` when there is none or the call is past that point.
+    fn fail_over(&mut self, h: CallHandle) -> bool {
+        let Some(slot) = self.calls.get_mut(&h) else {
+            return false;
+        };
+        let Some(next) = slot.targets.as_mut().and_then(|t| t.next_target().copied()) else {
+            return false;
+        };
+        if slot.call.restart_invite().is_err() {
+            return false;
+        }
+        slot.dest = next.addr;
+        slot.transport = next.transport;
+        true
     }
 
     /// Borrows a call leg for an action (`ring`, `answer`, `hangup` ...); output follows on the next `poll_output`.
@@ -362,10 +416,27 @@ impl UserAgent {
                 reg,
                 dest,
                 transport,
+                targets: None,
             },
         );
         self.pump();
         h
+    }
+
+    /// Registers with RFC 3263 targets, rotating to the next (and round again) after a timeout or 503;
+    /// `None` when the list is empty.
+    pub fn register_targets(
+        &mut self,
+        now: Instant,
+        config: RegistrationConfig,
+        targets: TargetList,
+    ) -> Option<RegistrationHandle> {
+        let first = *targets.current()?;
+        let h = self.register(now, config, first.addr, first.transport);
+        if let Some(slot) = self.regs.get_mut(&h) {
+            slot.targets = Some(targets);
+        }
+        Some(h)
     }
 
     /// Un-registers (expires=0), e.g. on shutdown.
@@ -562,6 +633,24 @@ impl UserAgent {
             while let Some(slot) = self.regs.get_mut(&h) {
                 if let Some(ev) = slot.reg.poll_event() {
                     progressed = true;
+                    if let RegistrationEvent::Failed {
+                        status: None | Some(503),
+                        ..
+                    } = ev
+                        && let Some(targets) = slot.targets.as_mut()
+                    {
+                        let next = match targets.next_target() {
+                            Some(t) => Some(*t),
+                            None => {
+                                targets.rewind();
+                                targets.current().copied()
+                            }
+                        };
+                        if let Some(t) = next {
+                            slot.dest = t.addr;
+                            slot.transport = t.transport;
+                        }
+                    }
                     self.events.push_back(UaEvent::Registration {
                         registration: h,
                         event: ev,
@@ -594,6 +683,9 @@ impl UserAgent {
         let now = self.now;
         match owner {
             Owner::Call(h, method, cseq) => {
+                if method == Method::Invite && self.fail_over(h) {
+                    return;
+                }
                 if let Some(s) = self.calls.get_mut(&h) {
                     s.call.handle_transaction_timeout(now, &method, cseq);
                 }
@@ -628,6 +720,8 @@ impl UserAgent {
                     self.owners.get(&id).cloned()
                 };
                 match owner {
+                    Some(Owner::Call(h, Method::Invite, _))
+                        if response.status.0 == 503 && self.fail_over(h) => {}
                     Some(Owner::Call(h, ..)) => {
                         if let Some(s) = self.calls.get_mut(&h) {
                             s.call.handle_response(now, &response);
@@ -811,6 +905,7 @@ impl UserAgent {
                         dest: source,
                         transport,
                         server,
+                        targets: None,
                     },
                 );
                 let offer = Body::of(&req.headers, &req.body);
@@ -939,8 +1034,8 @@ mod tests {
                 };
                 for t in to_b {
                     moved = true;
-                    assert_eq!(t.dest, addr(B));
-                    if !self.b_unreachable {
+                    // Anything not addressed to B is lost (a dead target).
+                    if t.dest == addr(B) && !self.b_unreachable {
                         self.b
                             .handle_input(self.now, addr(A), Transport::Udp, &t.data);
                     }
@@ -1227,6 +1322,38 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A dead first target: the INVITE times out (Timer B) and moves to the next target.
+    #[test]
+    fn invite_fails_over_to_next_target() {
+        use crate::resolve::Target;
+        let mut net = Net::new();
+        let t0 = net.now;
+        let dead = Target {
+            transport: Transport::Udp,
+            addr: addr("192.0.2.99:5060"),
+        };
+        let live = Target {
+            transport: Transport::Udp,
+            addr: addr(B),
+        };
+        let empty = net
+            .a
+            .invite_targets(t0, call_config(), None, TargetList::new(Vec::new()));
+        assert!(empty.is_none());
+        net.a
+            .invite_targets(t0, call_config(), None, TargetList::new(vec![dead, live]))
+            .expect("targets");
+        net.run_until(t0 + Duration::from_secs(31));
+        assert!(net.ev_b.is_empty(), "still trying the dead target");
+        net.run_until(t0 + Duration::from_secs(33));
+        assert!(
+            matches!(net.ev_b.as_slice(), [UaEvent::IncomingCall { .. }]),
+            "{:?}",
+            net.ev_b
+        );
+        assert!(net.ev_a.is_empty(), "failover is silent: {:?}", net.ev_a);
     }
 
     /// A BYE for a dialog nobody has is answered 481.

@@ -522,6 +522,25 @@ impl Call {
         Ok(())
     }
 
+    /// UAC: sends the INVITE again (new CSeq and branch) after the caller moved to the next
+    /// RFC 3263 target because the last one timed out or answered 503.
+    ///
+    /// # Errors
+    /// [`DialogError::InvalidState`] once any dialog-forming or final response arrived, or after cancel.
+    pub fn restart_invite(&mut self) -> Result<(), DialogError> {
+        if self.role != Role::Uac
+            || self.invite_final
+            || self.cancel_requested
+            || self.state != DialogState::Initial
+        {
+            return Err(DialogError::InvalidState("restart_invite"));
+        }
+        self.clients.retain(|c| c.purpose != Purpose::Invite);
+        let auth = self.cached_authorization();
+        self.send_initial_invite(auth);
+        Ok(())
+    }
+
     /// Ends the call the right way for its state: CANCEL, 480 or BYE.
     ///
     /// # Errors
