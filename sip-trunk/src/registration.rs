@@ -254,7 +254,8 @@ impl Registration {
                     .headers
                     .get("Retry-After")
                     .and_then(|v| v.split(';').next()?.trim().parse::<u64>().ok())
-                    .map(Duration::from_secs);
+                    // A hostile value must not overflow the clock; a day is plenty.
+                    .map(|s| Duration::from_secs(s.min(86_400)));
                 self.fail(now, flight, Some(status), &response.reason, retry_after);
             }
         }
@@ -312,7 +313,13 @@ impl Registration {
         }
         let granted = self.granted_expiry(response).unwrap_or(self.expires);
         let expires_at = now + Duration::from_secs(u64::from(granted));
-        let refresh = Duration::from_secs_f64(f64::from(granted) * self.config.refresh_ratio);
+        // Clamped so a bad config value cannot panic `from_secs_f64` or refresh after expiry.
+        let ratio = if self.config.refresh_ratio.is_finite() {
+            self.config.refresh_ratio.clamp(0.1, 0.95)
+        } else {
+            0.8
+        };
+        let refresh = Duration::from_secs_f64(f64::from(granted) * ratio);
         self.state = RegistrationState::Registered { expires_at };
         self.next_attempt = Some(now + refresh.max(Duration::from_secs(1)));
         self.events
@@ -750,6 +757,41 @@ mod tests {
             events(&mut reg),
             vec![RegistrationEvent::Registered { expires: 3600 }]
         );
+    }
+
+    /// Hostile header values neither panic nor push the retry past a day.
+    #[test]
+    fn hostile_values_are_bounded() {
+        let t0 = Instant::now();
+        let mut cfg = config();
+        cfg.refresh_ratio = f64::NAN;
+        let mut reg = Registration::new(cfg, t0, 8);
+        reg.handle_timeout(t0);
+        let r1 = take(&mut reg);
+        reg.handle_response(
+            t0,
+            &reply(&r1, 503, &[("Retry-After", "18446744073709551615")]),
+        );
+        let at = reg.poll_timeout().expect("retry scheduled");
+        assert!(at - t0 <= Duration::from_secs(86_400));
+        reg.handle_timeout(at);
+        let r2 = take(&mut reg);
+        reg.handle_response(
+            at,
+            &reply(
+                &r2,
+                200,
+                &[
+                    ("Expires", "4294967295"),
+                    ("Contact", "<sip:x@y>;expires=abc"),
+                ],
+            ),
+        );
+        assert_eq!(
+            events(&mut reg).last(),
+            Some(&RegistrationEvent::Registered { expires: u32::MAX })
+        );
+        assert!(reg.poll_timeout().is_some_and(|t| t > at));
     }
 
     /// 423 Interval Too Brief: retry at once with Min-Expires.

@@ -1356,6 +1356,45 @@ mod tests {
         assert!(net.ev_a.is_empty(), "failover is silent: {:?}", net.ev_a);
     }
 
+    /// A registrar that times out makes the registration move on to the next target.
+    #[test]
+    fn registration_rotates_targets_after_timeout() {
+        use crate::resolve::Target;
+        let mut net = Net::new();
+        let t0 = net.now;
+        let targets = TargetList::new(vec![
+            Target {
+                transport: Transport::Udp,
+                addr: addr("192.0.2.98:5060"),
+            },
+            Target {
+                transport: Transport::Udp,
+                addr: addr(B),
+            },
+        ]);
+        let cfg = RegistrationConfig::new(
+            uri("sip:gw@192.0.2.2"),
+            uri("sip:192.0.2.2"),
+            uri("sip:gw@192.0.2.1:5060"),
+            ("UDP".into(), A.into()),
+        );
+        net.a.register_targets(t0, cfg, targets).expect("targets");
+        // Timer F (32 s) on the dead registrar, then a 2 s (+-20 %) back-off, then B answers 405.
+        net.run_until(t0 + Duration::from_secs(36));
+        let statuses: Vec<Option<u16>> = net
+            .ev_a
+            .iter()
+            .filter_map(|e| match e {
+                UaEvent::Registration {
+                    event: RegistrationEvent::Failed { status, .. },
+                    ..
+                } => Some(*status),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(statuses, [None, Some(405)], "{:?}", net.ev_a);
+    }
+
     /// A BYE for a dialog nobody has is answered 481.
     #[test]
     fn unknown_dialog_bye_gets_481() {
