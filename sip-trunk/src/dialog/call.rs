@@ -1467,7 +1467,8 @@ impl Call {
             .unwrap_or(90);
         let Some(ours) = self.session_expires else {
             // We do not run timers; a refresher=uac request still works without us.
-            return Ok(their.map(|t| SessionExpires {
+            // Intervals below the RFC 4028 floor of 90 s are ignored rather than obeyed.
+            return Ok(their.filter(|t| t.interval >= 90).map(|t| SessionExpires {
                 interval: t.interval,
                 refresher: Some(Refresher::Uac),
             }));

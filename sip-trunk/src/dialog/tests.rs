@@ -1050,3 +1050,90 @@ fn ack_answer_to_offerless_reinvite() {
         }]
     );
 }
+
+/// Garbage in headers never panics a leg, in either role, whatever the state.
+#[test]
+fn hostile_headers_do_not_panic() {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    const NASTY: &[&str] = &[
+        "",
+        "abc",
+        "0",
+        "-1",
+        "4294967295",
+        "18446744073709551616",
+        "<>",
+        "<sip:>",
+        "\"",
+        ";;;",
+        "1;refresher=",
+        "90;refresher=uas",
+        "<sip:x@y>;tag=",
+        "<sip:x@y;lr>, <sip:z>",
+        "Digest realm=\"r\", nonce=\"n\", algorithm=SHA-256-sess, qop=\"auth-int\"",
+    ];
+    const HEADERS: &[&str] = &[
+        "Session-Expires",
+        "Min-SE",
+        "Contact",
+        "Record-Route",
+        "Allow",
+        "Supported",
+        "WWW-Authenticate",
+        "Proxy-Authenticate",
+        "To",
+        "CSeq",
+        "Content-Type",
+    ];
+    let mut rng = StdRng::seed_from_u64(77);
+    let t0 = Instant::now();
+    for round in 0..300 {
+        let mut cfg = uac_config();
+        cfg.credentials = Some(Credentials::new("u", "p"));
+        if round % 3 == 0 {
+            cfg.session_expires = None;
+        }
+        let mut uac = Call::outgoing(cfg, t0, None, round);
+        let invite = one_request(&mut uac);
+        let mut uas = match Call::incoming(uas_config(), t0, &pbx_invite(&[]), round) {
+            Ok(c) => c,
+            Err(r) => panic!("valid INVITE refused: {r:?}"),
+        };
+        let mut now = t0;
+        for _ in 0..6 {
+            let status =
+                [100, 180, 183, 200, 401, 407, 422, 486, 491, 503][rng.random_range(0..10)];
+            let mut resp = peer_reply(&invite, status, &[]);
+            for _ in 0..3 {
+                let h = HEADERS[rng.random_range(0..HEADERS.len())];
+                resp.headers.set(h, NASTY[rng.random_range(0..NASTY.len())]);
+            }
+            uac.handle_response(now, &resp);
+            let _ = uac.reinvite(None);
+            let _ = uas.answer(now, None);
+            let method = [
+                Method::Invite,
+                Method::Update,
+                Method::Bye,
+                Method::Ack,
+                Method::Info,
+            ][rng.random_range(0..5)]
+            .clone();
+            let mut req = pbx_request(&uas, method, rng.random_range(0..20), None);
+            for _ in 0..3 {
+                let h = HEADERS[rng.random_range(0..HEADERS.len())];
+                req.headers.set(h, NASTY[rng.random_range(0..NASTY.len())]);
+            }
+            uas.handle_request(now, &req);
+            let _ = uas.accept_refresh(now, None);
+            now += Duration::from_secs(rng.random_range(0..120));
+            uac.handle_timeout(now);
+            uas.handle_timeout(now);
+            drain(&mut uac);
+            drain(&mut uas);
+            events(&mut uac);
+            events(&mut uas);
+        }
+    }
+}
