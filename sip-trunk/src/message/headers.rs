@@ -60,6 +60,9 @@ pub mod names {
 }
 
 /// Known header names in canonical spelling; compact forms map onto these.
+/// [`HeaderName::known`] holds the same names bucketed by length; a test
+/// checks the two agree.
+#[cfg(test)]
 const KNOWN: &[&str] = &[
     "Via",
     "From",
@@ -160,9 +163,51 @@ impl HeaderName {
         if b.len() == 1 {
             return compact(b[0]);
         }
-        KNOWN
+        // Bucketed by length so a lookup compares at most six names; this
+        // runs for every header line of every message. Must list every KNOWN
+        // name (checked by a test).
+        let bucket: &[&'static str] = match b.len() {
+            2 => &["To"],
+            3 => &["Via"],
+            4 => &["From", "CSeq", "Date", "Path", "RAck", "RSeq"],
+            5 => &["Route", "Allow", "Event"],
+            6 => &["Accept", "Min-SE", "Reason", "Server"],
+            7 => &[
+                "Call-ID", "Contact", "Expires", "Require", "Subject", "Warning",
+            ],
+            8 => &["Priority", "Refer-To", "Reply-To"],
+            9 => &["Call-Info", "Supported", "Timestamp"],
+            10 => &["Alert-Info", "Error-Info", "User-Agent"],
+            11 => &[
+                "In-Reply-To",
+                "Min-Expires",
+                "Referred-By",
+                "Retry-After",
+                "Unsupported",
+            ],
+            12 => &[
+                "Max-Forwards",
+                "Content-Type",
+                "Record-Route",
+                "Allow-Events",
+                "MIME-Version",
+                "Organization",
+            ],
+            13 => &["Authorization", "Proxy-Require", "Service-Route"],
+            14 => &["Content-Length"],
+            15 => &["Accept-Encoding", "Accept-Language", "Session-Expires"],
+            16 => &["Content-Encoding", "Content-Language", "WWW-Authenticate"],
+            18 => &["Proxy-Authenticate", "Subscription-State"],
+            19 => &[
+                "Authentication-Info",
+                "Content-Disposition",
+                "Proxy-Authorization",
+            ],
+            _ => &[],
+        };
+        bucket
             .iter()
-            .find(|k| k.len() == b.len() && k.eq_ignore_ascii_case(name))
+            .find(|k| k.eq_ignore_ascii_case(name))
             .copied()
     }
 
@@ -293,8 +338,17 @@ impl Headers {
         self.entries.is_empty()
     }
 
+    /// Values of a header given by its canonical static name: stored known
+    /// names are exactly that string, so no case folding is needed.
+    fn canonical_all<'a>(&'a self, name: &'static str) -> impl Iterator<Item = &'a str> + 'a {
+        self.entries
+            .iter()
+            .filter(move |(n, _)| n.0 == name)
+            .map(|(_, v)| v.as_str())
+    }
+
     fn single(&self, name: &'static str) -> Result<Option<&str>, HeaderError> {
-        let mut it = self.get_all(name);
+        let mut it = self.canonical_all(name);
         let first = it.next();
         if first.is_some() && it.next().is_some() {
             return Err(HeaderError::Duplicate(name));
@@ -327,7 +381,7 @@ impl Headers {
     /// Missing Via or any malformed element.
     pub fn vias(&self) -> Result<Vec<Via>, HeaderError> {
         let mut out = Vec::new();
-        for line in self.get_all(names::VIA) {
+        for line in self.canonical_all(names::VIA) {
             for v in split_list(line) {
                 out.push(Via::parse(v).map_err(|reason| HeaderError::Invalid {
                     name: names::VIA,
@@ -406,7 +460,7 @@ impl Headers {
 
     fn name_addr_list(&self, name: &'static str) -> Result<Vec<NameAddr>, HeaderError> {
         let mut out = Vec::new();
-        for line in self.get_all(name) {
+        for line in self.canonical_all(name) {
             for v in split_list(line) {
                 out.push(
                     NameAddr::parse(v).map_err(|reason| HeaderError::Invalid { name, reason })?,
@@ -506,6 +560,14 @@ impl Headers {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_known_name_is_found_by_the_length_buckets() {
+        for k in KNOWN {
+            assert_eq!(HeaderName::known(&k.to_ascii_lowercase()), Some(*k));
+        }
+        assert_eq!(HeaderName::known("X-Unknown"), None);
+    }
 
     #[test]
     fn compact_and_case_insensitive_names() {

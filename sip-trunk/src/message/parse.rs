@@ -101,6 +101,7 @@ impl ParseError {
     pub fn bad_request_reply(&self, raw: &[u8]) -> Option<Vec<u8>> {
         let status = self.status()?;
         let raw = &raw[..raw.len().min(MAX_MESSAGE_SIZE)];
+        let raw = &raw[skip_leading_crlf(raw)..];
         let head_len = find_header_end(raw).map_or(raw.len(), |(h, _)| h);
         let text = String::from_utf8_lossy(&raw[..head_len]);
         let mut lines = unfolded_lines(&text);
@@ -167,20 +168,14 @@ fn via_routable(top: &str) -> bool {
 /// Finds the end of the header section: returns (length of start line plus
 /// headers including the last line break, offset of the body).
 fn find_header_end(buf: &[u8]) -> Option<(usize, usize)> {
-    let mut i = 0;
-    while i < buf.len() {
-        if buf[i] == b'\n' {
-            let j = i + 1;
-            if buf.get(j) == Some(&b'\n') {
-                return Some((j, j + 1));
-            }
-            if buf.get(j) == Some(&b'\r') && buf.get(j + 1) == Some(&b'\n') {
-                return Some((j, j + 2));
-            }
-        }
-        i += 1;
+    // The first LF followed by CRLF or by LF ends the headers; memmem keeps
+    // this SIMD-fast since it runs on every message.
+    let crlf = memchr::memmem::find(buf, b"\n\r\n").map(|j| (j + 1, j + 3));
+    let lf = memchr::memmem::find(buf, b"\n\n").map(|j| (j + 1, j + 2));
+    match (crlf, lf) {
+        (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
+        (a, b) => a.or(b),
     }
-    None
 }
 
 /// Lines of the head with folded continuation lines joined by one space.
@@ -276,8 +271,7 @@ pub fn parse_message(data: &[u8]) -> Result<SipMessage, ParseError> {
         Ok(SipMessage::Response(resp))
     } else {
         let req = parse_request_line(start, headers, body)?;
-        validate_common(&req.headers)?;
-        let cseq = req.headers.cseq()?;
+        let cseq = validate_common(&req.headers)?;
         if cseq.method != req.method {
             return Err(ParseError::CSeqMethodMismatch);
         }
@@ -290,13 +284,12 @@ pub fn parse_message(data: &[u8]) -> Result<SipMessage, ParseError> {
 }
 
 /// Checks the headers every element relies on (RFC 3261 8.1.1).
-fn validate_common(h: &Headers) -> Result<(), ParseError> {
+fn validate_common(h: &Headers) -> Result<super::CSeq, ParseError> {
     h.vias()?;
     h.from()?;
     h.to()?;
     h.call_id()?;
-    h.cseq()?;
-    Ok(())
+    Ok(h.cseq()?)
 }
 
 fn parse_status_line(rest: &str, headers: Headers, body: Bytes) -> Result<Response, ParseError> {
