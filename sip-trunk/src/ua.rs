@@ -33,7 +33,7 @@ use crate::transaction::{
 };
 
 /// Methods we accept, for `Allow` in OPTIONS answers.
-const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, UPDATE, INFO, MESSAGE, OPTIONS";
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, UPDATE, INFO, MESSAGE, OPTIONS, REFER, NOTIFY";
 
 /// Settings of one user agent.
 #[derive(Debug, Clone)]

@@ -20,7 +20,7 @@ use crate::auth::{Challenge, ChallengeKind, Credentials, DigestClient};
 use crate::message::{Method, NameAddr, Request, Response, Uri, names};
 
 /// Methods we answer inside a dialog, advertised in `Allow`.
-const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, UPDATE, INFO, MESSAGE, OPTIONS";
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, UPDATE, INFO, MESSAGE, OPTIONS, REFER, NOTIFY";
 
 /// Settings for one call leg.
 #[derive(Debug, Clone)]
@@ -97,6 +97,10 @@ enum Purpose {
     Offer {
         refresh_only: bool,
     },
+    /// REFER (RFC 3515); its final response is reported.
+    Refer,
+    /// NOTIFY about a REFER we accepted.
+    Notify,
     Other,
 }
 
@@ -590,6 +594,45 @@ impl Call {
         self.send_simple(Method::Message, body)
     }
 
+    /// Asks the peer to call `target` (RFC 3515 blind transfer); the outcome arrives as
+    /// [`DialogEvent::ReferResult`] and then [`DialogEvent::ReferProgress`] NOTIFYs.
+    ///
+    /// # Errors
+    /// [`DialogError::InvalidState`] outside a confirmed dialog.
+    pub fn refer(&mut self, target: &Uri) -> Result<(), DialogError> {
+        let refer_to = NameAddr::new(target.clone()).to_string();
+        let referred_by = NameAddr::new(self.local_party.uri.clone()).to_string();
+        self.send_in_dialog(
+            Method::Refer,
+            None,
+            &[("Refer-To", refer_to), ("Referred-By", referred_by)],
+            Purpose::Refer,
+        )
+    }
+
+    /// Reports the progress of a REFER we accepted with a NOTIFY carrying a sipfrag
+    /// status line; a final status (200 and up) ends the implicit subscription.
+    ///
+    /// # Errors
+    /// [`DialogError::InvalidState`] outside a confirmed dialog.
+    pub fn refer_progress(&mut self, status: u16, reason: &str) -> Result<(), DialogError> {
+        let state = if status >= 200 {
+            "terminated;reason=noresource".to_owned()
+        } else {
+            "active;expires=60".to_owned()
+        };
+        let body = Body {
+            content_type: "message/sipfrag;version=2.0".into(),
+            data: format!("SIP/2.0 {status} {reason}").into_bytes().into(),
+        };
+        self.send_in_dialog(
+            Method::Notify,
+            Some(body),
+            &[("Event", "refer".to_owned()), ("Subscription-State", state)],
+            Purpose::Notify,
+        )
+    }
+
     /// Answers the peer's pending re-INVITE/UPDATE with 200 and our `answer`.
     ///
     /// # Errors
@@ -698,6 +741,8 @@ impl Call {
                 let resp = Response::from_request(req, 200, "OK").with_header("Allow", ALLOW);
                 self.transmit.push_back(Send::Response(resp));
             }
+            Method::Refer => self.on_refer(req),
+            Method::Notify => self.on_notify(req),
             _ => {
                 let resp =
                     Response::from_request(req, 501, "Not Implemented").with_header("Allow", ALLOW);
@@ -752,6 +797,10 @@ impl Call {
             Purpose::Invite => self.on_invite_response(now, resp, tx.cseq),
             Purpose::Offer { refresh_only } => self.on_offer_response(now, resp, &tx, refresh_only),
             Purpose::Cancel | Purpose::Bye => {}
+            Purpose::Refer if status >= 200 => {
+                self.events.push_back(DialogEvent::ReferResult { status });
+            }
+            Purpose::Refer | Purpose::Notify => {}
             Purpose::Other => {
                 if status == 481 || status == 408 {
                     self.send_bye();
@@ -788,7 +837,10 @@ impl Call {
                 self.send_bye();
                 self.terminate(TerminatedReason::Timeout);
             }
-            Purpose::Cancel | Purpose::Bye => {}
+            Purpose::Refer => self
+                .events
+                .push_back(DialogEvent::ReferResult { status: 408 }),
+            Purpose::Cancel | Purpose::Bye | Purpose::Notify => {}
         }
     }
 
@@ -1103,6 +1155,64 @@ impl Call {
         self.terminate(TerminatedReason::Cancelled);
     }
 
+    /// An in-dialog REFER: 202, the first NOTIFY (100 Trying), and an event for the application.
+    fn on_refer(&mut self, req: &Request) {
+        let targets: Vec<&str> = req.headers.get_all("Refer-To").collect();
+        let [refer_to] = targets.as_slice() else {
+            // RFC 3515 2.4.1: exactly one Refer-To.
+            let resp = Response::from_request(req, 400, "Bad Refer-To");
+            self.transmit.push_back(Send::Response(resp));
+            return;
+        };
+        let Ok(refer_to) = NameAddr::parse(refer_to) else {
+            let resp = Response::from_request(req, 400, "Bad Refer-To");
+            self.transmit.push_back(Send::Response(resp));
+            return;
+        };
+        let referred_by = req
+            .headers
+            .get("Referred-By")
+            .and_then(|v| NameAddr::parse(v).ok());
+        let resp = Response::from_request(req, 202, "Accepted");
+        self.transmit.push_back(Send::Response(resp));
+        // RFC 3515 2.4.4: the implicit subscription starts with a NOTIFY at once.
+        let _ = self.refer_progress(100, "Trying");
+        self.events.push_back(DialogEvent::Refer {
+            refer_to: Box::new(refer_to),
+            referred_by: referred_by.map(Box::new),
+        });
+    }
+
+    /// A NOTIFY for our REFER: 200, and the sipfrag status as progress.
+    fn on_notify(&mut self, req: &Request) {
+        let is_refer = req.headers.get("Event").is_some_and(|e| {
+            e.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("refer"))
+        });
+        if !is_refer {
+            let resp = Response::from_request(req, 489, "Bad Event");
+            self.transmit.push_back(Send::Response(resp));
+            return;
+        }
+        self.transmit
+            .push_back(Send::Response(Response::from_request(req, 200, "OK")));
+        let status = std::str::from_utf8(&req.body)
+            .ok()
+            .and_then(|b| b.strip_prefix("SIP/2.0 "))
+            .and_then(|rest| rest.get(..3))
+            .and_then(|code| code.parse::<u16>().ok());
+        let done = req.headers.get("Subscription-State").is_some_and(|s| {
+            s.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("terminated")
+        });
+        if let Some(status) = status {
+            self.events
+                .push_back(DialogEvent::ReferProgress { status, done });
+        }
+    }
+
     fn on_incoming_offer(&mut self, now: Instant, req: &Request) {
         if self.state != DialogState::Confirmed && req.method == Method::Invite {
             let resp = Response::from_request(req, 491, "Request Pending");
@@ -1244,16 +1354,29 @@ impl Call {
     }
 
     fn send_simple(&mut self, method: Method, body: Body) -> Result<(), DialogError> {
+        self.send_in_dialog(method, Some(body), &[], Purpose::Other)
+    }
+
+    fn send_in_dialog(
+        &mut self,
+        method: Method,
+        body: Option<Body>,
+        extra: &[(&str, String)],
+        purpose: Purpose,
+    ) -> Result<(), DialogError> {
         if self.state != DialogState::Confirmed {
             return Err(DialogError::InvalidState("in-dialog request"));
         }
         self.local_cseq += 1;
         let cseq = self.local_cseq;
-        let req = self.build_request(method.clone(), cseq, Some(&body));
+        let mut req = self.build_request(method.clone(), cseq, body.as_ref());
+        for (name, value) in extra {
+            req.headers.push(name, value.clone());
+        }
         self.clients.push(ClientTx {
             cseq,
             method,
-            purpose: Purpose::Other,
+            purpose,
             body: None,
             request: Some(req.clone()),
             auth_answered: false,

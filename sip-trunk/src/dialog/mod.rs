@@ -149,6 +149,26 @@ pub enum DialogEvent {
         /// The final status.
         status: u16,
     },
+    /// The peer asks us to call someone (RFC 3515 transfer). We answered 202 and sent
+    /// NOTIFY 100; report the outcome with [`Call::refer_progress`].
+    Refer {
+        /// Whom to call.
+        refer_to: Box<crate::message::NameAddr>,
+        /// Who asked, if said.
+        referred_by: Option<Box<crate::message::NameAddr>>,
+    },
+    /// The final response to our REFER (202 means the peer will try).
+    ReferResult {
+        /// Final status; 408 when the REFER timed out.
+        status: u16,
+    },
+    /// A NOTIFY about our REFER: the status of the peer's call to the target.
+    ReferProgress {
+        /// The sipfrag status code (100, 180, 200, 486 ...).
+        status: u16,
+        /// The subscription ended; this is the last progress report.
+        done: bool,
+    },
     /// An in-dialog INFO arrived (DTMF relay, already answered 200).
     Info {
         /// The body.

@@ -1137,3 +1137,75 @@ fn hostile_headers_do_not_panic() {
         }
     }
 }
+
+/// REFER both ways between our two roles: 202, NOTIFY 100 at once, final NOTIFY ends the subscription.
+#[test]
+fn refer_transfer_round_trip() {
+    let t0 = Instant::now();
+    let mut a = Call::outgoing(uac_config(), t0, Some(sdp("v=0 a")), 31);
+    let invite = one_request(&mut a);
+    let mut b = Call::incoming(uas_config(), t0, &invite, 32).expect("valid");
+    b.answer(t0, Some(sdp("v=0 b"))).expect("unanswered");
+    shuttle(t0, &mut a, &mut b);
+    events(&mut a);
+    events(&mut b);
+
+    a.refer(&uri("sip:300@pbx.example.com")).expect("confirmed");
+    let refer = one_request(&mut a);
+    assert_eq!(refer.method, Method::Refer);
+    assert_eq!(
+        refer.headers.get("Refer-To"),
+        Some("<sip:300@pbx.example.com>")
+    );
+    b.handle_request(t0, &refer);
+    let out = drain(&mut b);
+    let [Send::Response(accepted), Send::Request(notify)] = out.as_slice() else {
+        panic!("expected 202 and NOTIFY, got {out:?}");
+    };
+    assert_eq!(accepted.status.0, 202);
+    assert_eq!(notify.method, Method::Notify);
+    assert_eq!(notify.headers.get("Event"), Some("refer"));
+    assert_eq!(&notify.body[..], b"SIP/2.0 100 Trying");
+    let ev = events(&mut b);
+    let [DialogEvent::Refer { refer_to, .. }] = ev.as_slice() else {
+        panic!("expected Refer, got {ev:?}");
+    };
+    assert_eq!(refer_to.uri.to_string(), "sip:300@pbx.example.com");
+    a.handle_response(t0, accepted);
+    a.handle_request(t0, notify);
+    assert_eq!(one_response(&mut a).status.0, 200);
+    assert_eq!(
+        events(&mut a),
+        vec![
+            DialogEvent::ReferResult { status: 202 },
+            DialogEvent::ReferProgress {
+                status: 100,
+                done: false
+            }
+        ]
+    );
+    b.refer_progress(200, "OK").expect("confirmed");
+    let last = one_request(&mut b);
+    assert!(
+        last.headers
+            .get("Subscription-State")
+            .is_some_and(|s| s.starts_with("terminated"))
+    );
+    a.handle_request(t0, &last);
+    drain(&mut a);
+    assert_eq!(
+        events(&mut a),
+        vec![DialogEvent::ReferProgress {
+            status: 200,
+            done: true
+        }]
+    );
+
+    // Two Refer-To headers are refused.
+    let mut bad = refer.clone();
+    bad.headers.push("Refer-To", "<sip:400@x>");
+    bad.headers
+        .set("CSeq", format!("{} REFER", cseq(&refer) + 10));
+    b.handle_request(t0, &bad);
+    assert_eq!(one_response(&mut b).status.0, 400);
+}
