@@ -10,7 +10,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use super::typed::{CSeq, NameAddr, Via, split_list};
+use super::typed::{CSeq, NameAddr, SplitList, Via, split_list};
 
 /// What is wrong with a header when a typed accessor reads it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -368,7 +368,7 @@ impl Headers {
         let first = self
             .get(names::VIA)
             .ok_or(HeaderError::Missing(names::VIA))?;
-        let top = split_list(first)[0];
+        let top = SplitList::new(first).next().unwrap_or(first);
         Via::parse(top).map_err(|reason| HeaderError::Invalid {
             name: names::VIA,
             reason,
@@ -382,7 +382,7 @@ impl Headers {
     pub fn vias(&self) -> Result<Vec<Via>, HeaderError> {
         let mut out = Vec::new();
         for line in self.canonical_all(names::VIA) {
-            for v in split_list(line) {
+            for v in SplitList::new(line) {
                 out.push(Via::parse(v).map_err(|reason| HeaderError::Invalid {
                     name: names::VIA,
                     reason,
@@ -461,7 +461,7 @@ impl Headers {
     fn name_addr_list(&self, name: &'static str) -> Result<Vec<NameAddr>, HeaderError> {
         let mut out = Vec::new();
         for line in self.canonical_all(name) {
-            for v in split_list(line) {
+            for v in SplitList::new(line) {
                 out.push(
                     NameAddr::parse(v).map_err(|reason| HeaderError::Invalid { name, reason })?,
                 );

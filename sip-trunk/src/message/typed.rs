@@ -11,9 +11,27 @@ use std::fmt;
 use super::uri::{Uri, split_host_port, valid_host};
 use super::{Method, ParamList};
 
+const fn token_table() -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        t[c] = (c as u8).is_ascii_alphanumeric();
+        c += 1;
+    }
+    let extra = b"-.!%*_+`'~";
+    let mut i = 0;
+    while i < extra.len() {
+        t[extra[i] as usize] = true;
+        i += 1;
+    }
+    t
+}
+
+static TOKEN: [bool; 256] = token_table();
+
 /// `token` characters of RFC 3261 25.1.
 pub(crate) fn is_token_char(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&c)
+    TOKEN[c as usize]
 }
 
 /// True when the whole string is a non-empty token.
@@ -93,38 +111,67 @@ impl<'a> Cur<'a> {
 
 /// Splits a header value at commas that are outside quotes and `<>`.
 pub(crate) fn split_list(value: &str) -> Vec<&str> {
-    let b = value.as_bytes();
-    let mut out = Vec::new();
-    let (mut start, mut i, mut in_q, mut in_a) = (0, 0, false, false);
-    while i < b.len() {
-        match b[i] {
-            b'\\' if in_q => i += 1,
-            b'"' if !in_a => in_q = !in_q,
-            b'<' if !in_q => in_a = true,
-            b'>' if !in_q => in_a = false,
-            b',' if !in_q && !in_a => {
-                out.push(value[start..i].trim());
-                start = i + 1;
-            }
-            _ => {}
+    SplitList::new(value).collect()
+}
+
+/// Iterator form of [`split_list`]; allocation-free for the parse hot path.
+pub(crate) struct SplitList<'a> {
+    value: &'a str,
+    pos: usize,
+    done: bool,
+}
+
+impl<'a> SplitList<'a> {
+    pub(crate) fn new(value: &'a str) -> Self {
+        SplitList {
+            value,
+            pos: 0,
+            done: false,
         }
-        i += 1;
     }
-    out.push(value[start..].trim());
-    out
+}
+
+impl<'a> Iterator for SplitList<'a> {
+    type Item = &'a str;
+    fn next(&mut self) -> Option<&'a str> {
+        if self.done {
+            return None;
+        }
+        let b = self.value.as_bytes();
+        let (start, mut i, mut in_q, mut in_a) = (self.pos, self.pos, false, false);
+        while i < b.len() {
+            match b[i] {
+                b'\\' if in_q => i += 1,
+                b'"' if !in_a => in_q = !in_q,
+                b'<' if !in_q => in_a = true,
+                b'>' if !in_q => in_a = false,
+                b',' if !in_q && !in_a => {
+                    self.pos = i + 1;
+                    return Some(self.value[start..i].trim());
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        self.done = true;
+        Some(self.value[start.min(b.len())..].trim())
+    }
 }
 
 fn is_param_value_char(c: u8) -> bool {
     is_token_char(c) || matches!(c, b':' | b'[' | b']')
 }
 
-/// Parses `*( SEMI generic-param )` starting at the cursor.
-pub(crate) fn parse_params(c: &mut Cur<'_>) -> Result<ParamList, &'static str> {
-    let mut out = Vec::new();
+/// Parses `*( SEMI generic-param )` starting at the cursor, handing each
+/// `(name, value)` to `f` without allocating (quoted values keep their quotes).
+pub(crate) fn for_each_param<'a>(
+    c: &mut Cur<'a>,
+    mut f: impl FnMut(&'a str, Option<&'a str>) -> Result<(), &'static str>,
+) -> Result<(), &'static str> {
     loop {
         c.skip_ws();
         if c.at_end() {
-            return Ok(out);
+            return Ok(());
         }
         if !c.eat(b';') {
             return Err("expected ';' before parameter");
@@ -147,9 +194,9 @@ pub(crate) fn parse_params(c: &mut Cur<'_>) -> Result<ParamList, &'static str> {
             if v.is_empty() {
                 return Err("empty parameter value");
             }
-            out.push((name.to_string(), Some(v.to_string())));
+            f(name, Some(v))?;
         } else {
-            out.push((name.to_string(), None));
+            f(name, None)?;
         }
     }
 }
@@ -249,7 +296,6 @@ impl Via {
         } else {
             None
         };
-        let all = parse_params(&mut c)?;
         let mut via = Via {
             transport: transport.to_ascii_uppercase(),
             host: host.to_string(),
@@ -259,20 +305,21 @@ impl Via {
             rport: None,
             params: Vec::new(),
         };
-        for (n, val) in all {
+        for_each_param(&mut c, |n, val| {
             if n.eq_ignore_ascii_case("branch") {
-                via.branch = Some(val.ok_or("empty branch")?);
+                via.branch = Some(val.ok_or("empty branch")?.to_string());
             } else if n.eq_ignore_ascii_case("received") {
-                via.received = Some(val.ok_or("empty received")?);
+                via.received = Some(val.ok_or("empty received")?.to_string());
             } else if n.eq_ignore_ascii_case("rport") {
                 via.rport = Some(match val {
                     Some(p) => Some(p.parse::<u16>().map_err(|_| "bad rport")?),
                     None => None,
                 });
             } else {
-                via.params.push((n, val));
+                via.params.push((n.to_string(), val.map(str::to_string)));
             }
-        }
+            Ok(())
+        })?;
         Ok(via)
     }
 
@@ -386,20 +433,20 @@ impl NameAddr {
             }
             Uri::parse(text).map_err(|_| "bad uri")?
         };
-        let all = parse_params(&mut c)?;
         let mut na = NameAddr {
             display,
             uri,
             tag: None,
             params: Vec::new(),
         };
-        for (n, val) in all {
+        for_each_param(&mut c, |n, val| {
             if n.eq_ignore_ascii_case("tag") {
-                na.tag = Some(val.ok_or("empty tag")?);
+                na.tag = Some(val.ok_or("empty tag")?.to_string());
             } else {
-                na.params.push((n, val));
+                na.params.push((n.to_string(), val.map(str::to_string)));
             }
-        }
+            Ok(())
+        })?;
         Ok(na)
     }
 

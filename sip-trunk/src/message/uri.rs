@@ -82,11 +82,37 @@ pub struct Uri {
 
 const MARK: &[u8] = b"-_.!~*'()";
 
-fn is_unreserved(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || MARK.contains(&c)
+/// A 256-entry membership table: unreserved characters plus `extra`.
+/// Lookups replace per-character scans of small slices on the parse hot path.
+const fn table(extra: &[u8]) -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        t[c] = (c as u8).is_ascii_alphanumeric();
+        c += 1;
+    }
+    let mut i = 0;
+    while i < MARK.len() {
+        t[MARK[i] as usize] = true;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < extra.len() {
+        t[extra[i] as usize] = true;
+        i += 1;
+    }
+    t
 }
 
-fn all_chars(s: &str, extra: &[u8]) -> bool {
+type CharSet = [bool; 256];
+static USER: CharSet = table(b"&=+$,;?/");
+static PASSWORD: CharSet = table(b"&=+$,");
+static PARAM: CharSet = table(b"[]/:&+$");
+static HEADER: CharSet = table(b"[]/?:+$");
+static TEL: CharSet = table(b"+-.()");
+
+/// True when every byte is in `set` or part of a `%HH` escape.
+fn all_chars(s: &str, set: &CharSet) -> bool {
     let b = s.as_bytes();
     let mut i = 0;
     while i < b.len() {
@@ -101,7 +127,7 @@ fn all_chars(s: &str, extra: &[u8]) -> bool {
             i += 3;
             continue;
         }
-        if !(is_unreserved(c) || extra.contains(&c)) {
+        if !set[c as usize] {
             return false;
         }
         i += 1;
@@ -159,18 +185,18 @@ pub(crate) fn split_host_port(s: &str) -> Result<(&str, Option<u16>), UriError> 
     Ok((host, port))
 }
 
-fn parse_params(s: &str, extra: &[u8]) -> Result<Vec<(String, Option<String>)>, UriError> {
+fn parse_params(s: &str, set: &CharSet) -> Result<Vec<(String, Option<String>)>, UriError> {
     let mut out = Vec::new();
     for p in s.split(';') {
         let (name, value) = match p.find('=') {
             Some(i) => (&p[..i], Some(&p[i + 1..])),
             None => (p, None),
         };
-        if name.is_empty() || !all_chars(name, extra) {
+        if name.is_empty() || !all_chars(name, set) {
             return Err(UriError::BadParam);
         }
         if let Some(v) = value
-            && (v.is_empty() || !all_chars(v, extra))
+            && (v.is_empty() || !all_chars(v, set))
         {
             return Err(UriError::BadParam);
         }
@@ -226,7 +252,7 @@ impl Uri {
                     Some(i) => (&rest[..i], Some(&rest[i + 1..])),
                     None => (rest, None),
                 };
-                if num.is_empty() || !all_chars(num, b"+-.()") {
+                if num.is_empty() || !all_chars(num, &TEL) {
                     return Err(UriError::BadHost);
                 }
                 Ok(Uri {
@@ -236,7 +262,7 @@ impl Uri {
                     host: num.to_string(),
                     port: None,
                     params: match params {
-                        Some(p) => parse_params(p, b"[]/:&+$")?,
+                        Some(p) => parse_params(p, &PARAM)?,
                         None => Vec::new(),
                     },
                     headers: Vec::new(),
@@ -272,11 +298,11 @@ impl Uri {
                     Some(i) => (&ui[..i], Some(&ui[i + 1..])),
                     None => (ui, None),
                 };
-                if u.is_empty() || !all_chars(u, b"&=+$,;?/") {
+                if u.is_empty() || !all_chars(u, &USER) {
                     return Err(UriError::BadUser);
                 }
                 if let Some(p) = p
-                    && !all_chars(p, b"&=+$,")
+                    && !all_chars(p, &PASSWORD)
                 {
                     return Err(UriError::BadUser);
                 }
@@ -294,14 +320,14 @@ impl Uri {
         };
         let (host, port) = split_host_port(hostport)?;
         let params = match params {
-            Some(p) => parse_params(p, b"[]/:&+$")?,
+            Some(p) => parse_params(p, &PARAM)?,
             None => Vec::new(),
         };
         let mut hdrs = Vec::new();
         if let Some(h) = headers {
             for pair in h.split('&') {
                 let (n, v) = pair.split_once('=').ok_or(UriError::BadHeader)?;
-                if n.is_empty() || !all_chars(n, b"[]/?:+$") || !all_chars(v, b"[]/?:+$") {
+                if n.is_empty() || !all_chars(n, &HEADER) || !all_chars(v, &HEADER) {
                     return Err(UriError::BadHeader);
                 }
                 hdrs.push((n.to_string(), v.to_string()));
