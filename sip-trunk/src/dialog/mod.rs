@@ -18,6 +18,34 @@
 //! - `call.rs`: the [`Call`] state machine, both roles.
 //! - `session_timer.rs`: Session-Expires/Min-SE parsing and refresh arithmetic.
 //! - `tests.rs`: one test per rule, with a hand-driven clock.
+//!
+//! # What is covered, and by which test
+//!
+//! | rule | test |
+//! |---|---|
+//! | early dialog from 1xx with tag, route set reversed for the UAC, ACK for 2xx with the INVITE's CSeq, re-ACK of a retransmitted 2xx | `uac_ringing_answer_and_ack` |
+//! | 2xx retransmitted at T1 doubling to T2 until ACK, ACK absorbed | `uas_2xx_retransmitted_until_ack` |
+//! | no ACK within 64*T1: BYE, `Timeout` | `uas_2xx_without_ack_sends_bye` |
+//! | in-dialog requests: remote target, route set, rising CSeq | `uas_builds_in_dialog_requests` |
+//! | BYE/INFO/MESSAGE answered, CSeq going backwards gets 500, unknown method 501 | `remote_requests_answered` |
+//! | 481 for unknown dialogs, none for ACK | `unknown_dialog_gets_481` |
+//! | peer re-INVITE as `TargetRefresh`, second offer gets 500 + Retry-After | `incoming_reinvite_is_target_refresh` |
+//! | glare: 491, retry in 2.1-4 s (Call-ID owner) or 0-2 s | `reinvite_glare_retry_uac`, `reinvite_glare_retry_uas` |
+//! | session refresh at half the interval (UPDATE, or re-INVITE with the last SDP) | `session_refresh_at_half_interval`, `session_refresh_by_reinvite` |
+//! | BYE at interval - min(32 s, interval/3) without refresh | `session_expiry_sends_bye` |
+//! | 422 with Min-SE, refresher choice, UAC retry of 422 once | `session_timer_negotiation_uas`, `uac_retries_422_with_min_se` |
+//! | CANCEL only after a provisional, same branch/CSeq, 487 as `Cancelled`; 200 crossing CANCEL gets ACK + BYE | `uac_cancel_before_answer`, `uac_cancel_race_with_200` |
+//! | CANCEL received: 487 on the INVITE | `uas_cancel_gives_487` |
+//! | 401/407 answered once (INVITE and in-dialog requests) | `uac_invite_challenge_answered_once`, `in_dialog_request_challenge_answered_once` |
+//! | transaction timeouts end the call | `transaction_timeouts` |
+//! | a second fork's 2xx is ACKed and ended | `uac_second_fork_2xx_is_acked_and_ended` |
+//! | REFER/NOTIFY transfer | `refer_transfer_round_trip` |
+//! | our UAC against our UAS for ten minutes of refreshes | `uac_uas_pair_end_to_end` |
+//! | garbage headers never panic | `hostile_headers_do_not_panic` |
+//!
+//! Not covered: PRACK/100rel (RFC 3262), forked early dialogs kept apart
+//! (the latest provisional's tag wins until the 2xx), strict-route peers are
+//! built but not tested, dialog snapshots for restarts.
 
 mod call;
 mod session_timer;
@@ -119,7 +147,6 @@ pub enum TerminatedReason {
 /// What a [`Call`] reports to the application.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DialogEvent {
-    /// UAS: a new INVITE arrived (reported by [`Call::incoming`] callers, not emitted).
     /// UAC: 180/183 arrived, with early media SDP if any.
     Ringing {
         /// 180 or 183 (or another 1xx above 100).
