@@ -351,3 +351,59 @@ fn late_2xx_goes_to_the_dialog_layer() {
         [TxEvent::Invite2xxRetransmission { .. }]
     ));
 }
+
+/// 100 Trying can be left to the TU; then nothing is sent until it answers.
+#[test]
+fn automatic_100_trying_is_configurable() {
+    let t0 = Instant::now();
+    let mut cfg = config(UAS, 1);
+    cfg.send_100_trying = false;
+    let mut l = TransactionLayer::new(cfg, t0);
+    let d = receive(
+        &mut l,
+        t0,
+        UAC,
+        Transport::Udp,
+        &incoming(Method::Invite, "z9hG4bKq", "UDP"),
+    );
+    assert!(d.transmits.is_empty());
+    assert!(matches!(&d.events[..], [TxEvent::Request { .. }]));
+    let mut l = TransactionLayer::new(config(UAS, 1), t0);
+    let d = receive(
+        &mut l,
+        t0,
+        UAC,
+        Transport::Udp,
+        &incoming(Method::Invite, "z9hG4bKq", "UDP"),
+    );
+    assert_eq!(parse_response(&d.transmits[0].data).status.0, 100);
+}
+
+/// RFC 2543 peers (no magic cookie, RFC 4475 inv2543) still get
+/// retransmission absorption through the fallback key.
+#[test]
+fn rfc_2543_requests_match_by_the_fallback_key() {
+    let t0 = Instant::now();
+    let mut l = TransactionLayer::new(config(UAS, 1), t0);
+    let raw = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/rfc4475/inv2543.sip"
+    ))
+    .unwrap();
+    let d = receive(&mut l, t0, "192.0.2.77:5060", Transport::Udp, &raw);
+    assert!(matches!(&d.events[..], [TxEvent::Request { .. }]));
+    assert_eq!(d.transmits.len(), 1, "100 Trying");
+    let d = receive(
+        &mut l,
+        t0 + Duration::from_millis(500),
+        "192.0.2.77:5060",
+        Transport::Udp,
+        &raw,
+    );
+    assert!(d.events.is_empty(), "retransmission absorbed");
+    assert_eq!(
+        parse_response(&d.transmits[0].data).status.0,
+        100,
+        "last response resent"
+    );
+}

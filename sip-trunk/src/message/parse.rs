@@ -10,7 +10,10 @@
 //! schemes, escaped characters, trailing bytes after a UDP body). It never
 //! panics on input; the fuzz target and `tests/rfc4475.rs` check that.
 
+use std::sync::LazyLock;
+
 use bytes::Bytes;
+use memchr::memmem::Finder;
 
 use super::headers::{HeaderError, HeaderName, Headers, names};
 use super::typed::{is_token, is_token_char, split_list};
@@ -170,8 +173,10 @@ fn via_routable(top: &str) -> bool {
 fn find_header_end(buf: &[u8]) -> Option<(usize, usize)> {
     // The first LF followed by CRLF or by LF ends the headers; memmem keeps
     // this SIMD-fast since it runs on every message.
-    let crlf = memchr::memmem::find(buf, b"\n\r\n").map(|j| (j + 1, j + 3));
-    let lf = memchr::memmem::find(buf, b"\n\n").map(|j| (j + 1, j + 2));
+    static LF_CRLF: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\n\r\n"));
+    static LF_LF: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\n\n"));
+    let crlf = LF_CRLF.find(buf).map(|j| (j + 1, j + 3));
+    let lf = LF_LF.find(buf).map(|j| (j + 1, j + 2));
     match (crlf, lf) {
         (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
         (a, b) => a.or(b),
