@@ -771,6 +771,28 @@ impl UserAgent {
         }
     }
 
+    /// An initial INVITE seen again after our 2xx ended its transaction: not a new call.
+    fn absorb_retransmission(&mut self, id: TransactionId, req: &Request) -> bool {
+        let Some(h) = req
+            .headers
+            .call_id()
+            .ok()
+            .and_then(|c| self.by_call_id.get(c).copied())
+        else {
+            return false;
+        };
+        let Some(slot) = self.calls.get_mut(&h) else {
+            return false;
+        };
+        if !slot.call.absorb_invite_retransmission(req) {
+            return false;
+        }
+        if let Ok(c) = req.headers.cseq() {
+            slot.server.insert((c.seq, c.method), id);
+        }
+        true
+    }
+
     fn call_for(&mut self, req: &Request) -> Option<&mut CallSlot> {
         let h = self.by_call_id.get(req.headers.call_id().ok()?).copied()?;
         let slot = self.calls.get_mut(&h)?;
@@ -801,6 +823,7 @@ impl UserAgent {
             return;
         }
         match req.method {
+            Method::Invite if self.absorb_retransmission(id, &req) => {}
             Method::Invite => self.on_new_invite(id, req, source, transport),
             Method::Options => {
                 let mut resp = Response::from_request(&req, 200, "OK")
@@ -1393,6 +1416,48 @@ mod tests {
             })
             .collect();
         assert_eq!(statuses, [None, Some(405)], "{:?}", net.ev_a);
+    }
+
+    /// An INVITE retransmitted after our 200 is answered with the same 200, not taken as a new call.
+    #[test]
+    fn invite_retransmission_after_2xx_is_not_a_new_call() {
+        let mut net = Net::new();
+        net.a
+            .invite(net.now, call_config(), None, addr(B), Transport::Udp);
+        let UaOutput::Transmit(first) = net.a.poll_output() else {
+            panic!("expected the INVITE");
+        };
+        net.b
+            .handle_input(net.now, addr(A), Transport::Udp, &first.data);
+        net.settle();
+        let Some(UaEvent::IncomingCall { call: cb, .. }) = net.ev_b.pop() else {
+            panic!("expected IncomingCall");
+        };
+        net.b
+            .call(cb)
+            .expect("leg")
+            .answer(net.now, None)
+            .expect("unanswered");
+        net.settle();
+        net.ev_a.clear();
+        net.ev_b.clear();
+        // The same INVITE arrives again (the UAC never saw our 100 or 200).
+        net.b
+            .handle_input(net.now, addr(A), Transport::Udp, &first.data);
+        let mut replies = Vec::new();
+        loop {
+            match net.b.poll_output() {
+                UaOutput::Transmit(t) => {
+                    replies.push(String::from_utf8_lossy(&t.data).into_owned())
+                }
+                UaOutput::Event(e) => panic!("unexpected event {e:?}"),
+                UaOutput::Timeout(_) => break,
+            }
+        }
+        assert!(
+            replies.iter().any(|r| r.starts_with("SIP/2.0 200")),
+            "{replies:?}"
+        );
     }
 
     /// A BYE for a dialog nobody has is answered 481.

@@ -184,6 +184,8 @@ pub struct Call {
     /// Last ACK for a 2xx, resent when that 2xx is retransmitted.
     last_ack: Option<(u32, Request)>,
     uas_2xx: Option<Pending2xx>,
+    /// Our 2xx to the initial INVITE, resent if that INVITE is retransmitted.
+    initial_2xx: Option<Response>,
     /// Peer's re-INVITE/UPDATE waiting for `accept_refresh`/`reject_refresh`.
     incoming_offer: Option<Request>,
     glare: Option<GlareRetry>,
@@ -227,6 +229,7 @@ impl Call {
             clients: Vec::new(),
             last_ack: None,
             uas_2xx: None,
+            initial_2xx: None,
             incoming_offer: None,
             glare: None,
             transmit: VecDeque::new(),
@@ -293,6 +296,7 @@ impl Call {
             clients: Vec::new(),
             last_ack: None,
             uas_2xx: None,
+            initial_2xx: None,
             incoming_offer: None,
             glare: None,
             transmit: VecDeque::new(),
@@ -337,6 +341,26 @@ impl Call {
     /// Negotiated session interval and whether we refresh, if a session timer runs.
     pub fn session_timer(&self) -> Option<(Duration, bool)> {
         self.session.map(|s| (s.interval, s.we_refresh))
+    }
+
+    /// UAS: recognises a retransmission of the initial INVITE (same Call-ID, From tag
+    /// and CSeq) that reached a new server transaction because our 2xx ended the first
+    /// one; queues the 2xx again for it. `false` when `req` is not that INVITE.
+    pub fn absorb_invite_retransmission(&mut self, req: &Request) -> bool {
+        if self.role != Role::Uas || req.method != Method::Invite {
+            return false;
+        }
+        let same = req.headers.call_id().ok() == Some(self.call_id.as_str())
+            && req.headers.from().ok().and_then(|f| f.tag) == self.remote_tag
+            && req.headers.cseq().ok().map(|c| c.seq)
+                == self.invite.headers.cseq().ok().map(|c| c.seq);
+        if !same {
+            return false;
+        }
+        if let Some(resp) = &self.initial_2xx {
+            self.transmit.push_back(Send::Response(resp.clone()));
+        }
+        true
     }
 
     /// Whether the leg is over and owes nothing: terminated, no request of ours pending, no output queued.
@@ -698,6 +722,15 @@ impl Call {
         if self.state == DialogState::Terminated {
             let resp = Response::from_request(req, 481, "Call/Transaction Does Not Exist");
             self.transmit.push_back(Send::Response(resp));
+            return;
+        }
+        // A re-INVITE retransmitted after its server transaction ended with our 2xx:
+        // answer with the same 2xx instead of calling it out of order.
+        if req.method == Method::Invite
+            && let Some(p) = &self.uas_2xx
+            && p.cseq == cseq.seq
+        {
+            self.transmit.push_back(Send::Response(p.response.clone()));
             return;
         }
         // RFC 3261 12.2.2: a lower CSeq than the last one is out of order.
@@ -1458,6 +1491,9 @@ impl Call {
             self.local_body = body;
         }
         self.transmit.push_back(Send::Response(resp.clone()));
+        if initial {
+            self.initial_2xx = Some(resp.clone());
+        }
         self.uas_2xx = Some(Pending2xx {
             response: resp,
             cseq,
