@@ -1016,6 +1016,8 @@ mod tests {
         b: UserAgent,
         now: Instant,
         b_unreachable: bool,
+        /// Packets whose first line starts with one of these are dropped once each.
+        drop_once: Vec<&'static str>,
         ev_a: Vec<UaEvent>,
         ev_b: Vec<UaEvent>,
     }
@@ -1030,6 +1032,7 @@ mod tests {
                 b,
                 now,
                 b_unreachable: false,
+                drop_once: Vec::new(),
                 ev_a: Vec::new(),
                 ev_b: Vec::new(),
             }
@@ -1058,7 +1061,7 @@ mod tests {
                 for t in to_b {
                     moved = true;
                     // Anything not addressed to B is lost (a dead target).
-                    if t.dest == addr(B) && !self.b_unreachable {
+                    if t.dest == addr(B) && !self.b_unreachable && !self.lose(&t.data) {
                         self.b
                             .handle_input(self.now, addr(A), Transport::Udp, &t.data);
                     }
@@ -1066,7 +1069,7 @@ mod tests {
                 for t in to_a {
                     moved = true;
                     assert_eq!(t.dest, addr(A));
-                    if !self.b_unreachable {
+                    if !self.b_unreachable && !self.lose(&t.data) {
                         self.a
                             .handle_input(self.now, addr(B), Transport::Udp, &t.data);
                     }
@@ -1074,6 +1077,18 @@ mod tests {
                 if !moved {
                     return ta.min(tb);
                 }
+            }
+        }
+
+        /// Whether this packet is one of the `drop_once` victims.
+        fn lose(&mut self, data: &[u8]) -> bool {
+            let text = String::from_utf8_lossy(data);
+            match self.drop_once.iter().position(|p| text.starts_with(p)) {
+                Some(i) => {
+                    self.drop_once.remove(i);
+                    true
+                }
+                None => false,
             }
         }
 
@@ -1324,6 +1339,7 @@ mod tests {
                 b,
                 now,
                 b_unreachable: false,
+                drop_once: Vec::new(),
                 ev_a: Vec::new(),
                 ev_b: Vec::new(),
             };
@@ -1457,6 +1473,48 @@ mod tests {
         assert!(
             replies.iter().any(|r| r.starts_with("SIP/2.0 200")),
             "{replies:?}"
+        );
+    }
+
+    /// A lost 200 and a lost ACK are recovered by 2xx retransmission and re-ACK.
+    #[test]
+    fn lost_200_and_ack_are_recovered() {
+        let mut net = Net::new();
+        let t0 = net.now;
+        net.drop_once = vec!["SIP/2.0 200", "ACK "];
+        net.a
+            .invite(t0, call_config(), None, addr(B), Transport::Udp);
+        net.settle();
+        let Some(UaEvent::IncomingCall { call: cb, .. }) = net.ev_b.pop() else {
+            panic!("expected IncomingCall");
+        };
+        net.b
+            .call(cb)
+            .expect("leg")
+            .answer(t0, None)
+            .expect("unanswered");
+        net.settle();
+        assert!(Net::call_events(&mut net.ev_a).is_empty(), "first 200 lost");
+        // T1 later B retransmits the 200; A answers and ACKs, but that ACK is lost too.
+        net.run_until(t0 + Duration::from_millis(600));
+        assert_eq!(
+            Net::call_events(&mut net.ev_a),
+            vec![DialogEvent::Answered { body: None }]
+        );
+        assert!(Net::call_events(&mut net.ev_b).is_empty(), "first ACK lost");
+        // 2*T1 later the next 200 retransmission is re-ACKed from A's dialog.
+        net.run_until(t0 + Duration::from_millis(1600));
+        assert_eq!(
+            Net::call_events(&mut net.ev_b),
+            vec![DialogEvent::Answered { body: None }]
+        );
+        assert!(net.drop_once.is_empty());
+        net.run_until(t0 + Duration::from_secs(40));
+        assert!(
+            net.ev_a.is_empty() && net.ev_b.is_empty(),
+            "{:?} {:?}",
+            net.ev_a,
+            net.ev_b
         );
     }
 
