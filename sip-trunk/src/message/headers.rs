@@ -230,10 +230,24 @@ impl fmt::Display for HeaderName {
 }
 
 /// Ordered header fields of one message.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// All values live back to back in one string and entries hold ranges into
+/// it: parsing a message allocates once for its header text instead of once
+/// per header line. Replaced values leave their old text behind until the
+/// message is dropped, which is fine for messages of at most 64 KiB.
+#[derive(Debug, Clone, Default)]
 pub struct Headers {
-    entries: Vec<(HeaderName, String)>,
+    buf: String,
+    entries: Vec<(HeaderName, usize, usize)>,
 }
+
+impl PartialEq for Headers {
+    fn eq(&self, other: &Headers) -> bool {
+        self.len() == other.len() && self.iter().zip(other.iter()).all(|(a, b)| a == b)
+    }
+}
+
+impl Eq for Headers {}
 
 fn canonical_query(name: &str) -> Cow<'_, str> {
     match HeaderName::known(name) {
@@ -251,23 +265,65 @@ impl Headers {
     /// An empty list with room for `n` headers.
     pub fn with_capacity(n: usize) -> Headers {
         Headers {
+            buf: String::new(),
             entries: Vec::with_capacity(n),
         }
     }
 
-    /// Appends a header at the end.
-    pub fn push(&mut self, name: &str, value: impl Into<String>) {
-        self.entries.push((HeaderName::new(name), value.into()));
+    pub(crate) fn reserve_text(&mut self, bytes: usize) {
+        self.buf.reserve(bytes);
     }
 
-    pub(crate) fn push_named(&mut self, name: HeaderName, value: String) {
-        self.entries.push((name, value));
+    fn append(&mut self, v: &str) -> (usize, usize) {
+        let start = self.buf.len();
+        self.buf.push_str(v);
+        (start, self.buf.len())
+    }
+
+    fn value(&self, start: usize, end: usize) -> &str {
+        &self.buf[start..end]
+    }
+
+    /// Appends a header at the end.
+    pub fn push(&mut self, name: &str, value: impl Into<String>) {
+        let (s, e) = self.append(&value.into());
+        self.entries.push((HeaderName::new(name), s, e));
+    }
+
+    pub(crate) fn push_named(&mut self, name: HeaderName, value: &str) {
+        let (s, e) = self.append(value);
+        self.entries.push((name, s, e));
+    }
+
+    /// Adds text to the value of the last header (folded continuation lines).
+    pub(crate) fn extend_last(&mut self, more: &str) {
+        let Some(&(_, s, e)) = self.entries.last() else {
+            return;
+        };
+        if e != self.buf.len() {
+            // Not at the end of the buffer: copy the value there first.
+            let v = self.buf[s..e].to_string();
+            let (ns, _) = self.append(&v);
+            if let Some(last) = self.entries.last_mut() {
+                last.1 = ns;
+            }
+        }
+        self.buf.push_str(more);
+        let end = self.buf.len();
+        if let Some(last) = self.entries.last_mut() {
+            last.2 = end;
+        }
+    }
+
+    /// The value of the last header, if any.
+    pub(crate) fn last_value(&self) -> Option<&str> {
+        self.entries.last().map(|&(_, s, e)| self.value(s, e))
     }
 
     /// Inserts a header before all others (used to add a `Via`).
     pub fn push_front(&mut self, name: &str, value: impl Into<String>) {
-        self.entries
-            .insert(0, (HeaderName::new(name), value.into()));
+        let (s, e) = self.append(&value.into());
+        self.entries.insert(0, (HeaderName::new(name), s, e));
     }
 
     /// The first value of a header.
@@ -275,8 +331,8 @@ impl Headers {
         let q = canonical_query(name);
         self.entries
             .iter()
-            .find(|(n, _)| n.0.eq_ignore_ascii_case(&q))
-            .map(|(_, v)| v.as_str())
+            .find(|(n, _, _)| n.0.eq_ignore_ascii_case(&q))
+            .map(|&(_, s, e)| self.value(s, e))
     }
 
     /// All values of a header, one per header line, in order.
@@ -284,8 +340,8 @@ impl Headers {
         let q = canonical_query(name);
         self.entries
             .iter()
-            .filter(move |(n, _)| n.0.eq_ignore_ascii_case(&q))
-            .map(|(_, v)| v.as_str())
+            .filter(move |(n, _, _)| n.0.eq_ignore_ascii_case(&q))
+            .map(|&(_, s, e)| &self.buf[s..e])
     }
 
     /// How many header lines carry this name.
@@ -302,30 +358,33 @@ impl Headers {
     pub fn remove(&mut self, name: &str) -> usize {
         let q = canonical_query(name).into_owned();
         let before = self.entries.len();
-        self.entries.retain(|(n, _)| !n.0.eq_ignore_ascii_case(&q));
+        self.entries
+            .retain(|(n, _, _)| !n.0.eq_ignore_ascii_case(&q));
         before - self.entries.len()
     }
 
     /// Replaces all headers of this name by one value, at the first one's place.
     pub fn set(&mut self, name: &str, value: impl Into<String>) {
         let hn = HeaderName::new(name);
-        match self.entries.iter().position(|(n, _)| *n == hn) {
+        let (s, e) = self.append(&value.into());
+        match self.entries.iter().position(|(n, _, _)| *n == hn) {
             Some(pos) => {
-                self.entries[pos].1 = value.into();
+                self.entries[pos].1 = s;
+                self.entries[pos].2 = e;
                 let mut i = 0;
-                self.entries.retain(|(n, _)| {
+                self.entries.retain(|(n, _, _)| {
                     let keep = i <= pos || *n != hn;
                     i += 1;
                     keep
                 });
             }
-            None => self.entries.push((hn, value.into())),
+            None => self.entries.push((hn, s, e)),
         }
     }
 
     /// Iterates over `(name, value)` in order.
     pub fn iter(&self) -> impl Iterator<Item = (&HeaderName, &str)> {
-        self.entries.iter().map(|(n, v)| (n, v.as_str()))
+        self.entries.iter().map(|(n, s, e)| (n, &self.buf[*s..*e]))
     }
 
     /// Number of header lines.
@@ -343,8 +402,8 @@ impl Headers {
     fn canonical_all<'a>(&'a self, name: &'static str) -> impl Iterator<Item = &'a str> + 'a {
         self.entries
             .iter()
-            .filter(move |(n, _)| n.0 == name)
-            .map(|(_, v)| v.as_str())
+            .filter(move |(n, _, _)| n.0 == name)
+            .map(|&(_, s, e)| &self.buf[s..e])
     }
 
     fn single(&self, name: &'static str) -> Result<Option<&str>, HeaderError> {
@@ -398,14 +457,17 @@ impl Headers {
     /// Replaces the top-most Via value, keeping any other values on that line.
     pub fn set_top_via(&mut self, via: &Via) {
         let hn = HeaderName(Cow::Borrowed(names::VIA));
-        if let Some(entry) = self.entries.iter_mut().find(|(n, _)| *n == hn) {
-            let parts = split_list(&entry.1);
-            let mut s = via.to_string();
+        if let Some(pos) = self.entries.iter().position(|(n, _, _)| *n == hn) {
+            let (_, s, e) = self.entries[pos];
+            let parts = split_list(&self.buf[s..e]);
+            let mut v = via.to_string();
             for p in &parts[1..] {
-                s.push_str(", ");
-                s.push_str(p);
+                v.push_str(", ");
+                v.push_str(p);
             }
-            entry.1 = s;
+            let (ns, ne) = self.append(&v);
+            self.entries[pos].1 = ns;
+            self.entries[pos].2 = ne;
         } else {
             self.push_front(names::VIA, via.to_string());
         }

@@ -249,7 +249,7 @@ impl Response {
                 n.as_str(),
                 names::VIA | names::FROM | names::TO | names::CALL_ID | names::CSEQ
             ) {
-                r.headers.push_named(n.clone(), v.to_string());
+                r.headers.push_named(n.clone(), v);
             }
         }
         // 100 Trying echoes Timestamp (RFC 3261 8.2.6.1).

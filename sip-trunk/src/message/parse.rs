@@ -226,25 +226,25 @@ pub fn parse_message(data: &[u8]) -> Result<SipMessage, ParseError> {
     let start = lines.next().ok_or(ParseError::BadStartLine("empty"))?;
 
     let mut headers = Headers::with_capacity(16);
-    let mut pending: Option<(HeaderName, String)> = None;
+    headers.reserve_text(head.len());
     for line in lines {
         if line.is_empty() {
             continue;
         }
         if line.starts_with([' ', '\t']) {
             // Folded continuation (LWS): join with one space.
-            let (_, v) = pending.as_mut().ok_or(ParseError::BadHeaderLine)?;
+            let Some(prev) = headers.last_value() else {
+                return Err(ParseError::BadHeaderLine);
+            };
+            let prev_empty = prev.is_empty();
             let t = line.trim();
             if !t.is_empty() {
-                if !v.is_empty() {
-                    v.push(' ');
+                if !prev_empty {
+                    headers.extend_last(" ");
                 }
-                v.push_str(t);
+                headers.extend_last(t);
             }
             continue;
-        }
-        if let Some((n, v)) = pending.take() {
-            headers.push_named(n, v);
         }
         let colon = line.find(':').ok_or(ParseError::BadHeaderLine)?;
         let name = line[..colon].trim_end_matches([' ', '\t']);
@@ -252,10 +252,7 @@ pub fn parse_message(data: &[u8]) -> Result<SipMessage, ParseError> {
             return Err(ParseError::BadHeaderLine);
         }
         let value = line[colon + 1..].trim_matches([' ', '\t']);
-        pending = Some((HeaderName::new(name), value.to_string()));
-    }
-    if let Some((n, v)) = pending.take() {
-        headers.push_named(n, v);
+        headers.push_named(HeaderName::new(name), value);
     }
 
     let rest = &data[body_start..];

@@ -205,6 +205,9 @@ pub enum TxEvent {
 }
 
 /// Output of [`TransactionLayer::poll_output`]; the last one is always `Timeout`.
+// Events carry whole messages; boxing them would add an allocation per
+// event to shrink the Timeout variant, which is returned once per drain.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
     /// Send these bytes.
