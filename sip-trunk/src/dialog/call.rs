@@ -47,6 +47,8 @@ pub struct CallConfig {
     pub t2: Duration,
     /// `User-Agent`/`Server` header value, if any.
     pub user_agent: Option<String>,
+    /// How long the initial INVITE may stay unanswered: the UAC then cancels, the UAS answers 480.
+    pub answer_timeout: Option<Duration>,
 }
 
 impl CallConfig {
@@ -64,6 +66,7 @@ impl CallConfig {
             t1: Duration::from_millis(500),
             t2: Duration::from_secs(4),
             user_agent: None,
+            answer_timeout: Some(Duration::from_secs(180)),
         }
     }
 }
@@ -186,6 +189,10 @@ pub struct Call {
     uas_2xx: Option<Pending2xx>,
     /// Our 2xx to the initial INVITE, resent if that INVITE is retransmitted.
     initial_2xx: Option<Response>,
+    /// When an unanswered initial INVITE is given up (`answer_timeout`).
+    answer_deadline: Option<Instant>,
+    /// The answer timeout fired: a later 487 or timeout reports `Timeout`, not `Cancelled`.
+    gave_up: bool,
     /// Peer's re-INVITE/UPDATE waiting for `accept_refresh`/`reject_refresh`.
     incoming_offer: Option<Request>,
     glare: Option<GlareRetry>,
@@ -195,7 +202,7 @@ pub struct Call {
 
 impl Call {
     /// UAC: starts a call by sending INVITE with `offer` at `now`.
-    pub fn outgoing(config: CallConfig, _now: Instant, offer: Option<Body>, rng_seed: u64) -> Self {
+    pub fn outgoing(config: CallConfig, now: Instant, offer: Option<Body>, rng_seed: u64) -> Self {
         let mut rng = StdRng::seed_from_u64(rng_seed);
         let call_id = format!("{}@{}", random_hex(&mut rng, 12), config.contact.host);
         let local_tag = random_hex(&mut rng, 6);
@@ -230,6 +237,8 @@ impl Call {
             last_ack: None,
             uas_2xx: None,
             initial_2xx: None,
+            answer_deadline: config.answer_timeout.map(|d| now + d),
+            gave_up: false,
             incoming_offer: None,
             glare: None,
             transmit: VecDeque::new(),
@@ -247,7 +256,7 @@ impl Call {
     /// mandatory header is unusable, 422 when the session interval is below our Min-SE.
     pub fn incoming(
         config: CallConfig,
-        _now: Instant,
+        now: Instant,
         invite: &Request,
         rng_seed: u64,
     ) -> Result<Self, Box<Response>> {
@@ -297,6 +306,8 @@ impl Call {
             last_ack: None,
             uas_2xx: None,
             initial_2xx: None,
+            answer_deadline: config.answer_timeout.map(|d| now + d),
+            gave_up: false,
             incoming_offer: None,
             glare: None,
             transmit: VecDeque::new(),
@@ -404,6 +415,12 @@ impl Call {
         }
         let mut next: Option<Instant> = None;
         let mut consider = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
+        if !self.invite_final
+            && !self.gave_up
+            && let Some(d) = self.answer_deadline
+        {
+            consider(d);
+        }
         if let Some(p) = &self.uas_2xx {
             consider(p.next.min(p.give_up));
         }
@@ -424,6 +441,22 @@ impl Call {
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.state == DialogState::Terminated {
             return;
+        }
+        if !self.invite_final && !self.gave_up && self.answer_deadline.is_some_and(|d| now >= d) {
+            self.gave_up = true;
+            match self.role {
+                Role::Uac => {
+                    let _ = self.cancel();
+                }
+                Role::Uas => {
+                    self.invite_final = true;
+                    let resp = Response::from_request(&self.invite, 480, "Temporarily Unavailable")
+                        .with_to_tag(&self.local_tag);
+                    self.transmit.push_back(Send::Response(resp));
+                    self.terminate(TerminatedReason::Timeout);
+                    return;
+                }
+            }
         }
         if let Some(mut p) = self.uas_2xx.take() {
             if now >= p.give_up {
@@ -858,7 +891,7 @@ impl Call {
                 if !self.invite_final {
                     self.invite_final = true;
                     let reason = if self.cancel_requested {
-                        TerminatedReason::Cancelled
+                        self.cancel_reason()
                     } else {
                         TerminatedReason::Timeout
                     };
@@ -988,7 +1021,7 @@ impl Call {
                 if self.cancel_requested {
                     // CANCEL lost the race with 200: the call must still be torn down (RFC 3261 9.1).
                     self.send_bye();
-                    self.terminate(TerminatedReason::Cancelled);
+                    self.terminate(self.cancel_reason());
                     return;
                 }
                 self.session = self.session_from_response(now, resp, None);
@@ -1024,7 +1057,7 @@ impl Call {
             _ => {
                 self.invite_final = true;
                 let reason = if status == 487 && self.cancel_requested {
-                    TerminatedReason::Cancelled
+                    self.cancel_reason()
                 } else {
                     TerminatedReason::Rejected(status)
                 };
@@ -1721,6 +1754,15 @@ impl Call {
             "SIP/2.0/{transport} {sent_by};branch=z9hG4bK{};rport",
             random_hex(&mut self.rng, 8)
         )
+    }
+
+    /// Why a cancelled INVITE ended: our own timeout or the application's cancel.
+    fn cancel_reason(&self) -> TerminatedReason {
+        if self.gave_up {
+            TerminatedReason::Timeout
+        } else {
+            TerminatedReason::Cancelled
+        }
     }
 
     fn terminate(&mut self, reason: TerminatedReason) {

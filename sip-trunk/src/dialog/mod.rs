@@ -40,6 +40,8 @@
 //! | transaction timeouts end the call | `transaction_timeouts` |
 //! | a second fork's 2xx is ACKed and ended | `uac_second_fork_2xx_is_acked_and_ended` |
 //! | REFER/NOTIFY transfer | `refer_transfer_round_trip` |
+//! | unanswered INVITE: UAC cancels, UAS answers 480 after `answer_timeout` | `answer_timeout_both_roles` |
+//! | retransmitted (re-)INVITE after our 2xx gets the 2xx again | `invite_retransmission_after_2xx_is_not_a_new_call` (ua) |
 //! | our UAC against our UAS for ten minutes of refreshes | `uac_uas_pair_end_to_end` |
 //! | garbage headers never panic | `hostile_headers_do_not_panic` |
 //!

@@ -1209,3 +1209,42 @@ fn refer_transfer_round_trip() {
     b.handle_request(t0, &bad);
     assert_eq!(one_response(&mut b).status.0, 400);
 }
+
+/// Unanswered too long: the UAC cancels (ending as Timeout), the UAS answers 480.
+#[test]
+fn answer_timeout_both_roles() {
+    let t0 = Instant::now();
+    let mut cfg = uac_config();
+    cfg.answer_timeout = Some(Duration::from_secs(60));
+    let mut call = Call::outgoing(cfg, t0, None, 41);
+    let invite = one_request(&mut call);
+    call.handle_response(t0, &peer_reply(&invite, 180, &[]));
+    events(&mut call);
+    assert_eq!(call.poll_timeout(), Some(t0 + Duration::from_secs(60)));
+    call.handle_timeout(t0 + Duration::from_secs(60));
+    assert_eq!(one_request(&mut call).method, Method::Cancel);
+    call.handle_response(t0, &peer_reply(&invite, 487, &[]));
+    assert_eq!(
+        events(&mut call),
+        vec![DialogEvent::Terminated {
+            reason: TerminatedReason::Timeout
+        }]
+    );
+
+    let mut cfg = uas_config();
+    cfg.answer_timeout = Some(Duration::from_secs(30));
+    let mut call = Call::incoming(cfg, t0, &pbx_invite(&[]), 42).expect("valid");
+    call.ring(180, None).expect("unanswered");
+    drain(&mut call);
+    call.handle_timeout(t0 + Duration::from_secs(29));
+    assert!(drain(&mut call).is_empty());
+    call.handle_timeout(t0 + Duration::from_secs(30));
+    assert_eq!(one_response(&mut call).status.0, 480);
+    assert_eq!(
+        events(&mut call),
+        vec![DialogEvent::Terminated {
+            reason: TerminatedReason::Timeout
+        }]
+    );
+    assert_eq!(call.poll_timeout(), None);
+}
