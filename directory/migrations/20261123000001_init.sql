@@ -106,7 +106,7 @@ CREATE TABLE search_vocab (
     df    INTEGER NOT NULL
 ) WITHOUT ROWID;
 
--- gram -> vocabulary word: '3' || trigram and '1' || one-deletion variant
+-- deletion key -> vocabulary word: the word and its one-character deletions
 CREATE TABLE search_grams (
     gram  TEXT NOT NULL,
     word  TEXT NOT NULL,

@@ -12,10 +12,15 @@
 //!   this vocabulary, which is far smaller than the entries (a million
 //!   companies share a few hundred thousand words), and then maps back to
 //!   entries through `search_words`.
-//! - `search_grams (gram, word)`: per vocabulary word its padded trigrams
-//!   (words of 5+ characters) and its one-character deletions. Deletions
-//!   find every word one edit away even when short ("akme" -> "acme", where
-//!   trigrams share nothing useful); trigrams find longer words two edits away.
+//! - `search_grams (gram, word)`: per vocabulary word the word and its
+//!   one-character deletions (a deletion neighbourhood, as in SymSpell).
+//!   A query looks up its own one- and (for long words) two-character
+//!   deletions: that finds every word one edit away, even short ones
+//!   ("akme" -> "acme", which share no useful trigram), and most words two
+//!   edits away, with exact index lookups. Candidates are then verified
+//!   with Damerau-Levenshtein. A padded-trigram index was tried first and
+//!   dropped: common trigrams have long posting lists, and reading and
+//!   counting them dominated query time at 100k names.
 //!
 //! # Ranking
 //!
@@ -35,7 +40,10 @@ use std::collections::{HashMap, HashSet};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 pub use text::normalize_words;
-use text::{damerau_levenshtein, entry_words, gram_keys, max_distance, prefix_upper_bound};
+use text::{
+    damerau_levenshtein, entry_words, gram_keys, max_distance, prefix_upper_bound, query_keys,
+    solid_word,
+};
 
 use crate::error::{DirectoryError, Result, ResultExt};
 use crate::names::{DisplayName, LoginName};
@@ -49,8 +57,8 @@ const MAX_QUERY_WORDS: usize = 6;
 const VOCAB_PER_WORD: usize = 32;
 /// Entries re-scored per tier.
 const CANDIDATE_CAP: usize = 1000;
-/// Postings read per gram when collecting fuzzy candidates.
-const GRAM_POSTINGS: i64 = 2000;
+/// Vocabulary words read when collecting fuzzy candidates.
+const FUZZY_CANDIDATES: i64 = 4096;
 
 /// What kind of thing a search hit is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -135,6 +143,7 @@ pub(crate) async fn index_entry(
     display: &str,
 ) -> Result<()> {
     let words = entry_words(name, display);
+    let solid = solid_word(name);
     let norm = normalize_words(display).join(" ");
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO search_entries (name, kind, display_name, name_norm, words) \
@@ -161,7 +170,7 @@ pub(crate) async fn index_entry(
         .bind(w)
         .fetch_one(&mut *conn)
         .await?;
-        if df == 1 {
+        if df == 1 && solid.as_ref() != Some(w) {
             for g in gram_keys(w) {
                 sqlx::query(
                     "INSERT INTO search_grams (gram, word) VALUES (?, ?) ON CONFLICT DO NOTHING",
@@ -321,24 +330,26 @@ impl Directory {
             per_word.push(prefix_vocab(conn, q).await?);
         }
         ids.extend(postings_of_rarest(conn, &per_word).await?);
-        let mut hits = self
-            .score_ids(conn, &ids, &raw, &qwords, &phrase, false)
-            .await?;
+        let rows = load_rows(conn, &ids).await?;
+        let mut hits = Vec::new();
+        let mut missed = score_rows(rows, &raw, &qwords, &phrase, false, &mut hits)?;
 
         if hits.len() < limit {
-            // Tier 3: add vocabulary words within edit distance.
+            // Tier 3: add vocabulary words within edit distance, re-score the
+            // candidates that missed without typos, and score the new ones.
             for (q, matches) in qwords.iter().zip(per_word.iter_mut()) {
                 let fuzzy = fuzzy_vocab(conn, q).await?;
                 let known: HashSet<String> = matches.iter().map(|m| m.word.clone()).collect();
                 matches.extend(fuzzy.into_iter().filter(|m| !known.contains(&m.word)));
             }
-            let more = postings_of_rarest(conn, &per_word).await?;
             let seen: HashSet<i64> = ids.iter().copied().collect();
-            let more: Vec<i64> = more.into_iter().filter(|i| !seen.contains(i)).collect();
-            hits.extend(
-                self.score_ids(conn, &more, &raw, &qwords, &phrase, true)
-                    .await?,
-            );
+            let more: Vec<i64> = postings_of_rarest(conn, &per_word)
+                .await?
+                .into_iter()
+                .filter(|i| !seen.contains(i))
+                .collect();
+            missed.extend(load_rows(conn, &more).await?);
+            score_rows(missed, &raw, &qwords, &phrase, true, &mut hits)?;
         }
 
         hits.sort_by(|a, b| {
@@ -356,49 +367,6 @@ impl Directory {
                 out.push(h);
                 if out.len() == limit {
                     break;
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// Loads candidate entries and keeps those every query word matches.
-    async fn score_ids(
-        &self,
-        conn: &mut SqliteConnection,
-        ids: &[i64],
-        raw: &str,
-        qwords: &[String],
-        phrase: &str,
-        fuzzy: bool,
-    ) -> Result<Vec<(SearchHit, u32)>> {
-        let mut uniq: Vec<i64> = ids.to_vec();
-        uniq.sort_unstable();
-        uniq.dedup();
-        let mut out = Vec::new();
-        for chunk in uniq.chunks(500) {
-            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "SELECT id, name, kind, display_name, name_norm, words FROM search_entries \
-                 WHERE id IN (",
-            );
-            let mut sep = qb.separated(", ");
-            for id in chunk {
-                sep.push_bind(*id);
-            }
-            qb.push(")");
-            let rows: Vec<EntryRow> = qb.build_query_as().fetch_all(&mut *conn).await?;
-            for row in rows {
-                if let Some((matched, total)) = score(&row, raw, qwords, phrase, fuzzy) {
-                    let (_, name, kind, display_name, _, _) = row;
-                    out.push((
-                        SearchHit {
-                            name,
-                            kind: EntryKind::from_db(&kind)?,
-                            display_name,
-                            matched,
-                        },
-                        total,
-                    ));
                 }
             }
         }
@@ -423,6 +391,62 @@ impl Directory {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// Loads the candidate entries by id.
+async fn load_rows(conn: &mut SqliteConnection, ids: &[i64]) -> Result<Vec<EntryRow>> {
+    let mut uniq: Vec<i64> = ids.to_vec();
+    uniq.sort_unstable();
+    uniq.dedup();
+    let mut out = Vec::with_capacity(uniq.len());
+    for chunk in uniq.chunks(500) {
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "SELECT id, name, kind, display_name, name_norm, words FROM search_entries \
+             WHERE id IN (",
+        );
+        let mut sep = qb.separated(", ");
+        for id in chunk {
+            sep.push_bind(*id);
+        }
+        qb.push(")");
+        out.extend(
+            qb.build_query_as::<EntryRow>()
+                .fetch_all(&mut *conn)
+                .await?,
+        );
+    }
+    Ok(out)
+}
+
+/// Scores rows into `hits`; returns the rows some query word missed.
+fn score_rows(
+    rows: Vec<EntryRow>,
+    raw: &str,
+    qwords: &[String],
+    phrase: &str,
+    fuzzy: bool,
+    hits: &mut Vec<(SearchHit, u32)>,
+) -> Result<Vec<EntryRow>> {
+    let mut missed = Vec::new();
+    for row in rows {
+        match score(&row, raw, qwords, phrase, fuzzy) {
+            Some((matched, total)) => {
+                let (_, name, kind, display_name, _, _) = row;
+                let kind = EntryKind::from_db(&kind)?;
+                hits.push((
+                    SearchHit {
+                        name,
+                        kind,
+                        display_name,
+                        matched,
+                    },
+                    total,
+                ));
+            }
+            None => missed.push(row),
+        }
+    }
+    Ok(missed)
 }
 
 /// One chunk of [`Directory::bulk_create_tenants`] with multi-row inserts.
@@ -483,8 +507,13 @@ async fn bulk_chunk(
 
     let mut postings: Vec<(&str, i64)> = Vec::new();
     let mut df: HashMap<&str, i64> = HashMap::new();
-    for ((_, _, words, _), id) in prepared.iter().zip(&ids) {
+    let mut regular: HashSet<&str> = HashSet::new();
+    for ((n, _, words, _), id) in prepared.iter().zip(&ids) {
+        let solid = solid_word(n);
         for w in words {
+            if solid.as_deref() != Some(w.as_str()) {
+                regular.insert(w.as_str());
+            }
             postings.push((w.as_str(), *id));
             *df.entry(w.as_str()).or_default() += 1;
         }
@@ -569,58 +598,48 @@ async fn fuzzy_vocab(conn: &mut SqliteConnection, q: &str) -> Result<Vec<VocabMa
     if maxd == 0 {
         return Ok(Vec::new());
     }
-    // Candidates: words sharing a deletion key (all words one edit away) or
-    // many trigrams (words further away); verified by edit distance below.
-    let mut overlap: HashMap<String, u32> = HashMap::new();
-    let keys = text::deletion_keys(q);
+    let keys = query_keys(q, maxd);
     let mut qb: QueryBuilder<Sqlite> =
         QueryBuilder::new("SELECT DISTINCT word FROM search_grams WHERE gram IN (");
     let mut sep = qb.separated(", ");
     for k in &keys {
         sep.push_bind(k.as_str());
     }
-    qb.push(") LIMIT 4096");
+    qb.push(") LIMIT ");
+    qb.push_bind(FUZZY_CANDIDATES);
     let words: Vec<String> = qb.build_query_scalar().fetch_all(&mut *conn).await?;
-    for w in words {
-        overlap.insert(w, u32::MAX);
-    }
-    if maxd > 1 {
-        for g in text::trigram_keys(q) {
-            let words: Vec<String> =
-                sqlx::query_scalar("SELECT word FROM search_grams WHERE gram = ? LIMIT ?")
-                    .bind(&g)
-                    .bind(GRAM_POSTINGS)
-                    .fetch_all(&mut *conn)
-                    .await?;
-            for w in words {
-                let c = overlap.entry(w).or_default();
-                *c = c.saturating_add(1);
-            }
-        }
-    }
-    let mut cands: Vec<(String, u32)> = overlap.into_iter().collect();
-    // deletion hits first, then by trigram overlap; bound the verify work
-    cands.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    cands.truncate(256);
-    let mut verified: Vec<(usize, String)> = cands
+    let mut verified: Vec<(usize, String)> = words
         .into_iter()
-        .filter_map(|(w, _)| {
+        .filter_map(|w| {
             let d = damerau_levenshtein(q, &w);
             (d > 0 && d <= maxd).then_some((d, w))
         })
         .collect();
     verified.sort();
     verified.truncate(VOCAB_PER_WORD);
-    let mut out = Vec::with_capacity(verified.len());
-    for (_, word) in verified {
-        let df: i64 = sqlx::query_scalar("SELECT df FROM search_vocab WHERE word = ?")
-            .bind(&word)
-            .fetch_optional(&mut *conn)
-            .await?
-            .unwrap_or(0);
-        out.push(VocabMatch { word, df });
+    if verified.is_empty() {
+        return Ok(Vec::new());
     }
-    Ok(out)
+    let mut qb: QueryBuilder<Sqlite> =
+        QueryBuilder::new("SELECT word, df FROM search_vocab WHERE word IN (");
+    let mut sep = qb.separated(", ");
+    for (_, w) in &verified {
+        sep.push_bind(w.as_str());
+    }
+    qb.push(")");
+    let dfs: HashMap<String, i64> = qb
+        .build_query_as::<(String, i64)>()
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .collect();
+    Ok(verified
+        .into_iter()
+        .map(|(_, word)| {
+            let df = dfs.get(&word).copied().unwrap_or(0);
+            VocabMatch { word, df }
+        })
+        .collect())
 }
 
 /// Entry ids posted under the matches of the most selective query word
@@ -635,19 +654,17 @@ async fn postings_of_rarest(
     else {
         return Ok(Vec::new());
     };
-    let mut ids = Vec::new();
-    for m in rarest {
-        let left = CANDIDATE_CAP.saturating_sub(ids.len());
-        if left == 0 {
-            break;
-        }
-        let part: Vec<i64> =
-            sqlx::query_scalar("SELECT entry_id FROM search_words WHERE word = ? LIMIT ?")
-                .bind(&m.word)
-                .bind(left as i64)
-                .fetch_all(&mut *conn)
-                .await?;
-        ids.extend(part);
+    if rarest.is_empty() {
+        return Ok(Vec::new());
     }
+    let mut qb: QueryBuilder<Sqlite> =
+        QueryBuilder::new("SELECT entry_id FROM search_words WHERE word IN (");
+    let mut sep = qb.separated(", ");
+    for m in rarest {
+        sep.push_bind(m.word.as_str());
+    }
+    qb.push(") LIMIT ");
+    qb.push_bind(CANDIDATE_CAP as i64);
+    let ids: Vec<i64> = qb.build_query_scalar().fetch_all(&mut *conn).await?;
     Ok(ids)
 }

@@ -47,18 +47,28 @@ pub fn normalize_words(s: &str) -> Vec<String> {
 
 /// The words an entry is found by: the parts of its name (`acme-bank/sales`
 /// -> acme, bank, sales), the name's first label written solid
-/// (`acmebank`), and the words of its display name. Deduplicated.
+/// (`acmebank`, only when it has several parts), and the words of its
+/// display name. Deduplicated.
 pub(crate) fn entry_words(name: &str, display: &str) -> Vec<String> {
     let mut words = normalize_words(name);
-    let first = name.split('/').next().unwrap_or(name);
-    let solid: String = first.chars().filter(char::is_ascii_alphanumeric).collect();
-    if !solid.is_empty() {
+    if let Some(solid) = solid_word(name) {
         words.push(solid);
     }
     words.extend(normalize_words(display));
     let mut seen = std::collections::HashSet::new();
     words.retain(|w| seen.insert(w.clone()));
     words
+}
+
+/// The first label of a multi-part name written solid (`acme-bank/x` ->
+/// `acmebank`). It is found by exact and prefix search only: giving every
+/// such (nearly unique) word fuzzy keys would multiply the fuzzy index.
+pub(crate) fn solid_word(name: &str) -> Option<String> {
+    let first = name.split('/').next().unwrap_or(name);
+    if !first.contains(['-', '.']) {
+        return None;
+    }
+    Some(first.chars().filter(char::is_ascii_alphanumeric).collect())
 }
 
 /// Largest edit distance accepted for a query word of `len` characters.
@@ -70,50 +80,57 @@ pub(crate) fn max_distance(len: usize) -> usize {
     }
 }
 
-/// Trigram keys of a word, padded (`^ac`, `acm`, `cme`, `me$`), each
-/// prefixed with `3` so they share a table with deletion keys.
-pub(crate) fn trigram_keys(word: &str) -> Vec<String> {
-    let chars: Vec<char> = std::iter::once('^')
-        .chain(word.chars())
-        .chain(std::iter::once('$'))
-        .collect();
-    let mut keys: Vec<String> = chars
-        .windows(3)
-        .map(|w| std::iter::once('3').chain(w.iter().copied()).collect())
-        .collect();
+/// Longest word that gets deletion keys; longer words are only found
+/// exactly or by prefix.
+const MAX_GRAM_WORD: usize = 24;
+
+/// `word` with the characters at the given (sorted, distinct) indices removed.
+fn without(chars: &[char], skip: &[usize]) -> String {
+    chars
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !skip.contains(i))
+        .map(|(_, c)| *c)
+        .collect()
+}
+
+/// Keys stored for a vocabulary word: the word and its one-character
+/// deletions (`acme` -> `acme cme ame ace acm`). Two words within edit
+/// distance one (substitution, insertion, deletion or transposition) share
+/// a key, which trigrams cannot promise for short words.
+pub(crate) fn gram_keys(word: &str) -> Vec<String> {
+    let chars: Vec<char> = word.chars().collect();
+    let mut keys = vec![word.to_owned()];
+    if (3..=MAX_GRAM_WORD).contains(&chars.len()) {
+        keys.extend((0..chars.len()).map(|i| without(&chars, &[i])));
+    }
     keys.sort();
     keys.dedup();
     keys
 }
 
-/// The word and its one-character deletions, each prefixed with `1`
-/// (`acme` -> `1acme 1cme 1ame 1ace 1acm`). Two words within edit distance
-/// one (substitution, insertion, deletion or transposition) share a key,
-/// which trigrams cannot promise for short words.
-pub(crate) fn deletion_keys(word: &str) -> Vec<String> {
+/// Keys to look up for a query word: the word, its one-character deletions
+/// and, when two edits are allowed, its two-character deletions. Matching
+/// those against the stored one-deletion keys finds every word one edit
+/// away and most words two edits away (all but two substitutions), with
+/// exact index lookups instead of long trigram posting lists.
+pub(crate) fn query_keys(word: &str, max_distance: usize) -> Vec<String> {
     let chars: Vec<char> = word.chars().collect();
-    let mut keys = vec![format!("1{word}")];
-    if chars.len() >= 3 {
-        for i in 0..chars.len() {
-            let v: String = std::iter::once('1')
-                .chain(chars[..i].iter().copied())
-                .chain(chars[i + 1..].iter().copied())
-                .collect();
-            keys.push(v);
+    let n = chars.len();
+    let mut keys = vec![word.to_owned()];
+    if max_distance >= 1 && n >= 3 {
+        keys.extend((0..n).map(|i| without(&chars, &[i])));
+    }
+    if max_distance >= 2 && n >= 4 {
+        for i in 0..n {
+            for j in i + 1..n {
+                keys.push(without(&chars, &[i, j]));
+            }
         }
     }
     keys.sort();
     keys.dedup();
     keys
-}
-
-/// All gram keys stored for a vocabulary word.
-pub(crate) fn gram_keys(word: &str) -> Vec<String> {
-    let mut k = deletion_keys(word);
-    if word.chars().count() >= 5 {
-        k.extend(trigram_keys(word));
-    }
-    k
 }
 
 /// Damerau-Levenshtein distance (optimal string alignment) over characters.
@@ -187,24 +204,33 @@ mod tests {
         assert_eq!(damerau_levenshtein("corporatoin", "corporation"), 1);
     }
 
-    /// Words one edit apart share a deletion key.
+    /// Query keys meet stored keys for words one edit apart, and for
+    /// words two edits apart when two are allowed.
     #[test]
     fn deletion_keys_meet() {
-        for (a, b) in [
+        let meet = |q: &str, w: &str, d| query_keys(q, d).iter().any(|k| gram_keys(w).contains(k));
+        for (q, w) in [
             ("akme", "acme"),
             ("bnk", "bank"),
             ("amce", "acme"),
             ("acmee", "acme"),
         ] {
-            let ka = deletion_keys(a);
-            let kb = deletion_keys(b);
-            assert!(ka.iter().any(|k| kb.contains(k)), "{a} vs {b}");
+            assert!(meet(q, w, 1), "{q} vs {w}");
         }
-        assert!(
-            !deletion_keys("acme")
-                .iter()
-                .any(|k| deletion_keys("zeta").contains(k))
-        );
+        assert!(!meet("acme", "zeta", 1));
+        assert!(!meet("consolidatde", "consolidated", 0));
+        assert!(meet("consolidatde", "consolidated", 2));
+        assert!(meet("corportaion", "corporation", 2));
+        assert!(meet("corporaton", "corporation", 2));
+        assert!(meet("corpoation", "corporation", 2));
+    }
+
+    /// Multi-part names get a solid word; single labels do not.
+    #[test]
+    fn solid_words() {
+        assert_eq!(solid_word("acme-bank/sales").as_deref(), Some("acmebank"));
+        assert_eq!(solid_word("a.b"), Some("ab".into()));
+        assert_eq!(solid_word("acme/sales"), None);
     }
 
     /// The range bound sorts after every extension of the prefix.
