@@ -1,1 +1,34 @@
-//! bridges
+//! bridges: the messenger side of namecall — chat conversations (one-to-one
+//! and groups), durable store-and-forward, receipts, typing and presence.
+//!
+//! # Layout
+//! - [`model`]: validated types (`Login`, `ConversationId`, `Body`, …).
+//! - [`store`]: [`ChatStore`], SQLite (WAL) through sqlx; every write is
+//!   committed before it returns.
+//! - [`delivery`]: sans-IO receipts/expiry/typing/presence state machine.
+//! - [`frames`]: the JSON frames of the chat WebSocket protocol.
+//! - [`hub`]: sans-IO router from store results to per-device server frames.
+//! - [`service`]: [`ChatService`], the async glue the gateway calls.
+//!
+//! # Time
+//! Nothing here reads a clock: every call that depends on time takes a
+//! [`Timestamp`] (unix milliseconds). Tests drive time by hand.
+//!
+//! # Errors vs panics
+//! Bad input is a [`ChatError`] (and an `error` frame at the edge), never a
+//! panic; a failed write leaves nothing stored.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod delivery;
+pub mod error;
+pub mod frames;
+pub mod hub;
+pub mod model;
+pub mod service;
+pub mod store;
+
+pub use error::{ChatError, Result};
+pub use model::{Body, ClientId, ConversationId, DeviceId, Login, Message, Seq, Timestamp};
+pub use service::ChatService;
+pub use store::{ChatStore, StoreOptions, Stored};

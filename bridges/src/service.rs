@@ -1,0 +1,329 @@
+//! `ChatService`: the glue between [`ChatStore`] and the sans-IO [`Hub`],
+//! so the gateway's WebSocket task only parses nothing and forwards
+//! everything: text in, `(DeviceId, ServerFrame)` pairs out.
+//!
+//! Two locks, each for one reason:
+//! - `hub` is a std mutex: every critical section is a few map operations
+//!   and never spans an `.await`.
+//! - `order` is an async mutex held from "commit" to "push" of every write
+//!   and from "last sync read" to "device is live". Pushes then leave in
+//!   commit order, and no entry can be committed between a device's final
+//!   sync page and it going live (it would be neither synced nor pushed).
+//!   SQLite has a single writer anyway, so this costs little throughput.
+
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use crate::delivery::DeliveryConfig;
+use crate::error::{ChatError, Result};
+use crate::frames::{ClientFrame, ConversationItem, Entry, ServerFrame};
+use crate::hub::{Hub, Outbox};
+use crate::model::{ConversationId, DeviceId, Login, Timestamp};
+use crate::store::{ChatStore, Stored};
+
+/// Default page size for `sync` and `history`.
+const DEFAULT_PAGE: u32 = 100;
+
+/// The chat of one node: a store and a hub.
+#[derive(Debug)]
+pub struct ChatService {
+    store: ChatStore,
+    hub: Mutex<Hub>,
+    order: tokio::sync::Mutex<()>,
+}
+
+impl ChatService {
+    /// A service over `store` with the given delivery timers.
+    pub fn new(store: ChatStore, config: DeliveryConfig) -> Self {
+        Self {
+            store,
+            hub: Mutex::new(Hub::new(config)),
+            order: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The store, for admin reads.
+    pub fn store(&self) -> &ChatStore {
+        &self.store
+    }
+
+    fn hub(&self) -> MutexGuard<'_, Hub> {
+        // A panic while holding the lock leaves maps consistent enough to
+        // keep routing; better than taking every socket down with it.
+        self.hub.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A device of `login` connected (after the gateway authenticated it).
+    /// It should send `sync` next; pushes start when it has caught up.
+    pub fn connect(&self, now: Timestamp, device: DeviceId, login: Login) {
+        self.hub().register(now, device, login);
+    }
+
+    /// A device disconnected.
+    pub fn disconnect(&self, now: Timestamp, device: &DeviceId) {
+        self.hub().unregister(now, device);
+    }
+
+    /// Fires due timers; call at [`ChatService::poll_timeout`].
+    pub fn handle_timeout(&self, now: Timestamp) -> Outbox {
+        self.hub().handle_timeout(now)
+    }
+
+    /// When [`ChatService::handle_timeout`] should next run.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        self.hub().poll_timeout()
+    }
+
+    /// Handles one text frame from `device`. Never fails: errors become an
+    /// `error` frame to that device.
+    pub async fn handle_text(&self, now: Timestamp, device: &DeviceId, text: &str) -> Outbox {
+        match ClientFrame::parse(text) {
+            Ok(frame) => self.handle(now, device, frame).await,
+            Err(err) => vec![(device.clone(), err)],
+        }
+    }
+
+    /// Handles one parsed frame from `device`.
+    pub async fn handle(&self, now: Timestamp, device: &DeviceId, frame: ClientFrame) -> Outbox {
+        let Some(login) = self.hub().login_of(device).cloned() else {
+            return vec![(
+                device.clone(),
+                ServerFrame::error_code("not_registered", "device is not connected", None),
+            )];
+        };
+        let client_id = frame.client_id().cloned();
+        match self.dispatch(now, device, &login, frame).await {
+            Ok(out) => out,
+            Err(err) => {
+                if matches!(err.code(), "internal") {
+                    tracing::error!(cause = %err, "chat request failed");
+                }
+                vec![(
+                    device.clone(),
+                    ServerFrame::from_error(&err, client_id.as_ref()),
+                )]
+            }
+        }
+    }
+
+    async fn stored(&self, now: Timestamp, device: &DeviceId, stored: Stored) -> Outbox {
+        self.hub().on_stored(now, device, &stored)
+    }
+
+    async fn ensure_audience(&self, login: &Login, conversation: &ConversationId) -> Result<()> {
+        if self.hub().needs_audience(conversation) {
+            let members = self.store.members(login, conversation).await?;
+            let logins = members.into_iter().map(|m| m.login).collect();
+            self.hub().set_audience(conversation.clone(), logins);
+        }
+        Ok(())
+    }
+
+    async fn dispatch(
+        &self,
+        now: Timestamp,
+        device: &DeviceId,
+        login: &Login,
+        frame: ClientFrame,
+    ) -> Result<Outbox> {
+        let s = &self.store;
+        let one = |f: ServerFrame| vec![(device.clone(), f)];
+        match frame {
+            ClientFrame::Send {
+                conversation,
+                client_id,
+                body,
+            } => {
+                let _order = self.order.lock().await;
+                let st = s.send(login, &conversation, &client_id, body, now).await?;
+                Ok(self.stored(now, device, st).await)
+            }
+            ClientFrame::Edit {
+                conversation,
+                client_id,
+                target,
+                body,
+            } => {
+                let _order = self.order.lock().await;
+                let st = s
+                    .edit(login, &conversation, &client_id, target, body, now)
+                    .await?;
+                Ok(self.stored(now, device, st).await)
+            }
+            ClientFrame::Delete {
+                conversation,
+                client_id,
+                target,
+            } => {
+                let _order = self.order.lock().await;
+                let st = s
+                    .delete(login, &conversation, &client_id, target, now)
+                    .await?;
+                Ok(self.stored(now, device, st).await)
+            }
+            ClientFrame::GroupCreate {
+                client_id,
+                title,
+                members,
+            } => {
+                let _order = self.order.lock().await;
+                let st = s
+                    .create_group(login, &client_id, &title, &members, now)
+                    .await?;
+                Ok(self.stored(now, device, st).await)
+            }
+            ClientFrame::GroupRename {
+                conversation,
+                client_id,
+                title,
+            } => {
+                let _order = self.order.lock().await;
+                let st = s
+                    .rename_group(login, &conversation, &client_id, &title, now)
+                    .await?;
+                Ok(self.stored(now, device, st).await)
+            }
+            ClientFrame::GroupAdd {
+                conversation,
+                client_id,
+                members,
+            } => {
+                let _order = self.order.lock().await;
+                let st = s
+                    .add_members(login, &conversation, &client_id, &members, now)
+                    .await?;
+                Ok(self.stored(now, device, st).await)
+            }
+            ClientFrame::GroupRemove {
+                conversation,
+                client_id,
+                member,
+            } => {
+                let _order = self.order.lock().await;
+                let st = s
+                    .remove_member(login, &conversation, &client_id, &member, now)
+                    .await?;
+                Ok(self.stored(now, device, st).await)
+            }
+            ClientFrame::GroupPromote {
+                conversation,
+                client_id,
+                member,
+            } => {
+                let _order = self.order.lock().await;
+                let st = s
+                    .promote(login, &conversation, &client_id, &member, now)
+                    .await?;
+                Ok(self.stored(now, device, st).await)
+            }
+            ClientFrame::GroupLeave {
+                conversation,
+                client_id,
+            } => {
+                let _order = self.order.lock().await;
+                let st = s.leave(login, &conversation, &client_id, now).await?;
+                Ok(self.stored(now, device, st).await)
+            }
+            ClientFrame::Sync { since, limit } => {
+                let _order = self.order.lock().await;
+                let batch = s
+                    .sync(login, device, since, limit.unwrap_or(DEFAULT_PAGE), now)
+                    .await?;
+                if !batch.more {
+                    self.hub().set_live(device);
+                }
+                Ok(one(ServerFrame::Batch {
+                    messages: batch
+                        .messages
+                        .into_iter()
+                        .map(|(cursor, message)| Entry { cursor, message })
+                        .collect(),
+                    cursor: batch.cursor,
+                    more: batch.more,
+                }))
+            }
+            ClientFrame::Ack { cursor } => {
+                let marks = s.ack_sync(login, device, cursor).await?;
+                for wm in &marks {
+                    self.ensure_audience(login, &wm.conversation).await?;
+                }
+                Ok(self.hub().on_watermarks(now, device, &marks, false))
+            }
+            ClientFrame::Read { conversation, seq } => {
+                let mark = s.mark_read(login, &conversation, seq).await?;
+                self.ensure_audience(login, &conversation).await?;
+                let marks: Vec<_> = mark.into_iter().collect();
+                let mut out = self.hub().on_watermarks(now, device, &marks, true);
+                out.push((device.clone(), ServerFrame::Ok {}));
+                Ok(out)
+            }
+            ClientFrame::Typing { conversation, on } => {
+                self.ensure_audience(login, &conversation).await?;
+                Ok(self.hub().on_typing(now, device, &conversation, on))
+            }
+            ClientFrame::History {
+                conversation,
+                after,
+                limit,
+            } => {
+                let messages = s
+                    .fetch(
+                        login,
+                        device,
+                        &conversation,
+                        after,
+                        limit.unwrap_or(DEFAULT_PAGE),
+                    )
+                    .await?;
+                Ok(one(ServerFrame::History {
+                    conversation,
+                    messages,
+                }))
+            }
+            ClientFrame::Receipts { conversation, seq } => {
+                let rows = s.receipts(login, &conversation, seq).await?;
+                let (mut read_by, mut delivered_to, mut pending) = (vec![], vec![], vec![]);
+                for (who, state) in rows {
+                    match state {
+                        crate::store::ReceiptState::Read => read_by.push(who),
+                        crate::store::ReceiptState::Delivered => delivered_to.push(who),
+                        crate::store::ReceiptState::Sent => pending.push(who),
+                    }
+                }
+                Ok(one(ServerFrame::Receipts {
+                    conversation,
+                    seq,
+                    read_by,
+                    delivered_to,
+                    pending,
+                }))
+            }
+            ClientFrame::Conversations {} => {
+                let items = s
+                    .conversations(login)
+                    .await?
+                    .into_iter()
+                    .map(ConversationItem::from)
+                    .collect();
+                Ok(one(ServerFrame::Conversations { items }))
+            }
+            ClientFrame::Presence { login: subject } => {
+                let contacts = s.share_conversation(login, &subject).await?;
+                let view = self.hub().presence(login, &subject, contacts);
+                Ok(one(ServerFrame::Presence {
+                    login: subject,
+                    view,
+                }))
+            }
+            ClientFrame::Privacy { visibility } => {
+                self.hub().set_visibility(login, visibility);
+                Ok(one(ServerFrame::Ok {}))
+            }
+        }
+    }
+}
+
+impl From<ChatError> for ServerFrame {
+    fn from(err: ChatError) -> Self {
+        ServerFrame::from_error(&err, None)
+    }
+}

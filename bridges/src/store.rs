@@ -1,0 +1,1281 @@
+//! `ChatStore`: durable store-and-forward on SQLite (WAL) through sqlx.
+//!
+//! Every write is one transaction, committed before the method returns, so
+//! the caller may ack the client only after the message is durable. Writers
+//! start with `BEGIN IMMEDIATE`: SQLite has one writer, and taking the write
+//! lock first means a busy writer waits (`busy_timeout`) instead of failing
+//! halfway with `SQLITE_BUSY` on a read-to-write upgrade.
+//!
+//! Membership is checked inside the same statements that read or write, so
+//! there is no window between "is a member" and "writes". Receipts are
+//! per-member watermarks (`delivered_seq`, `read_seq`) that only move up.
+//!
+//! SQL is kept portable to PostgreSQL (`$n` parameters, `ON CONFLICT`,
+//! `RETURNING`, `CASE` instead of `MAX(a, b)`); only the migration's
+//! `AUTOINCREMENT` and `BEGIN IMMEDIATE` are SQLite spellings.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+
+use crate::error::{ChatError, Result};
+use crate::model::{
+    Body, ClientId, ConversationId, DeviceId, GroupEvent, Login, MAX_GROUP_MEMBERS,
+    MAX_TITLE_CHARS, Message, Payload, Seq, Timestamp,
+};
+
+/// Largest page returned by `fetch` and `sync`.
+pub const MAX_PAGE: u32 = 500;
+
+/// Tuning knobs for [`ChatStore::open_with`].
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Pool size; forced to 1 for in-memory databases.
+    pub max_connections: u32,
+    /// Undelivered copies of a message are dropped after this long (and the
+    /// sender is told, see `delivery`); `None` keeps them forever.
+    pub undelivered_ttl: Option<Duration>,
+    /// `synchronous=FULL` instead of `NORMAL`: survives power loss, not
+    /// only process crashes, at a throughput cost.
+    pub sync_full: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 4,
+            undelivered_ttl: Some(Duration::from_secs(30 * 24 * 3600)),
+            sync_full: false,
+        }
+    }
+}
+
+/// Result of a successful write: what was stored and who must hear of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stored {
+    /// The stored entry as devices will see it.
+    pub message: Message,
+    /// Global order of the entry, the unit of device sync cursors.
+    pub cursor: i64,
+    /// True when this was a retry of an already stored `client_id`.
+    pub duplicate: bool,
+    /// Members who can see it (the sender included), for fan-out.
+    pub audience: Vec<Login>,
+}
+
+impl Stored {
+    /// The server-assigned sequence number.
+    pub fn seq(&self) -> Seq {
+        self.message.seq
+    }
+    /// The server timestamp.
+    pub fn ts(&self) -> Timestamp {
+        self.message.ts
+    }
+}
+
+/// A page of the per-device sync stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncBatch {
+    /// Entries in global order, each with its cursor.
+    pub messages: Vec<(i64, Message)>,
+    /// Cursor to ack once these are safely on the device.
+    pub cursor: i64,
+    /// True when more entries are waiting after this page.
+    pub more: bool,
+}
+
+/// State of one message for one recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReceiptState {
+    /// Stored, not yet on any device of the recipient.
+    Sent,
+    /// On at least one device of the recipient.
+    Delivered,
+    /// The recipient marked it read.
+    Read,
+}
+
+/// A member of a conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// Who.
+    pub login: Login,
+    /// May rename and add or remove members.
+    pub admin: bool,
+    /// Delivered up to this seq.
+    pub delivered: Seq,
+    /// Read up to this seq.
+    pub read: Seq,
+}
+
+/// A watermark that moved: `login` has `conversation` delivered/read up to `seq`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Watermark {
+    /// The conversation.
+    pub conversation: ConversationId,
+    /// The member whose watermark moved.
+    pub login: Login,
+    /// New delivered watermark.
+    pub delivered: Seq,
+    /// New read watermark.
+    pub read: Seq,
+}
+
+/// A conversation as listed for one user.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConversationInfo {
+    /// Its id.
+    pub id: ConversationId,
+    /// Group title (None for one-to-one).
+    pub title: Option<String>,
+    /// Last seq the user can see.
+    pub last_seq: Seq,
+    /// Messages from others after the user's read watermark.
+    pub unread: u64,
+    /// False once the user left or was removed.
+    pub active: bool,
+}
+
+/// Handle to the chat database; cheap to share behind an `Arc`.
+#[derive(Debug, Clone)]
+pub struct ChatStore {
+    pool: SqlitePool,
+    opts: StoreOptions,
+}
+
+const MSG_COLS: &str = "m.id, m.conversation_id, m.seq, m.sender, m.client_id, m.payload, m.ts, m.edited_at, m.deleted";
+
+fn login_col(row: &SqliteRow, col: &str) -> Result<Login> {
+    let s: String = row.try_get(col)?;
+    Login::parse(&s).map_err(|e| ChatError::Corrupt(format!("{col}: {e}")))
+}
+
+fn decode_message(row: &SqliteRow) -> Result<(i64, Message)> {
+    let conv: String = row.try_get("conversation_id")?;
+    let payload: Option<String> = row.try_get("payload")?;
+    let payload = match payload {
+        Some(p) => Some(
+            serde_json::from_str::<Payload>(&p)
+                .map_err(|e| ChatError::Corrupt(format!("payload: {e}")))?,
+        ),
+        None => None,
+    };
+    let edited: Option<i64> = row.try_get("edited_at")?;
+    let deleted: i64 = row.try_get("deleted")?;
+    let msg = Message {
+        conversation: ConversationId::parse(&conv)
+            .map_err(|e| ChatError::Corrupt(format!("conversation_id: {e}")))?,
+        seq: Seq(row.try_get("seq")?),
+        sender: login_col(row, "sender")?,
+        client_id: row.try_get("client_id")?,
+        ts: Timestamp(row.try_get("ts")?),
+        payload,
+        edited_at: edited.map(Timestamp),
+        deleted: deleted != 0,
+    };
+    Ok((row.try_get("id")?, msg))
+}
+
+fn encode(payload: &Payload) -> Result<String> {
+    serde_json::to_string(payload).map_err(|e| ChatError::Corrupt(format!("encode: {e}")))
+}
+
+fn check_limit(limit: u32) -> i64 {
+    i64::from(limit.clamp(1, MAX_PAGE))
+}
+
+impl ChatStore {
+    /// Opens (creating if missing) the store at `url` (`sqlite://file.db`
+    /// or `sqlite::memory:`) with default options and applies migrations.
+    pub async fn open(url: &str) -> Result<Self> {
+        Self::open_with(url, StoreOptions::default()).await
+    }
+
+    /// Like [`ChatStore::open`] with explicit options.
+    pub async fn open_with(url: &str, mut opts: StoreOptions) -> Result<Self> {
+        let connect = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(if opts.sync_full {
+                SqliteSynchronous::Full
+            } else {
+                SqliteSynchronous::Normal
+            })
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        if url.contains(":memory:") {
+            opts.max_connections = 1;
+        }
+        let pool = SqlitePoolOptions::new()
+            .max_connections(opts.max_connections.max(1))
+            .connect_with(connect)
+            .await?;
+        let mut migrator = sqlx::migrate!("./migrations");
+        // Own bookkeeping table, so the chat store can share one database
+        // file with the directory without either seeing "missing" versions.
+        migrator.dangerous_set_table_name("_bridges_migrations");
+        migrator.run(&pool).await?;
+        Ok(Self { pool, opts })
+    }
+
+    /// Closes the pool, waiting for connections to finish.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn begin(&self) -> Result<Transaction<'static, Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    fn expires_at(&self, now: Timestamp) -> Option<i64> {
+        self.opts.undelivered_ttl.map(|ttl| {
+            now.plus_ms(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX))
+                .0
+        })
+    }
+
+    /// Stores a new message from `sender` in `conversation`.
+    ///
+    /// A one-to-one conversation is created on its first message. A retry
+    /// with the same `client_id` returns the original entry
+    /// (`duplicate = true`) and stores nothing.
+    ///
+    /// # Errors
+    /// `Invalid` for a bad body, `Forbidden` if the sender is not an active
+    /// member, `ClientIdReused` if the id was used in another conversation.
+    pub async fn send(
+        &self,
+        sender: &Login,
+        conversation: &ConversationId,
+        client_id: &ClientId,
+        body: Body,
+        now: Timestamp,
+    ) -> Result<Stored> {
+        body.validate()?;
+        let mut tx = self.begin().await?;
+        if let Some(dup) = self
+            .duplicate(&mut tx, sender, conversation, client_id)
+            .await?
+        {
+            return Ok(dup);
+        }
+        if let Some((a, b)) = conversation.direct_pair() {
+            if sender != &a && sender != &b {
+                return Err(ChatError::Forbidden);
+            }
+            ensure_direct(&mut tx, conversation, &a, &b, now).await?;
+        }
+        let stored = self
+            .append(
+                &mut tx,
+                conversation,
+                sender,
+                client_id,
+                &Payload::Post { body },
+                now,
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    /// Replaces the body of the sender's own message `target`; the edit is
+    /// also appended as its own entry so offline devices replay it in order.
+    pub async fn edit(
+        &self,
+        sender: &Login,
+        conversation: &ConversationId,
+        client_id: &ClientId,
+        target: Seq,
+        body: Body,
+        now: Timestamp,
+    ) -> Result<Stored> {
+        body.validate()?;
+        let mut tx = self.begin().await?;
+        if let Some(dup) = self
+            .duplicate(&mut tx, sender, conversation, client_id)
+            .await?
+        {
+            return Ok(dup);
+        }
+        let new = encode(&Payload::Post { body: body.clone() })?;
+        own_post(&mut tx, sender, conversation, target).await?;
+        sqlx::query(
+            "UPDATE chat_messages SET payload = $1, edited_at = $2 \
+             WHERE conversation_id = $3 AND seq = $4",
+        )
+        .bind(new)
+        .bind(now.0)
+        .bind(conversation.as_str())
+        .bind(target.0)
+        .execute(&mut *tx)
+        .await?;
+        let stored = self
+            .append(
+                &mut tx,
+                conversation,
+                sender,
+                client_id,
+                &Payload::Edit { target, body },
+                now,
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    /// Deletes the sender's own message `target`, leaving a tombstone that
+    /// keeps its seq.
+    pub async fn delete(
+        &self,
+        sender: &Login,
+        conversation: &ConversationId,
+        client_id: &ClientId,
+        target: Seq,
+        now: Timestamp,
+    ) -> Result<Stored> {
+        let mut tx = self.begin().await?;
+        if let Some(dup) = self
+            .duplicate(&mut tx, sender, conversation, client_id)
+            .await?
+        {
+            return Ok(dup);
+        }
+        own_post(&mut tx, sender, conversation, target).await?;
+        sqlx::query(
+            "UPDATE chat_messages SET payload = NULL, deleted = 1 \
+             WHERE conversation_id = $1 AND seq = $2",
+        )
+        .bind(conversation.as_str())
+        .bind(target.0)
+        .execute(&mut *tx)
+        .await?;
+        let stored = self
+            .append(
+                &mut tx,
+                conversation,
+                sender,
+                client_id,
+                &Payload::Delete { target },
+                now,
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    /// Creates a group whose id derives from `creator` and `client_id`, so a
+    /// retried create returns the same group. The creator is its admin.
+    pub async fn create_group(
+        &self,
+        creator: &Login,
+        client_id: &ClientId,
+        title: &str,
+        members: &[Login],
+        now: Timestamp,
+    ) -> Result<Stored> {
+        let title = check_title(title)?;
+        let mut all: Vec<Login> = vec![creator.clone()];
+        for m in members {
+            if !all.contains(m) {
+                all.push(m.clone());
+            }
+        }
+        if all.len() > MAX_GROUP_MEMBERS {
+            return Err(ChatError::invalid("members", "group too large"));
+        }
+        let id = ConversationId::group(creator, client_id);
+        let mut tx = self.begin().await?;
+        if let Some(dup) = self.duplicate(&mut tx, creator, &id, client_id).await? {
+            return Ok(dup);
+        }
+        sqlx::query(
+            "INSERT INTO chat_conversations (id, kind, title, created_by, created_at) \
+             VALUES ($1, 'group', $2, $3, $4)",
+        )
+        .bind(id.as_str())
+        .bind(&title)
+        .bind(creator.as_str())
+        .bind(now.0)
+        .execute(&mut *tx)
+        .await?;
+        for m in &all {
+            upsert_member(&mut tx, &id, m, m == creator, Seq(1)).await?;
+        }
+        let change = GroupEvent::Created {
+            title,
+            members: all,
+        };
+        let stored = self
+            .append(
+                &mut tx,
+                &id,
+                creator,
+                client_id,
+                &Payload::Group { change },
+                now,
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    /// Renames a group (admins only).
+    pub async fn rename_group(
+        &self,
+        by: &Login,
+        conversation: &ConversationId,
+        client_id: &ClientId,
+        title: &str,
+        now: Timestamp,
+    ) -> Result<Stored> {
+        let title = check_title(title)?;
+        let mut tx = self.begin().await?;
+        if let Some(dup) = self.duplicate(&mut tx, by, conversation, client_id).await? {
+            return Ok(dup);
+        }
+        require_admin(&mut tx, conversation, by).await?;
+        sqlx::query("UPDATE chat_conversations SET title = $1 WHERE id = $2")
+            .bind(&title)
+            .bind(conversation.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let change = GroupEvent::Renamed { title };
+        let stored = self
+            .append(
+                &mut tx,
+                conversation,
+                by,
+                client_id,
+                &Payload::Group { change },
+                now,
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    /// Adds members to a group (admins only); they see history from here on.
+    pub async fn add_members(
+        &self,
+        by: &Login,
+        conversation: &ConversationId,
+        client_id: &ClientId,
+        members: &[Login],
+        now: Timestamp,
+    ) -> Result<Stored> {
+        let mut tx = self.begin().await?;
+        if let Some(dup) = self.duplicate(&mut tx, by, conversation, client_id).await? {
+            return Ok(dup);
+        }
+        require_admin(&mut tx, conversation, by).await?;
+        let active = active_members(&mut tx, conversation).await?;
+        let mut new: Vec<Login> = Vec::new();
+        for m in members {
+            if !active.contains(m) && !new.contains(m) {
+                new.push(m.clone());
+            }
+        }
+        if new.is_empty() {
+            return Err(ChatError::Conflict("already members"));
+        }
+        if active.len() + new.len() > MAX_GROUP_MEMBERS {
+            return Err(ChatError::invalid("members", "group too large"));
+        }
+        let change = GroupEvent::Added {
+            members: new.clone(),
+        };
+        // Append first: the new members' window starts at this event.
+        let seq = self.next_seq(&mut tx, conversation, by).await?;
+        for m in &new {
+            upsert_member(&mut tx, conversation, m, false, seq).await?;
+        }
+        let stored = self
+            .insert_entry(
+                &mut tx,
+                conversation,
+                by,
+                client_id,
+                &Payload::Group { change },
+                seq,
+                now,
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    /// Removes a member (admins only). The removed member sees the removal
+    /// event and nothing after it.
+    pub async fn remove_member(
+        &self,
+        by: &Login,
+        conversation: &ConversationId,
+        client_id: &ClientId,
+        member: &Login,
+        now: Timestamp,
+    ) -> Result<Stored> {
+        let mut tx = self.begin().await?;
+        if let Some(dup) = self.duplicate(&mut tx, by, conversation, client_id).await? {
+            return Ok(dup);
+        }
+        require_admin(&mut tx, conversation, by).await?;
+        if by == member {
+            return Err(ChatError::Conflict("use leave to remove yourself"));
+        }
+        if !active_members(&mut tx, conversation)
+            .await?
+            .contains(member)
+        {
+            return Err(ChatError::NotFound);
+        }
+        let change = GroupEvent::Removed {
+            member: member.clone(),
+        };
+        let stored = self
+            .append(
+                &mut tx,
+                conversation,
+                by,
+                client_id,
+                &Payload::Group { change },
+                now,
+            )
+            .await?;
+        close_membership(&mut tx, conversation, member, stored.seq()).await?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    /// Leaves a group. If the last admin leaves, the longest-standing
+    /// remaining member becomes admin.
+    pub async fn leave(
+        &self,
+        who: &Login,
+        conversation: &ConversationId,
+        client_id: &ClientId,
+        now: Timestamp,
+    ) -> Result<Stored> {
+        if conversation.direct_pair().is_some() {
+            return Err(ChatError::Conflict(
+                "cannot leave a one-to-one conversation",
+            ));
+        }
+        let mut tx = self.begin().await?;
+        if let Some(dup) = self
+            .duplicate(&mut tx, who, conversation, client_id)
+            .await?
+        {
+            return Ok(dup);
+        }
+        let change = GroupEvent::Left {
+            member: who.clone(),
+        };
+        let stored = self
+            .append(
+                &mut tx,
+                conversation,
+                who,
+                client_id,
+                &Payload::Group { change },
+                now,
+            )
+            .await?;
+        close_membership(&mut tx, conversation, who, stored.seq()).await?;
+        let admins: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM chat_members \
+             WHERE conversation_id = $1 AND left_seq IS NULL AND is_admin = 1",
+        )
+        .bind(conversation.as_str())
+        .fetch_one(&mut *tx)
+        .await?;
+        if admins == 0 {
+            sqlx::query(
+                "UPDATE chat_members SET is_admin = 1 WHERE conversation_id = $1 AND login = \
+                 (SELECT login FROM chat_members WHERE conversation_id = $1 AND left_seq IS NULL \
+                  ORDER BY joined_seq, login LIMIT 1)",
+            )
+            .bind(conversation.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    /// Makes `member` an admin (admins only).
+    pub async fn promote(
+        &self,
+        by: &Login,
+        conversation: &ConversationId,
+        client_id: &ClientId,
+        member: &Login,
+        now: Timestamp,
+    ) -> Result<Stored> {
+        let mut tx = self.begin().await?;
+        if let Some(dup) = self.duplicate(&mut tx, by, conversation, client_id).await? {
+            return Ok(dup);
+        }
+        require_admin(&mut tx, conversation, by).await?;
+        let n = sqlx::query(
+            "UPDATE chat_members SET is_admin = 1 \
+             WHERE conversation_id = $1 AND login = $2 AND left_seq IS NULL",
+        )
+        .bind(conversation.as_str())
+        .bind(member.as_str())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Err(ChatError::NotFound);
+        }
+        let change = GroupEvent::Promoted {
+            member: member.clone(),
+        };
+        let stored = self
+            .append(
+                &mut tx,
+                conversation,
+                by,
+                client_id,
+                &Payload::Group { change },
+                now,
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    /// History of one conversation after `after`, oldest first, limited to
+    /// what `user` may see (their membership window).
+    ///
+    /// # Errors
+    /// `Forbidden` if the user never was a member.
+    pub async fn fetch(
+        &self,
+        user: &Login,
+        _device: &DeviceId,
+        conversation: &ConversationId,
+        after: Seq,
+        limit: u32,
+    ) -> Result<Vec<Message>> {
+        let mut conn = self.pool.acquire().await?;
+        let window: Option<(i64, Option<i64>)> = sqlx::query_as(
+            "SELECT joined_seq, left_seq FROM chat_members \
+             WHERE conversation_id = $1 AND login = $2",
+        )
+        .bind(conversation.as_str())
+        .bind(user.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
+        let Some((joined, left)) = window else {
+            return Err(ChatError::Forbidden);
+        };
+        let sql = format!(
+            "SELECT {MSG_COLS} FROM chat_messages m WHERE m.conversation_id = $1 \
+             AND m.seq > $2 AND m.seq >= $3 AND m.seq <= $4 ORDER BY m.seq LIMIT $5"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(conversation.as_str())
+            .bind(after.0)
+            .bind(joined)
+            .bind(left.unwrap_or(i64::MAX))
+            .bind(check_limit(limit))
+            .fetch_all(&mut *conn)
+            .await?;
+        rows.iter()
+            .map(|r| decode_message(r).map(|(_, m)| m))
+            .collect()
+    }
+
+    /// The sync stream of one device: every entry of every conversation of
+    /// `user` after the cursor (the device's stored cursor when `since` is
+    /// `None`), in global order. Undelivered entries past their expiry are
+    /// skipped. Call [`ChatStore::ack_sync`] when the device has them.
+    pub async fn sync(
+        &self,
+        user: &Login,
+        device: &DeviceId,
+        since: Option<i64>,
+        limit: u32,
+        now: Timestamp,
+    ) -> Result<SyncBatch> {
+        let mut conn = self.pool.acquire().await?;
+        let since = match since {
+            Some(s) => s,
+            None => sqlx::query_scalar(
+                "SELECT cursor FROM chat_device_cursors WHERE login = $1 AND device = $2",
+            )
+            .bind(user.as_str())
+            .bind(&device.0)
+            .fetch_optional(&mut *conn)
+            .await?
+            .unwrap_or(0),
+        };
+        let limit = check_limit(limit);
+        let sql = format!(
+            "SELECT {MSG_COLS} FROM chat_messages m \
+             JOIN chat_members mb ON mb.conversation_id = m.conversation_id AND mb.login = $1 \
+             WHERE m.id > $2 AND m.seq >= mb.joined_seq \
+               AND (mb.left_seq IS NULL OR m.seq <= mb.left_seq) \
+               AND (m.expires_at IS NULL OR m.expires_at > $3 \
+                    OR m.seq <= mb.delivered_seq OR m.sender = $1) \
+             ORDER BY m.id LIMIT $4"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(user.as_str())
+            .bind(since)
+            .bind(now.0)
+            .bind(limit + 1)
+            .fetch_all(&mut *conn)
+            .await?;
+        let more = rows.len() as i64 > limit;
+        let messages = rows
+            .iter()
+            .take(limit as usize)
+            .map(decode_message)
+            .collect::<Result<Vec<_>>>()?;
+        let cursor = messages.last().map_or(since, |(id, _)| *id);
+        Ok(SyncBatch {
+            messages,
+            cursor,
+            more,
+        })
+    }
+
+    /// Records that `device` has everything up to `cursor`: moves its sync
+    /// cursor (never backwards) and the user's delivered watermarks.
+    /// Returns the watermarks that moved, for receipts.
+    pub async fn ack_sync(
+        &self,
+        user: &Login,
+        device: &DeviceId,
+        cursor: i64,
+    ) -> Result<Vec<Watermark>> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO chat_device_cursors (login, device, cursor) VALUES ($1, $2, $3) \
+             ON CONFLICT (login, device) DO UPDATE SET cursor = \
+             CASE WHEN excluded.cursor > chat_device_cursors.cursor \
+                  THEN excluded.cursor ELSE chat_device_cursors.cursor END",
+        )
+        .bind(user.as_str())
+        .bind(&device.0)
+        .bind(cursor)
+        .execute(&mut *tx)
+        .await?;
+        // Highest visible seq per conversation at or before the cursor.
+        let rows = sqlx::query(
+            "UPDATE chat_members SET delivered_seq = v.top FROM ( \
+               SELECT mb.conversation_id AS cid, MAX(m.seq) AS top \
+               FROM chat_members mb JOIN chat_messages m ON m.conversation_id = mb.conversation_id \
+               WHERE mb.login = $1 AND m.id <= $2 AND m.seq >= mb.joined_seq \
+                 AND (mb.left_seq IS NULL OR m.seq <= mb.left_seq) \
+               GROUP BY mb.conversation_id) AS v \
+             WHERE chat_members.login = $1 AND chat_members.conversation_id = v.cid \
+               AND chat_members.delivered_seq < v.top \
+             RETURNING conversation_id, login, delivered_seq, read_seq",
+        )
+        .bind(user.as_str())
+        .bind(cursor)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        rows.iter().map(decode_watermark).collect()
+    }
+
+    /// Marks `conversation` read by `user` up to `seq` (clamped to what
+    /// exists; read implies delivered). Returns the new watermark if it
+    /// moved, `None` if it was already there.
+    pub async fn mark_read(
+        &self,
+        user: &Login,
+        conversation: &ConversationId,
+        seq: Seq,
+    ) -> Result<Option<Watermark>> {
+        let mut tx = self.begin().await?;
+        let top: Option<(i64, Option<i64>, i64)> = sqlx::query_as(
+            "SELECT c.last_seq, mb.left_seq, mb.read_seq FROM chat_conversations c \
+             JOIN chat_members mb ON mb.conversation_id = c.id AND mb.login = $2 WHERE c.id = $1",
+        )
+        .bind(conversation.as_str())
+        .bind(user.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((last, left, read)) = top else {
+            return Err(ChatError::Forbidden);
+        };
+        let seq = seq.0.min(left.unwrap_or(last));
+        if seq <= read {
+            return Ok(None);
+        }
+        let row = sqlx::query(
+            "UPDATE chat_members SET read_seq = $3, delivered_seq = \
+               CASE WHEN delivered_seq > $3 THEN delivered_seq ELSE $3 END \
+             WHERE conversation_id = $1 AND login = $2 \
+             RETURNING conversation_id, login, delivered_seq, read_seq",
+        )
+        .bind(conversation.as_str())
+        .bind(user.as_str())
+        .bind(seq)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        decode_watermark(&row).map(Some)
+    }
+
+    /// Members of a conversation as seen by `user` (who must be a member,
+    /// past or present). Only active members are listed.
+    pub async fn members(
+        &self,
+        user: &Login,
+        conversation: &ConversationId,
+    ) -> Result<Vec<Member>> {
+        let mut conn = self.pool.acquire().await?;
+        let rows = sqlx::query(
+            "SELECT login, is_admin, delivered_seq, read_seq, left_seq FROM chat_members \
+             WHERE conversation_id = $1 ORDER BY joined_seq, login",
+        )
+        .bind(conversation.as_str())
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut seen = false;
+        let mut out = Vec::new();
+        for r in &rows {
+            let login = login_col(r, "login")?;
+            if &login == user {
+                seen = true;
+            }
+            let left: Option<i64> = r.try_get("left_seq")?;
+            if left.is_none() {
+                let admin: i64 = r.try_get("is_admin")?;
+                out.push(Member {
+                    login,
+                    admin: admin != 0,
+                    delivered: Seq(r.try_get("delivered_seq")?),
+                    read: Seq(r.try_get("read_seq")?),
+                });
+            }
+        }
+        if !seen {
+            return Err(ChatError::Forbidden);
+        }
+        Ok(out)
+    }
+
+    /// Per-recipient state of message `seq`, for its sender's "info" view:
+    /// everyone (but the sender) who was a member when it was sent.
+    pub async fn receipts(
+        &self,
+        user: &Login,
+        conversation: &ConversationId,
+        seq: Seq,
+    ) -> Result<Vec<(Login, ReceiptState)>> {
+        let mut conn = self.pool.acquire().await?;
+        let sender: Option<String> = sqlx::query_scalar(
+            "SELECT m.sender FROM chat_messages m JOIN chat_members mb \
+               ON mb.conversation_id = m.conversation_id AND mb.login = $3 \
+             WHERE m.conversation_id = $1 AND m.seq = $2 AND m.seq >= mb.joined_seq \
+               AND (mb.left_seq IS NULL OR m.seq <= mb.left_seq)",
+        )
+        .bind(conversation.as_str())
+        .bind(seq.0)
+        .bind(user.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
+        let Some(sender) = sender else {
+            return Err(ChatError::Forbidden);
+        };
+        let rows = sqlx::query(
+            "SELECT login, delivered_seq, read_seq FROM chat_members \
+             WHERE conversation_id = $1 AND login <> $2 AND joined_seq <= $3 \
+               AND (left_seq IS NULL OR left_seq >= $3) ORDER BY login",
+        )
+        .bind(conversation.as_str())
+        .bind(&sender)
+        .bind(seq.0)
+        .fetch_all(&mut *conn)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let (d, rd): (i64, i64) = (r.try_get("delivered_seq")?, r.try_get("read_seq")?);
+                let state = if rd >= seq.0 {
+                    ReceiptState::Read
+                } else if d >= seq.0 {
+                    ReceiptState::Delivered
+                } else {
+                    ReceiptState::Sent
+                };
+                Ok((login_col(r, "login")?, state))
+            })
+            .collect()
+    }
+
+    /// The user's conversations with unread counts (posts by others after
+    /// the read watermark, tombstones excluded), most recent first.
+    pub async fn conversations(&self, user: &Login) -> Result<Vec<ConversationInfo>> {
+        let mut conn = self.pool.acquire().await?;
+        let rows = sqlx::query(
+            "SELECT c.id, c.title, mb.left_seq, \
+               CASE WHEN mb.left_seq IS NULL THEN c.last_seq ELSE mb.left_seq END AS top, \
+               (SELECT COUNT(*) FROM chat_messages m WHERE m.conversation_id = c.id \
+                  AND m.seq > mb.read_seq AND m.seq >= mb.joined_seq \
+                  AND (mb.left_seq IS NULL OR m.seq <= mb.left_seq) \
+                  AND m.sender <> mb.login AND m.deleted = 0 \
+                  AND m.kind = 'post') AS unread \
+             FROM chat_members mb JOIN chat_conversations c ON c.id = mb.conversation_id \
+             WHERE mb.login = $1 ORDER BY top DESC, c.id",
+        )
+        .bind(user.as_str())
+        .fetch_all(&mut *conn)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let id: String = r.try_get("id")?;
+                let left: Option<i64> = r.try_get("left_seq")?;
+                let unread: i64 = r.try_get("unread")?;
+                Ok(ConversationInfo {
+                    id: ConversationId::parse(&id)
+                        .map_err(|e| ChatError::Corrupt(format!("conversation id: {e}")))?,
+                    title: r.try_get("title")?,
+                    last_seq: Seq(r.try_get("top")?),
+                    unread: u64::try_from(unread).unwrap_or(0),
+                    active: left.is_none(),
+                })
+            })
+            .collect()
+    }
+
+    /// Unread count of one conversation for `user`.
+    pub async fn unread(&self, user: &Login, conversation: &ConversationId) -> Result<u64> {
+        Ok(self
+            .conversations(user)
+            .await?
+            .into_iter()
+            .find(|c| &c.id == conversation)
+            .map_or(0, |c| c.unread))
+    }
+
+    /// True when `a` and `b` are both active members of some conversation
+    /// (the "contacts" of presence privacy).
+    pub async fn share_conversation(&self, a: &Login, b: &Login) -> Result<bool> {
+        let mut conn = self.pool.acquire().await?;
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM chat_members x JOIN chat_members y \
+               ON x.conversation_id = y.conversation_id \
+             WHERE x.login = $1 AND y.login = $2 AND x.left_seq IS NULL AND y.left_seq IS NULL",
+        )
+        .bind(a.as_str())
+        .bind(b.as_str())
+        .fetch_one(&mut *conn)
+        .await?;
+        Ok(n > 0)
+    }
+
+    /// A retry of `client_id` by `sender`: the original entry, or
+    /// `ClientIdReused` if it belongs to another conversation.
+    async fn duplicate(
+        &self,
+        tx: &mut Transaction<'static, Sqlite>,
+        sender: &Login,
+        conversation: &ConversationId,
+        client_id: &ClientId,
+    ) -> Result<Option<Stored>> {
+        let sql = format!(
+            "SELECT {MSG_COLS} FROM chat_messages m WHERE m.sender = $1 AND m.client_id = $2"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(sender.as_str())
+            .bind(client_id.as_str())
+            .fetch_optional(&mut **tx)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let (cursor, message) = decode_message(&row)?;
+        if &message.conversation != conversation {
+            return Err(ChatError::ClientIdReused);
+        }
+        let audience = audience(tx, conversation, message.seq).await?;
+        Ok(Some(Stored {
+            message,
+            cursor,
+            duplicate: true,
+            audience,
+        }))
+    }
+
+    /// Takes the next seq of `conversation` if `sender` is an active member.
+    async fn next_seq(
+        &self,
+        tx: &mut Transaction<'static, Sqlite>,
+        conversation: &ConversationId,
+        sender: &Login,
+    ) -> Result<Seq> {
+        let seq: Option<i64> = sqlx::query_scalar(
+            "UPDATE chat_conversations SET last_seq = last_seq + 1 WHERE id = $1 AND EXISTS \
+               (SELECT 1 FROM chat_members WHERE conversation_id = $1 AND login = $2 \
+                AND left_seq IS NULL) \
+             RETURNING last_seq",
+        )
+        .bind(conversation.as_str())
+        .bind(sender.as_str())
+        .fetch_optional(&mut **tx)
+        .await?;
+        seq.map(Seq).ok_or(ChatError::Forbidden)
+    }
+
+    async fn append(
+        &self,
+        tx: &mut Transaction<'static, Sqlite>,
+        conversation: &ConversationId,
+        sender: &Login,
+        client_id: &ClientId,
+        payload: &Payload,
+        now: Timestamp,
+    ) -> Result<Stored> {
+        let seq = self.next_seq(tx, conversation, sender).await?;
+        self.insert_entry(tx, conversation, sender, client_id, payload, seq, now)
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn insert_entry(
+        &self,
+        tx: &mut Transaction<'static, Sqlite>,
+        conversation: &ConversationId,
+        sender: &Login,
+        client_id: &ClientId,
+        payload: &Payload,
+        seq: Seq,
+        now: Timestamp,
+    ) -> Result<Stored> {
+        // Only posts expire: group events must reach everyone.
+        let expires = match payload {
+            Payload::Post { .. } => self.expires_at(now),
+            _ => None,
+        };
+        let cursor: i64 = sqlx::query_scalar(
+            "INSERT INTO chat_messages \
+               (conversation_id, seq, sender, client_id, kind, payload, ts, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+        )
+        .bind(conversation.as_str())
+        .bind(seq.0)
+        .bind(sender.as_str())
+        .bind(client_id.as_str())
+        .bind(payload.kind())
+        .bind(encode(payload)?)
+        .bind(now.0)
+        .bind(expires)
+        .fetch_one(&mut **tx)
+        .await?;
+        // The sender has their own message: their watermarks move with it.
+        sqlx::query(
+            "UPDATE chat_members SET delivered_seq = $3, read_seq = $3 \
+             WHERE conversation_id = $1 AND login = $2",
+        )
+        .bind(conversation.as_str())
+        .bind(sender.as_str())
+        .bind(seq.0)
+        .execute(&mut **tx)
+        .await?;
+        let audience = audience(tx, conversation, seq).await?;
+        Ok(Stored {
+            message: Message {
+                conversation: conversation.clone(),
+                seq,
+                sender: sender.clone(),
+                client_id: client_id.as_str().to_owned(),
+                ts: now,
+                payload: Some(payload.clone()),
+                edited_at: None,
+                deleted: false,
+            },
+            cursor,
+            duplicate: false,
+            audience,
+        })
+    }
+}
+
+fn decode_watermark(row: &SqliteRow) -> Result<Watermark> {
+    let conv: String = row.try_get("conversation_id")?;
+    Ok(Watermark {
+        conversation: ConversationId::parse(&conv)
+            .map_err(|e| ChatError::Corrupt(format!("conversation id: {e}")))?,
+        login: login_col(row, "login")?,
+        delivered: Seq(row.try_get("delivered_seq")?),
+        read: Seq(row.try_get("read_seq")?),
+    })
+}
+
+fn check_title(title: &str) -> Result<String> {
+    let t = title.trim();
+    if t.is_empty() || t.chars().count() > MAX_TITLE_CHARS || t.chars().any(char::is_control) {
+        return Err(ChatError::invalid("title", "1-100 printable characters"));
+    }
+    Ok(t.to_owned())
+}
+
+/// Members who can see `seq` (the window rule of `sync`).
+async fn audience(
+    tx: &mut Transaction<'static, Sqlite>,
+    conversation: &ConversationId,
+    seq: Seq,
+) -> Result<Vec<Login>> {
+    let rows = sqlx::query(
+        "SELECT login FROM chat_members WHERE conversation_id = $1 AND joined_seq <= $2 \
+           AND (left_seq IS NULL OR left_seq >= $2) ORDER BY login",
+    )
+    .bind(conversation.as_str())
+    .bind(seq.0)
+    .fetch_all(&mut **tx)
+    .await?;
+    rows.iter().map(|r| login_col(r, "login")).collect()
+}
+
+async fn active_members(
+    tx: &mut Transaction<'static, Sqlite>,
+    conversation: &ConversationId,
+) -> Result<Vec<Login>> {
+    let rows = sqlx::query(
+        "SELECT login FROM chat_members WHERE conversation_id = $1 AND left_seq IS NULL",
+    )
+    .bind(conversation.as_str())
+    .fetch_all(&mut **tx)
+    .await?;
+    rows.iter().map(|r| login_col(r, "login")).collect()
+}
+
+async fn ensure_direct(
+    tx: &mut Transaction<'static, Sqlite>,
+    id: &ConversationId,
+    a: &Login,
+    b: &Login,
+    now: Timestamp,
+) -> Result<()> {
+    let created = sqlx::query(
+        "INSERT INTO chat_conversations (id, kind, created_by, created_at) \
+         VALUES ($1, 'direct', $2, $3) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(id.as_str())
+    .bind(a.as_str())
+    .bind(now.0)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if created == 1 {
+        for m in [a, b] {
+            upsert_member(tx, id, m, false, Seq(1)).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Inserts a member whose window starts at `joined`, or reopens the window
+/// of a former member.
+async fn upsert_member(
+    tx: &mut Transaction<'static, Sqlite>,
+    conversation: &ConversationId,
+    login: &Login,
+    admin: bool,
+    joined: Seq,
+) -> Result<()> {
+    let floor = joined.0 - 1;
+    sqlx::query(
+        "INSERT INTO chat_members \
+           (conversation_id, login, is_admin, joined_seq, delivered_seq, read_seq) \
+         VALUES ($1, $2, $3, $4, $5, $5) \
+         ON CONFLICT (conversation_id, login) DO UPDATE SET \
+           is_admin = excluded.is_admin, joined_seq = excluded.joined_seq, left_seq = NULL, \
+           delivered_seq = excluded.delivered_seq, read_seq = excluded.read_seq",
+    )
+    .bind(conversation.as_str())
+    .bind(login.as_str())
+    .bind(i64::from(admin))
+    .bind(joined.0)
+    .bind(floor)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn close_membership(
+    tx: &mut Transaction<'static, Sqlite>,
+    conversation: &ConversationId,
+    login: &Login,
+    at: Seq,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE chat_members SET left_seq = $3, is_admin = 0 \
+         WHERE conversation_id = $1 AND login = $2",
+    )
+    .bind(conversation.as_str())
+    .bind(login.as_str())
+    .bind(at.0)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn require_admin(
+    tx: &mut Transaction<'static, Sqlite>,
+    conversation: &ConversationId,
+    by: &Login,
+) -> Result<()> {
+    if conversation.direct_pair().is_some() {
+        return Err(ChatError::Conflict(
+            "one-to-one conversations have no admins",
+        ));
+    }
+    let admin: Option<i64> = sqlx::query_scalar(
+        "SELECT is_admin FROM chat_members \
+         WHERE conversation_id = $1 AND login = $2 AND left_seq IS NULL",
+    )
+    .bind(conversation.as_str())
+    .bind(by.as_str())
+    .fetch_optional(&mut **tx)
+    .await?;
+    match admin {
+        Some(1) => Ok(()),
+        _ => Err(ChatError::Forbidden),
+    }
+}
+
+/// Checks that `target` is a live post written by `sender`.
+async fn own_post(
+    tx: &mut Transaction<'static, Sqlite>,
+    sender: &Login,
+    conversation: &ConversationId,
+    target: Seq,
+) -> Result<()> {
+    let row: Option<(String, Option<String>, i64)> = sqlx::query_as(
+        "SELECT sender, payload, deleted FROM chat_messages \
+         WHERE conversation_id = $1 AND seq = $2",
+    )
+    .bind(conversation.as_str())
+    .bind(target.0)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some((owner, payload, deleted)) = row else {
+        return Err(ChatError::NotFound);
+    };
+    if owner != sender.as_str() {
+        return Err(ChatError::Forbidden);
+    }
+    let is_post = payload
+        .as_deref()
+        .and_then(|p| serde_json::from_str::<Payload>(p).ok())
+        .is_some_and(|p| matches!(p, Payload::Post { .. }));
+    if deleted != 0 || !is_post {
+        return Err(ChatError::Conflict(
+            "only live posts can be edited or deleted",
+        ));
+    }
+    Ok(())
+}
