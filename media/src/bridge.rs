@@ -174,6 +174,11 @@ impl Bridge {
         let (to_rtp, to_webrtc) = if passthrough {
             (None, None)
         } else {
+            let mut to_webrtc = Transcoder::new(pbx, cfg.webrtc_codec, cfg.webrtc_ptime, cfg.opus)?;
+            if cfg.rtp.dtmf_pt.is_none() {
+                // The PBX can only signal digits in-band: listen for them.
+                to_webrtc.enable_tone_detection();
+            }
             (
                 Some(Transcoder::new(
                     cfg.webrtc_codec,
@@ -181,12 +186,7 @@ impl Bridge {
                     cfg.rtp.ptime,
                     cfg.opus,
                 )?),
-                Some(Transcoder::new(
-                    pbx,
-                    cfg.webrtc_codec,
-                    cfg.webrtc_ptime,
-                    cfg.opus,
-                )?),
+                Some(to_webrtc),
             )
         };
         let wclock = cfg.webrtc_codec.clock_rate();
@@ -369,6 +369,9 @@ impl Bridge {
                             continue;
                         }
                         let frames: Vec<_> = std::iter::from_fn(|| t.poll_frame()).collect();
+                        while let Some(d) = t.poll_digit() {
+                            self.events.push_back(BridgeEvent::PbxDigit(d));
+                        }
                         for f in frames {
                             self.push_webrtc_audio(now, f.payload, f.samples, false);
                         }
@@ -608,6 +611,85 @@ mod tests {
             ]
         );
         assert_eq!(b.poll_event(), Some(BridgeEvent::WebrtcDigit('9')));
+    }
+
+    /// Without telephone-event on the PBX leg, DTMF goes in-band both ways: browser events
+    /// become a tone in the PCMU stream, and a tone from the PBX becomes a digit event.
+    #[test]
+    fn inband_dtmf_both_ways() {
+        let t0 = Instant::now();
+        let mut b =
+            Bridge::new(t0, BridgeConfig::new(rtp_cfg(Codec::Pcmu, 0, None))).expect("bridge");
+        let mut enc = OpusEncoder::new(OpusSettings::narrowband()).expect("enc");
+        let mut det = crate::dtmf::ToneDetector::new(8000);
+        let mut heard = Vec::new();
+        let mut tone = crate::dtmf::ToneGenerator::new(8000);
+        tone.start(4, 8000 / 1000 * 120);
+        for i in 0..30u32 {
+            let now = t0 + Duration::from_millis(u64::from(i) * 20);
+            if i == 5 {
+                let ev = DtmfEvent {
+                    event: 7,
+                    end: false,
+                    volume: 10,
+                    duration: 960,
+                };
+                b.handle_webrtc_dtmf(now, 48_000, &ev.to_bytes());
+            }
+            if i == 12 {
+                let ev = DtmfEvent {
+                    event: 7,
+                    end: true,
+                    volume: 10,
+                    duration: 6720,
+                };
+                b.handle_webrtc_dtmf(now, 48_000, &ev.to_bytes());
+            }
+            let mut p = Vec::new();
+            enc.encode(&[0; 160], &mut p).expect("enc");
+            b.handle_webrtc_media(
+                now,
+                MediaFrame {
+                    seq: i as u16,
+                    timestamp: i * 960,
+                    marker: i == 0,
+                    payload: p,
+                },
+            );
+            let mut pcm = vec![0i16; 160];
+            if (10..20).contains(&i) {
+                tone.fill(&mut pcm);
+            }
+            let pkt = RtpPacket {
+                header: crate::rtp::RtpHeader {
+                    payload_type: 0,
+                    sequence: i as u16,
+                    timestamp: i * 160,
+                    ssrc: 9,
+                    ..Default::default()
+                },
+                payload: pcm.iter().map(|&s| g711::ulaw_encode(s)).collect(),
+                padding: 0,
+            };
+            b.handle_rtp_input(now, addr("192.0.2.10:17000"), pkt.to_bytes().expect("ok"));
+            for ms in 0..20 {
+                b.handle_timeout(now + Duration::from_millis(ms));
+            }
+            while let Some(t) = b.poll_transmit() {
+                if !t.rtcp {
+                    let p = RtpPacket::parse(&t.data).expect("ok");
+                    let pcm: Vec<i16> = p.payload.iter().map(|&c| g711::ulaw_decode(c)).collect();
+                    heard.extend(det.feed(&pcm));
+                }
+            }
+        }
+        assert_eq!(heard, vec!['7'], "tone towards the PBX");
+        let events: Vec<_> = std::iter::from_fn(|| b.poll_event()).collect();
+        assert!(
+            events.contains(&BridgeEvent::WebrtcDigit('7')),
+            "{events:?}"
+        );
+        assert!(events.contains(&BridgeEvent::PbxDigit('4')), "{events:?}");
     }
 
     /// E-model: clean G.711 ~4.4, 5 % loss clearly worse, 400 ms delay worse still.

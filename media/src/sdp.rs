@@ -1069,6 +1069,24 @@ mod tests {
             neg.answer(&offer, &[Codec::Pcmu]).map(|_| ()),
             Err(SdpError::NoAudio)
         );
+        // Pseudo-random mutations of a valid offer never panic.
+        let base = ASTERISK_OFFER.as_bytes();
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..3000 {
+            let mut b = base.to_vec();
+            for _ in 0..4 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let pos = (x as usize) % b.len();
+                b[pos] = (x >> 32) as u8;
+            }
+            if let Ok(text) = std::str::from_utf8(&b)
+                && let Ok(sd) = SessionDescription::parse(text)
+            {
+                let _ = RtpSdp::new(local, 1).answer(&sd, &[Codec::Pcmu]);
+            }
+        }
         // Garbage never panics.
         for s in [
             "v=0\r\no=\r\n",

@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 use crate::codec::opus::OpusSettings;
 use crate::codec::resample::Resampler;
 use crate::codec::{AudioDecoder, AudioEncoder, Codec, CodecError};
-use crate::dtmf::ToneGenerator;
+use crate::dtmf::{ToneDetector, ToneGenerator};
 use crate::jitter::JitterOutput;
 
 /// An encoded frame ready for the outgoing leg.
@@ -59,6 +59,9 @@ pub struct Transcoder {
     last: Vec<i16>,
     lost_run: u32,
     tone: ToneGenerator,
+    /// In-band DTMF detection on the decoded input (for a leg without telephone-event).
+    detector: Option<ToneDetector>,
+    digits: VecDeque<char>,
     out: VecDeque<EncodedFrame>,
     stats: TranscodeStats,
 }
@@ -108,6 +111,8 @@ impl Transcoder {
             last: Vec::new(),
             lost_run: 0,
             tone: ToneGenerator::new(er),
+            detector: None,
+            digits: VecDeque::new(),
             out: VecDeque::new(),
             stats: TranscodeStats::default(),
         })
@@ -144,6 +149,18 @@ impl Transcoder {
         self.tone.stop();
     }
 
+    /// Runs a Goertzel DTMF detector on the decoded input from now on.
+    pub fn enable_tone_detection(&mut self) {
+        if self.detector.is_none() {
+            self.detector = Some(ToneDetector::new(self.dec.sample_rate()));
+        }
+    }
+
+    /// Next in-band digit detected on the input (once per key press).
+    pub fn poll_digit(&mut self) -> Option<char> {
+        self.digits.pop_front()
+    }
+
     /// Drops buffered PCM (talkspurt end), so the next frame starts fresh.
     pub fn flush(&mut self) {
         self.fifo.clear();
@@ -178,6 +195,9 @@ impl Transcoder {
             }
         }
         let pcm = std::mem::take(&mut self.scratch);
+        if let Some(d) = self.detector.as_mut() {
+            self.digits.extend(d.feed(&pcm));
+        }
         match &mut self.resampler {
             Some(r) => {
                 self.resampled.clear();
