@@ -183,3 +183,40 @@ async fn index_follows_changes() {
             .all(|h| h.name != "alice")
     );
 }
+
+/// Bulk-loaded tenants are searchable like created ones, and a duplicate
+/// in a bulk load refuses the whole load.
+#[tokio::test]
+async fn bulk_load_is_searchable() {
+    let (dir, _tmp) = open_temp().await;
+    let items = vec![
+        (login("zorvex-bank"), display("Zorvex Bank")),
+        (login("zorvex-bank-zurich"), display("Zorvex Bank Zürich")),
+        (login("kalimo-dental"), display("Kalimo Dental Group")),
+    ];
+    dir.bulk_create_tenants(&items, t0()).await.expect("bulk");
+    let hits = dir.search("zorvex-bank", 5).await.expect("search");
+    assert_eq!(names(&hits), ["zorvex-bank", "zorvex-bank-zurich"]);
+    assert_eq!(hits[0].matched, MatchKind::Exact);
+    // the solid form finds by prefix
+    let hits = dir.search("zorvexbank", 5).await.expect("search");
+    assert_eq!(names(&hits), ["zorvex-bank", "zorvex-bank-zurich"]);
+    // typos in both words
+    let hits = dir.search("zorvx bnak", 5).await.expect("search");
+    assert_eq!(names(&hits), ["zorvex-bank", "zorvex-bank-zurich"]);
+    assert!(matches!(hits[0].matched, MatchKind::Fuzzy { distance: 2 }));
+    let hits = dir.search("kalimo grop", 5).await.expect("search");
+    assert_eq!(names(&hits), ["kalimo-dental"]);
+    // tenant rows exist too
+    assert_eq!(dir.list_tenants().await.expect("list").len(), 3);
+    let again = vec![
+        (login("fresh-one"), display("Fresh")),
+        (login("kalimo-dental"), display("Dup")),
+    ];
+    let r = dir.bulk_create_tenants(&again, t0()).await;
+    assert!(
+        matches!(r, Err(directory::DirectoryError::NameTaken)),
+        "{r:?}"
+    );
+    assert!(dir.search("fresh", 5).await.expect("search").is_empty());
+}

@@ -546,7 +546,7 @@ async fn bulk_chunk(
         new_words.extend(
             part.iter()
                 .map(|(w, _)| *w)
-                .filter(|w| !existing.contains(*w)),
+                .filter(|w| !existing.contains(*w) && regular.contains(w)),
         );
 
         let mut qb: QueryBuilder<Sqlite> =
