@@ -718,4 +718,71 @@ mod tests {
         let events: Vec<_> = std::iter::from_fn(|| l.poll_event()).collect();
         assert!(events.contains(&RtpLegEvent::Bye), "{events:?}");
     }
+
+    /// With rtcp-mux, RTCP goes to the RTP address and is demultiplexed from the RTP port;
+    /// a new SSRC from the PBX (e.g. after a transfer) restarts reception cleanly.
+    #[test]
+    fn rtcp_mux_and_ssrc_change() {
+        let t0 = Instant::now();
+        let mut cfg = RtpLegConfig::new(0xaaaa, Codec::Pcmu, 0, addr("192.0.2.10:17000"));
+        cfg.rtcp_mux = true;
+        let mut l = RtpLeg::new(t0, cfg);
+        let from = addr("192.0.2.10:17000");
+        let mut played = Vec::new();
+        let mut now = t0;
+        for i in 0..100u32 {
+            // The PBX switches source after 50 packets: new SSRC, new seq and ts base.
+            let (ssrc, seq, ts) = if i < 50 {
+                (0xbbbb, i as u16, i * 160)
+            } else {
+                (0xcccc, 40_000 + i as u16, 1_000_000 + i * 160)
+            };
+            let data = RtpPacket {
+                header: RtpHeader {
+                    payload_type: 0,
+                    sequence: seq,
+                    timestamp: ts,
+                    ssrc,
+                    ..RtpHeader::default()
+                },
+                payload: vec![i as u8; 160],
+                padding: 0,
+            }
+            .to_bytes()
+            .expect("valid");
+            l.handle_input(now, Input::Receive { from, data });
+            for _ in 0..20 {
+                l.handle_timeout(now);
+                while let Some(e) = l.poll_event() {
+                    if let RtpLegEvent::Media(JitterOutput::Frame(f)) = e {
+                        played.push(f.payload[0]);
+                    }
+                }
+                now += Duration::from_millis(1);
+            }
+        }
+        // Let the first RTCP interval (2.5 s) pass.
+        for _ in 0..4000 {
+            l.handle_timeout(now);
+            while l.poll_event().is_some() {}
+            now += Duration::from_millis(1);
+        }
+        // Everything from both sources plays except at most the frames in flight at the switch.
+        assert!(played.len() >= 96, "played {}", played.len());
+        assert!(played.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(l.stats().lost, 0, "stats restart with the new source");
+        let rtcp: Vec<Transmit> = std::iter::from_fn(|| l.poll_transmit())
+            .filter(|t| t.rtcp)
+            .collect();
+        assert!(!rtcp.is_empty());
+        assert!(
+            rtcp.iter()
+                .all(|t| t.destination == from && rtp::is_rtcp(&t.data))
+        );
+        let rr = RtcpPacket::parse_compound(&rtcp[rtcp.len() - 1].data).expect("valid");
+        let RtcpPacket::ReceiverReport(rr) = &rr[0] else {
+            panic!("no media sent, so RR: {rr:?}")
+        };
+        assert_eq!(rr.reports[0].ssrc, 0xcccc);
+    }
 }
