@@ -207,17 +207,31 @@ fn typo(rng: &mut Rng, w: &str) -> String {
 struct Stats {
     lat: Vec<Duration>,
     found: usize,
+    /// Process CPU time (all threads, incl. the SQLite worker) per query:
+    /// less sensitive than wall time to other load on a shared machine.
+    cpu_per_query: Option<Duration>,
+}
+
+/// User + system CPU time of this process, from `/proc/self/stat` (Linux;
+/// 10 ms ticks, fine over hundreds of queries).
+fn process_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let after_comm = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = after_comm.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
 }
 
 fn report(label: &str, mut s: Stats) {
     s.lat.sort();
     let p = |q: f64| s.lat[((s.lat.len() as f64 - 1.0) * q) as usize];
     println!(
-        "{label:<8} n={:<5} p50={:>8.3?} p99={:>8.3?} max={:>8.3?} target-in-top10={:.1}%",
+        "{label:<8} n={:<5} p50={:>8.3?} p99={:>8.3?} max={:>8.3?} cpu/query={:>8.3?} target-in-top10={:.1}%",
         s.lat.len(),
         p(0.50),
         p(0.99),
         p(1.0),
+        s.cpu_per_query.unwrap_or_default(),
         100.0 * s.found as f64 / s.lat.len() as f64
     );
 }
@@ -225,6 +239,7 @@ fn report(label: &str, mut s: Stats) {
 async fn run(dir: &Directory, queries: &[(String, String)]) -> Stats {
     let mut lat = Vec::with_capacity(queries.len());
     let mut found = 0;
+    let cpu0 = process_cpu();
     for (q, target) in queries {
         let t = Instant::now();
         let hits = dir.search(q, 10).await.expect("search");
@@ -233,7 +248,14 @@ async fn run(dir: &Directory, queries: &[(String, String)]) -> Stats {
             found += 1;
         }
     }
-    Stats { lat, found }
+    let cpu_per_query = cpu0
+        .zip(process_cpu())
+        .map(|(a, b)| b.saturating_sub(a) / queries.len().max(1) as u32);
+    Stats {
+        lat,
+        found,
+        cpu_per_query,
+    }
 }
 
 #[tokio::main(flavor = "current_thread")]
