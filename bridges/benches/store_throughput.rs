@@ -7,7 +7,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bridges::{Body, ChatStore, ClientId, ConversationId, DeviceId, Login, StoreOptions, Timestamp};
+use bridges::{
+    Body, ChatStore, ClientId, ConversationId, DeviceId, Login, StoreOptions, Timestamp,
+};
 
 fn l(s: &str) -> Login {
     Login::parse(s).expect("bench logins are valid")

@@ -423,3 +423,33 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod shape_tests {
+    use super::*;
+    use crate::model::{Body, Payload};
+
+    /// The `message` frame shape documented in docs/chat-protocol.md.
+    #[test]
+    fn message_frame_shape() {
+        let f = ServerFrame::Message(Box::new(Entry {
+            cursor: 7,
+            message: Message {
+                conversation: ConversationId::parse("dm:alice+bob").unwrap(),
+                seq: Seq(3),
+                sender: Login::parse("alice").unwrap(),
+                client_id: "c1".into(),
+                ts: Timestamp(5),
+                payload: Some(Payload::Post {
+                    body: Body::Text { text: "hi".into() },
+                }),
+                edited_at: None,
+                deleted: false,
+            },
+        }));
+        assert_eq!(
+            f.to_json(),
+            r#"{"type":"message","cursor":7,"conversation":"dm:alice+bob","seq":3,"sender":"alice","client_id":"c1","ts":5,"op":"post","body":{"kind":"text","text":"hi"}}"#
+        );
+    }
+}
