@@ -5,6 +5,8 @@
 //! Prints one line per scenario; numbers go to `docs/benchmarks.md`.
 
 use std::sync::Arc;
+
+use bridges::store::SendRequest;
 use std::time::{Duration, Instant};
 
 use bridges::{
@@ -49,6 +51,33 @@ async fn sends(store: Arc<ChatStore>, tasks: usize, n: usize) -> Duration {
     }
     for h in handles {
         h.await.expect("task");
+    }
+    start.elapsed()
+}
+
+/// One task, `n` messages in group commits of `batch`.
+async fn batched(store: Arc<ChatStore>, batch: usize, n: usize) -> Duration {
+    let me = l("batcher");
+    let dm = ConversationId::direct(&me, &l("peer"));
+    let start = Instant::now();
+    for b in 0..n / batch {
+        let reqs = (0..batch)
+            .map(|i| SendRequest {
+                sender: me.clone(),
+                conversation: dm.clone(),
+                client_id: ClientId::parse(&format!("b{b}-{i}")).expect("valid id"),
+                body: Body::Text {
+                    text: format!("message number {i} of batch {b}, about sixty bytes"),
+                },
+            })
+            .collect();
+        for r in store
+            .send_batch(reqs, Timestamp(b as i64))
+            .await
+            .expect("batch")
+        {
+            r.expect("send");
+        }
     }
     start.elapsed()
 }
@@ -102,6 +131,17 @@ fn main() {
                 }
                 store.close().await;
             }
+            let batch = 64;
+            let dir = tempfile::tempdir().expect("tempdir");
+            let store = Arc::new(open(&dir, sync_full).await);
+            let took = batched(store.clone(), batch, n).await;
+            println!(
+                "batch {label:<18} size={batch}  {n} msgs in {:>7.3} s = {:>8.0} msg/s  ({:.1} µs/msg)",
+                took.as_secs_f64(),
+                n as f64 / took.as_secs_f64(),
+                took.as_secs_f64() * 1e6 / n as f64
+            );
+            store.close().await;
         }
     });
 }

@@ -54,6 +54,19 @@ impl Default for StoreOptions {
     }
 }
 
+/// One message of a [`ChatStore::send_batch`].
+#[derive(Debug, Clone)]
+pub struct SendRequest {
+    /// Who sends.
+    pub sender: Login,
+    /// Where.
+    pub conversation: ConversationId,
+    /// Idempotency id.
+    pub client_id: ClientId,
+    /// Content.
+    pub body: Body,
+}
+
 /// Result of a successful write: what was stored and who must hear of it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stored {
@@ -259,30 +272,77 @@ impl ChatStore {
     ) -> Result<Stored> {
         body.validate()?;
         let mut tx = self.begin().await?;
-        if let Some(dup) = self
-            .duplicate(&mut tx, sender, conversation, client_id)
-            .await?
-        {
+        let stored = self
+            .send_in(&mut tx, sender, conversation, client_id, body, now)
+            .await?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    /// Group commit: stores many messages in one transaction, so one disk
+    /// sync covers them all. Each request gets its own result; a request
+    /// refused for a domain reason (`Forbidden`, `Invalid`, …) writes
+    /// nothing and does not affect the others. A storage error fails the
+    /// whole batch and nothing is stored.
+    pub async fn send_batch(
+        &self,
+        requests: Vec<SendRequest>,
+        now: Timestamp,
+    ) -> Result<Vec<Result<Stored>>> {
+        let mut tx = self.begin().await?;
+        let mut out = Vec::with_capacity(requests.len());
+        for r in requests {
+            if let Err(e) = r.body.validate() {
+                out.push(Err(e));
+                continue;
+            }
+            // Every refusal in `send_in` happens before its first write.
+            match self
+                .send_in(
+                    &mut tx,
+                    &r.sender,
+                    &r.conversation,
+                    &r.client_id,
+                    r.body,
+                    now,
+                )
+                .await
+            {
+                Err(e @ (ChatError::Storage(_) | ChatError::Corrupt(_))) => return Err(e),
+                res => out.push(res),
+            }
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn send_in(
+        &self,
+        tx: &mut Transaction<'static, Sqlite>,
+        sender: &Login,
+        conversation: &ConversationId,
+        client_id: &ClientId,
+        body: Body,
+        now: Timestamp,
+    ) -> Result<Stored> {
+        if let Some(dup) = self.duplicate(tx, sender, conversation, client_id).await? {
             return Ok(dup);
         }
         if let Some((a, b)) = conversation.direct_pair() {
             if sender != &a && sender != &b {
                 return Err(ChatError::Forbidden);
             }
-            ensure_direct(&mut tx, conversation, &a, &b, now).await?;
+            ensure_direct(tx, conversation, &a, &b, now).await?;
         }
-        let stored = self
-            .append(
-                &mut tx,
-                conversation,
-                sender,
-                client_id,
-                &Payload::Post { body },
-                now,
-            )
-            .await?;
-        tx.commit().await?;
-        Ok(stored)
+        self.append(
+            tx,
+            conversation,
+            sender,
+            client_id,
+            &Payload::Post { body },
+            now,
+        )
+        .await
     }
 
     /// Replaces the body of the sender's own message `target`; the edit is

@@ -535,3 +535,46 @@ async fn invalid_bodies_store_nothing() {
         .unwrap();
     assert_eq!(ok.seq(), Seq(1));
 }
+
+/// Group commit: one transaction, per-request results, refusals isolated,
+/// retries inside the batch deduplicated.
+#[tokio::test]
+async fn send_batch_isolates_refusals() {
+    use bridges::store::SendRequest;
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir).await;
+    let (alice, bob, carol) = (l("alice"), l("bob"), l("carol"));
+    let ab = ConversationId::direct(&alice, &bob);
+    let bc = ConversationId::direct(&bob, &carol);
+    let req = |sender: &Login, conv: &ConversationId, id: &str, body: Body| SendRequest {
+        sender: sender.clone(),
+        conversation: conv.clone(),
+        client_id: cid(id),
+        body,
+    };
+    let res = s
+        .send_batch(
+            vec![
+                req(&alice, &ab, "1", text("one")),
+                req(&alice, &bc, "2", text("not mine")),
+                req(&alice, &ab, "3", text("  ")),
+                req(&bob, &ab, "4", text("two")),
+                req(&alice, &ab, "1", text("one")),
+            ],
+            t(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res[0].as_ref().unwrap().seq(), Seq(1));
+    assert!(matches!(res[1], Err(ChatError::Forbidden)));
+    assert!(matches!(res[2], Err(ChatError::Invalid { .. })));
+    assert_eq!(res[3].as_ref().unwrap().seq(), Seq(2));
+    let dup = res[4].as_ref().unwrap();
+    assert!(dup.duplicate && dup.seq() == Seq(1));
+    let hist = s.fetch(&bob, &dev("b"), &ab, Seq(0), 10).await.unwrap();
+    assert_eq!(hist.len(), 2);
+    assert!(
+        s.fetch(&bob, &dev("b"), &bc, Seq(0), 10).await.is_err(),
+        "bc was never created"
+    );
+}
