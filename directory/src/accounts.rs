@@ -189,6 +189,12 @@ impl Directory {
     /// a locked key answers `RateLimited` without checking the password.
     /// Unknown logins and wrong passwords both answer `BadCredentials`
     /// (logins are public in the directory, so no timing equalisation).
+    ///
+    /// Known limits: attempts running concurrently for one key are checked
+    /// before any of them fails, so a burst can exceed the limit by the
+    /// number in flight; and anyone can lock a login out by failing on
+    /// purpose (the per-address limit slows that down, it cannot stop a
+    /// distributed attacker).
     pub async fn login(
         &self,
         login: &LoginName,

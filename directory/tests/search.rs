@@ -134,6 +134,19 @@ async fn no_match_and_empty() {
     assert!(dir.search("   ", 5).await.expect("search").is_empty());
     assert!(dir.search("!!!", 5).await.expect("search").is_empty());
     assert!(dir.search("acme", 0).await.expect("search").is_empty());
+    // hostile input: long, odd scripts, control characters, SQL-ish text
+    let long = "ä".repeat(10_000) + " acme";
+    assert!(dir.search(&long, 5).await.is_ok());
+    for q in [
+        "'; DROP TABLE names; --",
+        "%_%",
+        "\u{0}\u{7}",
+        "\u{10FFFF}",
+        "acme\u{0}",
+    ] {
+        assert!(dir.search(q, 5).await.is_ok(), "{q:?}");
+    }
+    assert!(dir.tenant_by_name(&login("acme")).await.is_ok());
     // every query word must match: "acme" matches, "zurich" does not
     assert!(
         dir.search("acme zurich", 5)

@@ -295,8 +295,11 @@ impl Directory {
     /// diacritic-folded; an empty query gives no hits.
     pub async fn search(&self, query: &str, limit: usize) -> Result<Vec<SearchHit>> {
         let limit = limit.min(MAX_LIMIT);
+        // Bound the work a hostile query can cause: names are at most
+        // 63 + 1 + 63 characters, so longer text can only match as words.
+        let query: String = query.chars().take(256).collect();
         let raw = query.trim().to_lowercase();
-        let mut qwords = normalize_words(query);
+        let mut qwords = normalize_words(&query);
         qwords.truncate(MAX_QUERY_WORDS);
         for q in &mut qwords {
             if let Some((i, _)) = q.char_indices().nth(64) {
