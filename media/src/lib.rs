@@ -73,6 +73,7 @@ pub mod rtp;
 pub mod rtp_leg;
 pub mod sdp;
 pub mod transcode;
+pub mod webrtc;
 
 use thiserror::Error;
 

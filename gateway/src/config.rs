@@ -1,0 +1,152 @@
+//! Command line and environment configuration of the `namecall` binary.
+//!
+//! Every flag has an environment fallback (`NAMECALL_*`) so containers can
+//! be configured without a command line. Values are parsed here, at the edge,
+//! into typed fields ([`PortRange`], [`SocketAddr`]) that the rest trusts.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use clap::{Parser, Subcommand};
+
+/// The `namecall` command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "namecall",
+    version,
+    about = "Call companies by name: WebRTC to SIP gateway"
+)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The sub-commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway: HTTP, WebSocket, web client and media.
+    Serve(ServeConfig),
+}
+
+/// Settings of `namecall serve`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeConfig {
+    /// Address of the HTTP and WebSocket server (port 0 picks a free port).
+    #[arg(long = "http", env = "NAMECALL_HTTP", default_value = "127.0.0.1:8080")]
+    pub http: SocketAddr,
+
+    /// Directory for the database and other state.
+    #[arg(long, env = "NAMECALL_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Address put into ICE candidates; default: the HTTP address, or 127.0.0.1 when that is unspecified.
+    #[arg(long, env = "NAMECALL_MEDIA_IP")]
+    pub media_ip: Option<IpAddr>,
+
+    /// UDP ports for media sockets, one per call (`first-last`).
+    #[arg(long, env = "NAMECALL_RTP_PORTS", default_value = "40000-40999")]
+    pub rtp_ports: PortRange,
+
+    /// Directory of dialplan YAML files.
+    #[arg(long, env = "NAMECALL_DIALPLANS", default_value = "dialplans/examples")]
+    pub dialplans: PathBuf,
+
+    /// SIP listening address (not used yet).
+    #[arg(long, env = "NAMECALL_SIP", default_value = "0.0.0.0:5060")]
+    pub sip: SocketAddr,
+}
+
+impl ServeConfig {
+    /// Settings for tests: loopback everywhere, a free HTTP port, the given data dir.
+    pub fn for_tests(data_dir: PathBuf) -> Self {
+        ServeConfig {
+            http: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            data_dir,
+            media_ip: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            rtp_ports: PortRange { first: 0, last: 0 },
+            dialplans: PathBuf::from("dialplans/examples"),
+            sip: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        }
+    }
+
+    /// The IP our ICE host candidates carry.
+    pub fn effective_media_ip(&self) -> IpAddr {
+        match self.media_ip {
+            Some(ip) => ip,
+            None if self.http.ip().is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            None => self.http.ip(),
+        }
+    }
+}
+
+/// An inclusive UDP port range; `0-0` lets the OS pick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    /// First port.
+    pub first: u16,
+    /// Last port (inclusive).
+    pub last: u16,
+}
+
+/// Why a port range did not parse.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PortRangeError {
+    /// The text is not `first-last` with two port numbers.
+    #[error("expected first-last, e.g. 40000-40999")]
+    Syntax,
+    /// The first port is above the last.
+    #[error("first port {0} is above last port {1}")]
+    Reversed(u16, u16),
+}
+
+impl FromStr for PortRange {
+    type Err = PortRangeError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (a, b) = s.split_once('-').ok_or(PortRangeError::Syntax)?;
+        let first: u16 = a.trim().parse().map_err(|_| PortRangeError::Syntax)?;
+        let last: u16 = b.trim().parse().map_err(|_| PortRangeError::Syntax)?;
+        if first > last {
+            return Err(PortRangeError::Reversed(first, last));
+        }
+        Ok(PortRange { first, last })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Port ranges parse and reject reversed or malformed input.
+    #[test]
+    fn port_range_parses() {
+        assert_eq!(
+            "40000-40999".parse::<PortRange>(),
+            Ok(PortRange {
+                first: 40000,
+                last: 40999
+            })
+        );
+        assert_eq!(
+            "5-4".parse::<PortRange>(),
+            Err(PortRangeError::Reversed(5, 4))
+        );
+        assert_eq!("40000".parse::<PortRange>(), Err(PortRangeError::Syntax));
+        assert_eq!("a-b".parse::<PortRange>(), Err(PortRangeError::Syntax));
+    }
+
+    /// The media IP falls back to the HTTP address, then to loopback.
+    #[test]
+    fn media_ip_fallbacks() {
+        let mut c = ServeConfig::for_tests(PathBuf::from("/tmp"));
+        c.media_ip = None;
+        c.http = "10.1.2.3:80".parse().expect("literal address");
+        assert_eq!(c.effective_media_ip().to_string(), "10.1.2.3");
+        c.http = "0.0.0.0:80".parse().expect("literal address");
+        assert_eq!(c.effective_media_ip().to_string(), "127.0.0.1");
+        c.media_ip = Some("192.0.2.9".parse().expect("literal address"));
+        assert_eq!(c.effective_media_ip().to_string(), "192.0.2.9");
+    }
+}

@@ -1,0 +1,42 @@
+//! The HTTP edge: one [`router`] for the web client, health, metrics and the WebSocket.
+//!
+//! `router(state)` builds the whole app without a socket so tests can call
+//! it with `tower::ServiceExt::oneshot` (axum `examples/testing`).
+
+pub mod error;
+mod static_files;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tower_http::trace::TraceLayer;
+
+use crate::AppState;
+pub use error::AppError;
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(static_files::router())
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/v1/ws", get(crate::ws::upgrade))
+        .fallback(|| async { AppError::NotFound })
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// `GET /healthz`: 200 `ok` while the process serves.
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// `GET /metrics`: Prometheus text format.
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}

@@ -1,0 +1,146 @@
+//! namecall gateway: wires the domain crates to the network.
+//!
+//! This crate is the only one that does I/O and spawns tasks. It is a thin
+//! tokio shell: protocol decisions live in the sans-IO cores of `media`
+//! (and later `sip-trunk`), and the tasks here move bytes and time into
+//! them (see DESIGN.md, "thin async shells").
+//!
+//! # Layout
+//!
+//! - `config`: the `namecall` command line and its env fallbacks.
+//! - `http`: the axum router (web client, `/healthz`, `/metrics`, `/v1/ws`) and problem+json errors.
+//! - `ws`: the client WebSocket protocol (`docs/protocol.md`), one task per socket.
+//! - `calls`: the call registry and the built-in `echo` target.
+//! - `media_io`: the UDP task driving a `media::webrtc::WebRtcLeg`.
+//! - `accounts`: the `Accounts` seam (guest logins until the directory is wired in).
+//! - `metrics`: gauges that show leaked calls and sockets.
+//!
+//! `main.rs` only parses the command line and calls [`serve`]; tests call
+//! [`serve`] or [`http::router`] directly.
+//!
+//! # Shutdown
+//!
+//! [`serve`] takes any future as the shutdown signal (mini-redis style):
+//! `main` passes Ctrl-C/SIGTERM. When it fires the HTTP server stops
+//! accepting, WebSocket sessions close, their calls' media tasks end, and
+//! `serve` returns.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod accounts;
+pub mod calls;
+pub mod config;
+pub mod http;
+pub mod media_io;
+pub mod metrics;
+pub mod sip;
+pub mod ws;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::info;
+
+use crate::accounts::{Accounts, GuestAccounts};
+use crate::calls::CallRegistry;
+use crate::config::ServeConfig;
+use crate::media_io::MediaSockets;
+use crate::metrics::Metrics;
+
+/// What every request handler and session can reach; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// Authenticates sessions.
+    pub accounts: Arc<dyn Accounts>,
+    /// Starts calls.
+    pub calls: Arc<CallRegistry>,
+    /// Gauges and counters.
+    pub metrics: Arc<Metrics>,
+    /// Flips to `true` when the server shuts down; sessions watch it.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl AppState {
+    /// State for `config`, with guest accounts; returns the sender that signals shutdown.
+    pub fn new(config: &ServeConfig) -> (Self, watch::Sender<bool>) {
+        let metrics = Arc::new(Metrics::default());
+        let sockets = MediaSockets::new(
+            config.effective_media_ip(),
+            config.rtp_ports,
+            Arc::clone(&metrics),
+        );
+        let (tx, rx) = watch::channel(false);
+        let state = AppState {
+            accounts: Arc::new(GuestAccounts),
+            calls: Arc::new(CallRegistry::new(sockets, Arc::clone(&metrics))),
+            metrics,
+            shutdown: rx,
+        };
+        (state, tx)
+    }
+}
+
+/// Binds the HTTP listener, logs the readiness line and serves until `shutdown` completes.
+///
+/// # Errors
+/// When the HTTP address cannot be bound or the data directory cannot be created.
+pub async fn serve(
+    config: ServeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(config.http).await?;
+    run(listener, config, shutdown).await
+}
+
+/// Serves on an already bound listener (tests bind `127.0.0.1:0` themselves).
+///
+/// # Errors
+/// When the data directory cannot be created or the server fails.
+pub async fn run(
+    listener: TcpListener,
+    config: ServeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    let addr = listener.local_addr()?;
+    let (state, stop) = AppState::new(&config);
+    let app = http::router(state);
+    info!(media_ip = %config.effective_media_ip(), data_dir = %config.data_dir.display(), "starting");
+    // tests wait for this exact line on stderr
+    info!("namecall ready http={addr}");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            info!("shutting down");
+            // sessions close their sockets, which ends their calls
+            let _ = stop.send(true);
+        })
+        .await?;
+    info!("stopped");
+    Ok(())
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,133 @@
+//! Calls that arrive from SIP peers (a trunk, a desk phone through its PBX).
+//!
+//! The Request-URI user is the dialled name. Today two outcomes exist:
+//! `echo` is answered by the built-in RTP echo (a PBX admin can test the
+//! trunk's audio path in both directions without any messenger user), and
+//! everything else is refused with a clear status: 480 for a named login
+//! that has no connected device, 404 for anything that is not a valid name.
+//! Ringing messenger users from a desk phone joins here when call control
+//! lands (see issue 5).
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use media::codec::Codec;
+use media::sdp::{RtpSdp, SessionDescription};
+use sip_trunk::dialog::{Body, DialogEvent};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use super::{IncomingCall, Sip};
+
+/// Codecs the RTP echo accepts, in preference order (echo needs no transcoding).
+const ECHO_CODECS: [Codec; 4] = [Codec::Pcmu, Codec::Pcma, Codec::Opus, Codec::TelephoneEvent];
+
+/// An echo call with no RTP at all for this long is ended.
+const ECHO_IDLE: Duration = Duration::from_secs(60);
+
+/// Answers incoming calls until `incoming` closes. `media_ip` is where RTP sockets bind.
+pub async fn run(sip: Sip, mut incoming: mpsc::Receiver<IncomingCall>, media_ip: IpAddr) {
+    while let Some(call) = incoming.recv().await {
+        let sip = sip.clone();
+        tokio::spawn(async move { handle(sip, call, media_ip).await });
+    }
+}
+
+async fn handle(sip: Sip, call: IncomingCall, media_ip: IpAddr) {
+    let dialled = call.invite.uri.user.clone().unwrap_or_default();
+    info!(%dialled, "incoming sip call");
+    if dialled == "echo" {
+        echo(sip, call, media_ip).await;
+        return;
+    }
+    let (code, reason) = if directory::LoginName::parse(&dialled).is_ok() {
+        (480, "Temporarily Unavailable")
+    } else {
+        (404, "Not Found")
+    };
+    let _ = sip
+        .with_call(call.call, move |c, _| {
+            let _ = c.reject(code, reason);
+        })
+        .await;
+}
+
+/// Answers with an RTP socket that sends every packet back where it came from.
+async fn echo(sip: Sip, mut call: IncomingCall, media_ip: IpAddr) {
+    let h = call.call;
+    let reject = |code: u16, reason: &'static str| {
+        let sip = sip.clone();
+        async move {
+            let _ = sip
+                .with_call(h, move |c, _| {
+                    let _ = c.reject(code, reason);
+                })
+                .await;
+        }
+    };
+    let offer = match call
+        .offer
+        .as_ref()
+        .map(|b| SessionDescription::parse(&String::from_utf8_lossy(&b.data)))
+    {
+        Some(Ok(o)) => o,
+        Some(Err(e)) => {
+            debug!(cause = %e, "echo: bad SDP offer");
+            return reject(488, "Not Acceptable Here").await;
+        }
+        // offerless INVITE (offer in our 200, answer in the ACK) is not supported by echo
+        None => return reject(488, "Not Acceptable Here").await,
+    };
+    let socket = match UdpSocket::bind(SocketAddr::new(media_ip, 0)).await {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(cause = %e, "echo: no RTP port");
+            return reject(503, "Service Unavailable").await;
+        }
+    };
+    let local = match socket.local_addr() {
+        Ok(a) => a,
+        Err(_) => return reject(503, "Service Unavailable").await,
+    };
+    let mut neg = RtpSdp::new(local, rand::random::<u32>() as u64);
+    let answer = match neg.answer(&offer, &ECHO_CODECS) {
+        Ok((sd, _)) => sd,
+        Err(e) => {
+            debug!(cause = %e, "echo: no common codec");
+            return reject(488, "Not Acceptable Here").await;
+        }
+    };
+    let body = Body {
+        content_type: "application/sdp".into(),
+        data: answer.to_string().into_bytes().into(),
+    };
+    if sip
+        .with_call(h, move |c, now| {
+            let _ = c.answer(now, Some(body));
+        })
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let mut buf = vec![0u8; 2048];
+    loop {
+        tokio::select! {
+            r = tokio::time::timeout(ECHO_IDLE, socket.recv_from(&mut buf)) => match r {
+                Ok(Ok((n, from))) => { let _ = socket.send_to(&buf[..n], from).await; }
+                Ok(Err(_)) => {}
+                Err(_) => {
+                    debug!("echo: no RTP for a minute, hanging up");
+                    let _ = sip.with_call(h, |c, _| { let _ = c.hangup(); }).await;
+                    break;
+                }
+            },
+            ev = call.events.recv() => match ev {
+                Some(DialogEvent::Terminated { reason }) => { debug!(?reason, "echo call ended"); break; }
+                Some(_) => {}
+                None => break,
+            },
+        }
+    }
+}

@@ -1,0 +1,454 @@
+//! The tokio shell around `sip_trunk::ua::UserAgent`: one task owns one SIP
+//! UDP socket and the user agent that speaks on it.
+//!
+//! Every protocol decision (transactions, retransmissions, dialogs, digest
+//! answers, registration refresh and back-off) is made by the sans-IO user
+//! agent; this task only moves datagrams, time and commands into it and
+//! drains its output after each one (the str0m run loop: one mutation, then
+//! `poll_output` until `Timeout`). Other tasks reach it through a [`Sip`]
+//! handle (an mpsc channel), so no lock is shared with the protocol state.
+//!
+//! Events go out on two paths: registration outcomes update the shared
+//! [`TrunkStatus`] table (read by `/metrics` and tests), call events go to
+//! the channel the call's owner gave when it placed or accepted the call,
+//! and new incoming calls go to the `incoming` channel of [`spawn`].
+
+pub mod inbound;
+pub mod trunks;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Instant as StdInstant;
+
+use sip_trunk::dialog::{Body, Call, CallConfig, DialogEvent};
+use sip_trunk::message::{NameAddr, Request, Uri};
+use sip_trunk::registration::{RegistrationConfig, RegistrationEvent};
+use sip_trunk::transaction::Transport;
+use sip_trunk::ua::{CallHandle, RegistrationHandle, UaConfig, UaEvent, UaOutput, UserAgent};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+/// Largest datagram we read; bigger SIP messages are refused by the parser (64 KiB).
+const MAX_DATAGRAM: usize = 65_535;
+
+/// Registration state of each trunk, keyed `tenant/trunk`.
+#[derive(Debug, Default)]
+pub struct TrunkStatus {
+    /// Plain std lock: held only to copy or replace one entry, never across `.await`.
+    entries: RwLock<HashMap<String, TrunkState>>,
+}
+
+/// What we know of one trunk's registration.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrunkState {
+    /// A binding is in place.
+    pub registered: bool,
+    /// Granted expiry of the last successful REGISTER, seconds.
+    pub expires: u32,
+    /// How many times the registrar granted a binding (first one and refreshes).
+    pub registrations: u64,
+    /// Last failure, if any.
+    pub last_error: Option<String>,
+}
+
+impl TrunkStatus {
+    /// A copy of one trunk's state.
+    pub fn get(&self, key: &str) -> Option<TrunkState> {
+        self.entries.read().ok().and_then(|m| m.get(key).cloned())
+    }
+
+    /// A copy of all states.
+    pub fn all(&self) -> Vec<(String, TrunkState)> {
+        let mut v: Vec<_> = self
+            .entries
+            .read()
+            .map(|m| m.iter().map(|(k, s)| (k.clone(), s.clone())).collect())
+            .unwrap_or_default();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    fn update(&self, key: &str, f: impl FnOnce(&mut TrunkState)) {
+        if let Ok(mut m) = self.entries.write() {
+            f(m.entry(key.to_string()).or_default());
+        }
+    }
+}
+
+/// A new INVITE from a trunk, handed to call control.
+pub struct IncomingCall {
+    /// The leg, for [`Sip::with_call`].
+    pub call: CallHandle,
+    /// The INVITE (Request-URI user = the dialled name).
+    pub invite: Box<Request>,
+    /// The SDP offer, if any.
+    pub offer: Option<Body>,
+    /// Where it came from.
+    pub source: Option<SocketAddr>,
+    /// Call events of this leg arrive here (set by [`Sip::watch`]).
+    pub events: mpsc::UnboundedReceiver<DialogEvent>,
+}
+
+type CallOp = Box<dyn FnOnce(&mut Call, std::time::Instant) + Send>;
+
+enum Command {
+    Register {
+        key: String,
+        config: Box<RegistrationConfig>,
+        dest: SocketAddr,
+    },
+    Invite {
+        config: Box<CallConfig>,
+        offer: Option<Body>,
+        dest: SocketAddr,
+        events: mpsc::UnboundedSender<DialogEvent>,
+        reply: oneshot::Sender<CallHandle>,
+    },
+    WithCall {
+        call: CallHandle,
+        op: CallOp,
+        reply: oneshot::Sender<bool>,
+    },
+    Shutdown {
+        done: oneshot::Sender<()>,
+    },
+}
+
+/// Handle to the SIP task; cheap to clone.
+#[derive(Clone)]
+pub struct Sip {
+    tx: mpsc::Sender<Command>,
+    /// The address the socket is bound to.
+    pub local_addr: SocketAddr,
+    /// `host:port` we write in Via and Contact (what peers reach us on).
+    pub sent_by: String,
+    /// Registration state of every trunk.
+    pub trunks: Arc<TrunkStatus>,
+}
+
+/// Why a command could not be carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum SipError {
+    /// The SIP task has stopped.
+    #[error("sip task stopped")]
+    Stopped,
+    /// The call leg no longer exists.
+    #[error("no such call")]
+    NoSuchCall,
+}
+
+impl Sip {
+    /// Starts registering `config` at `dest`; progress shows in [`Sip::trunks`] under `key`.
+    pub async fn register(
+        &self,
+        key: &str,
+        config: RegistrationConfig,
+        dest: SocketAddr,
+    ) -> Result<(), SipError> {
+        self.tx
+            .send(Command::Register {
+                key: key.to_string(),
+                config: Box::new(config),
+                dest,
+            })
+            .await
+            .map_err(|_| SipError::Stopped)
+    }
+
+    /// Sends an INVITE; the leg's events arrive on the returned receiver.
+    pub async fn invite(
+        &self,
+        config: CallConfig,
+        offer: Option<Body>,
+        dest: SocketAddr,
+    ) -> Result<(CallHandle, mpsc::UnboundedReceiver<DialogEvent>), SipError> {
+        let (etx, erx) = mpsc::unbounded_channel();
+        let (rtx, rrx) = oneshot::channel();
+        self.tx
+            .send(Command::Invite {
+                config: Box::new(config),
+                offer,
+                dest,
+                events: etx,
+                reply: rtx,
+            })
+            .await
+            .map_err(|_| SipError::Stopped)?;
+        let h = rrx.await.map_err(|_| SipError::Stopped)?;
+        Ok((h, erx))
+    }
+
+    /// Runs `op` on a call leg inside the SIP task (answer, hang up, ring, re-INVITE ...).
+    pub async fn with_call(
+        &self,
+        call: CallHandle,
+        op: impl FnOnce(&mut Call, std::time::Instant) + Send + 'static,
+    ) -> Result<(), SipError> {
+        let (rtx, rrx) = oneshot::channel();
+        self.tx
+            .send(Command::WithCall {
+                call,
+                op: Box::new(op),
+                reply: rtx,
+            })
+            .await
+            .map_err(|_| SipError::Stopped)?;
+        if rrx.await.map_err(|_| SipError::Stopped)? {
+            Ok(())
+        } else {
+            Err(SipError::NoSuchCall)
+        }
+    }
+
+    /// Unregisters every trunk (waiting briefly for the answers) and stops the task.
+    pub async fn shutdown(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Command::Shutdown { done }).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+}
+
+/// Where call legs' events go.
+#[derive(Default)]
+struct Routes {
+    calls: HashMap<CallHandle, mpsc::UnboundedSender<DialogEvent>>,
+    regs: HashMap<RegistrationHandle, String>,
+}
+
+/// Binds `bind`, builds the user agent for it and spawns the SIP task.
+///
+/// `advertised` is the host written in Via and Contact (the address peers
+/// reach us on); incoming calls are sent to `incoming`.
+pub async fn spawn(
+    bind: SocketAddr,
+    advertised: Option<String>,
+    incoming: mpsc::Sender<IncomingCall>,
+) -> std::io::Result<Sip> {
+    let socket = UdpSocket::bind(bind).await?;
+    let local = socket.local_addr()?;
+    let host = advertised.unwrap_or_else(|| {
+        if local.ip().is_unspecified() {
+            "127.0.0.1".to_string()
+        } else {
+            local.ip().to_string()
+        }
+    });
+    let sent_by = format!("{host}:{}", local.port());
+    let contact = Uri::parse(&format!("sip:namecall@{sent_by}"))
+        .map_err(|e| std::io::Error::other(format!("contact uri: {e}")))?;
+    let mut config = UaConfig::new(contact, &sent_by, rand::random());
+    config.user_agent = Some(format!("namecall/{}", env!("CARGO_PKG_VERSION")));
+    let ua = UserAgent::new(config, StdInstant::now());
+    let (tx, rx) = mpsc::channel(256);
+    let trunks = Arc::new(TrunkStatus::default());
+    let driver = Driver {
+        socket,
+        ua,
+        rx,
+        trunks: trunks.clone(),
+        routes: Routes::default(),
+        incoming,
+    };
+    tokio::spawn(driver.run());
+    info!(%local, %sent_by, "sip listening (udp)");
+    Ok(Sip {
+        tx,
+        local_addr: local,
+        sent_by,
+        trunks,
+    })
+}
+
+/// Owns the socket and the user agent.
+#[must_use = "the SIP driver must be spawned to do anything"]
+struct Driver {
+    socket: UdpSocket,
+    ua: UserAgent,
+    rx: mpsc::Receiver<Command>,
+    trunks: Arc<TrunkStatus>,
+    routes: Routes,
+    incoming: mpsc::Sender<IncomingCall>,
+}
+
+impl Driver {
+    async fn run(mut self) {
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        let mut shutting_down: Option<(oneshot::Sender<()>, Instant)> = None;
+        loop {
+            let deadline = self.drain().await;
+            if let Some((_, until)) = &shutting_down {
+                let all_gone = self.trunks.all().iter().all(|(_, s)| !s.registered);
+                if all_gone || Instant::now() >= *until {
+                    if let Some((done, _)) = shutting_down.take() {
+                        let _ = done.send(());
+                    }
+                    return;
+                }
+            }
+            let wake = shutting_down
+                .as_ref()
+                .map_or(deadline, |(_, u)| deadline.min(*u));
+            tokio::select! {
+                r = self.socket.recv_from(&mut buf) => match r {
+                    Ok((n, from)) => {
+                        self.ua.handle_input(StdInstant::now(), from, Transport::Udp, &buf[..n]);
+                    }
+                    // ICMP port-unreachable surfaces as an error on Linux UDP sockets; keep going
+                    Err(e) => debug!(cause = %e, "sip recv error"),
+                },
+                _ = tokio::time::sleep_until(wake) => {
+                    self.ua.handle_timeout(StdInstant::now());
+                }
+                cmd = self.rx.recv(), if shutting_down.is_none() => match cmd {
+                    Some(Command::Shutdown { done }) => {
+                        let handles: Vec<RegistrationHandle> = self.routes.regs.keys().copied().collect();
+                        for h in handles {
+                            self.ua.unregister(StdInstant::now(), h);
+                        }
+                        shutting_down = Some((done, Instant::now() + std::time::Duration::from_secs(3)));
+                    }
+                    Some(cmd) => self.command(cmd),
+                    None => return,
+                },
+            }
+        }
+    }
+
+    fn command(&mut self, cmd: Command) {
+        let now = StdInstant::now();
+        match cmd {
+            Command::Register { key, config, dest } => {
+                let h = self.ua.register(now, *config, dest, Transport::Udp);
+                self.trunks.update(&key, |_| {});
+                self.routes.regs.insert(h, key);
+            }
+            Command::Invite {
+                config,
+                offer,
+                dest,
+                events,
+                reply,
+            } => {
+                let h = self.ua.invite(now, *config, offer, dest, Transport::Udp);
+                self.routes.calls.insert(h, events);
+                let _ = reply.send(h);
+            }
+            Command::WithCall { call, op, reply } => match self.ua.call(call) {
+                Some(c) => {
+                    op(c, now);
+                    let _ = reply.send(true);
+                }
+                None => {
+                    let _ = reply.send(false);
+                }
+            },
+            Command::Shutdown { .. } => {}
+        }
+    }
+
+    /// Drains the user agent's output; returns when it next wants a timeout.
+    async fn drain(&mut self) -> Instant {
+        loop {
+            match self.ua.poll_output() {
+                UaOutput::Transmit(t) => {
+                    if let Err(e) = self.socket.send_to(&t.data, t.dest).await {
+                        warn!(cause = %e, dest = %t.dest, "sip send failed");
+                        self.ua.handle_transport_error(StdInstant::now(), &t);
+                    }
+                }
+                UaOutput::Event(e) => self.event(e),
+                UaOutput::Timeout(at) => {
+                    let now_std = StdInstant::now();
+                    let now = Instant::now();
+                    return if at <= now_std {
+                        now
+                    } else {
+                        now + (at - now_std)
+                    };
+                }
+            }
+        }
+    }
+
+    fn event(&mut self, e: UaEvent) {
+        match e {
+            UaEvent::Registration {
+                registration,
+                event,
+            } => {
+                let Some(key) = self.routes.regs.get(&registration).cloned() else {
+                    return;
+                };
+                match event {
+                    RegistrationEvent::Registered { expires } => {
+                        info!(trunk = %key, expires, "trunk registered");
+                        self.trunks.update(&key, |s| {
+                            s.registered = true;
+                            s.expires = expires;
+                            s.registrations += 1;
+                            s.last_error = None;
+                        });
+                    }
+                    RegistrationEvent::Failed { status, reason, .. } => {
+                        warn!(trunk = %key, ?status, %reason, "trunk registration failed");
+                        self.trunks.update(&key, |s| {
+                            s.registered = false;
+                            s.last_error = Some(match status {
+                                Some(st) => format!("{st} {reason}"),
+                                None => reason,
+                            });
+                        });
+                    }
+                    RegistrationEvent::Unregistered => {
+                        info!(trunk = %key, "trunk unregistered");
+                        self.trunks.update(&key, |s| s.registered = false);
+                    }
+                }
+            }
+            UaEvent::Call { call, event } => {
+                let terminated = matches!(event, DialogEvent::Terminated { .. });
+                if let Some(tx) = self.routes.calls.get(&call) {
+                    let _ = tx.send(event);
+                }
+                if terminated {
+                    self.routes.calls.remove(&call);
+                }
+            }
+            UaEvent::IncomingCall {
+                call,
+                invite,
+                offer,
+            } => {
+                let (etx, erx) = mpsc::unbounded_channel();
+                self.routes.calls.insert(call, etx);
+                let source = None;
+                let ic = IncomingCall {
+                    call,
+                    invite,
+                    offer,
+                    source,
+                    events: erx,
+                };
+                if let Err(e) = self.incoming.try_send(ic) {
+                    // call control is saturated or gone: refuse rather than leave it ringing
+                    warn!("incoming call dropped: {e}");
+                    if let Some(c) = self.ua.call(call) {
+                        let _ = c.reject(503, "Service Unavailable");
+                    }
+                }
+            }
+            UaEvent::Message { from, to, body } => {
+                debug!(from = %uri_of(&from), to = %uri_of(&to), has_body = body.is_some(), "sip MESSAGE");
+            }
+            other => debug!(?other, "sip event"),
+        }
+    }
+}
+
+fn uri_of(n: &NameAddr) -> String {
+    n.uri.to_string()
+}

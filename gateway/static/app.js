@@ -1,0 +1,249 @@
+// namecall web client: plain JS, no build step.
+//
+// Speaks the /v1/ws JSON protocol (docs/protocol.md): hello -> welcome,
+// call {id,to,sdp} -> ringing, answer {sdp}, then trickled ice both ways,
+// dtmf, hangup -> ended. Works in Chromium and Firefox.
+//
+// `?ice=loopback` drops every non-loopback ICE candidate (used by the
+// browser test so that only 127.0.0.1 is ever tried).
+'use strict';
+
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const loopbackOnly = new URLSearchParams(location.search).get('ice') === 'loopback';
+  // names we can suggest before the directory search exists
+  const KNOWN_NAMES = ['echo'];
+
+  const app = {
+    ws: null,
+    login: null,
+    pc: null,
+    stream: null,
+    callId: null,
+    muted: false,
+    state: 'idle',
+    pendingRemoteIce: [],
+  };
+  window.namecall = app; // for tests and the console
+
+  function log(text) {
+    const li = document.createElement('li');
+    li.textContent = `${new Date().toLocaleTimeString()} ${text}`;
+    $('log').prepend(li);
+  }
+
+  function setState(state, detail = '') {
+    app.state = state;
+    $('call-state').textContent = state;
+    $('call-state').dataset.state = state;
+    $('call-detail').textContent = detail;
+    const inCall = !['idle', 'ended'].includes(state);
+    $('call-btn').disabled = inCall;
+    $('hangup-btn').disabled = !inCall;
+    $('mute-btn').disabled = !inCall;
+    for (const b of $('keypad').querySelectorAll('button')) b.disabled = state !== 'connected';
+  }
+
+  function send(frame) {
+    if (app.ws && app.ws.readyState === WebSocket.OPEN) app.ws.send(JSON.stringify(frame));
+  }
+
+  function isLoopbackCandidate(line) {
+    // candidate:<foundation> <component> <proto> <priority> <address> <port> typ ...
+    const f = line.replace(/^a=/, '').split(' ');
+    return f[4] === '127.0.0.1' || f[4] === '::1';
+  }
+
+  function filterSdp(sdp) {
+    if (!loopbackOnly) return sdp;
+    return sdp.split('\r\n').filter((l) => !l.startsWith('a=candidate:') || isLoopbackCandidate(l)).join('\r\n');
+  }
+
+  // ---- session ------------------------------------------------------------
+
+  function connect(login, password) {
+    const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/v1/ws`;
+    const ws = new WebSocket(url);
+    app.ws = ws;
+    ws.onopen = () => {
+      send(password ? { type: 'auth', login, password } : { type: 'hello', login });
+    };
+    ws.onmessage = (ev) => {
+      let frame;
+      try { frame = JSON.parse(ev.data); } catch { log('bad frame from server'); return; }
+      onFrame(frame);
+    };
+    ws.onclose = () => {
+      log('disconnected');
+      if (app.callId) endCall('disconnected', 0);
+      $('login-panel').hidden = false;
+      $('call-panel').hidden = true;
+      $('whoami').textContent = '';
+    };
+  }
+
+  function onFrame(f) {
+    switch (f.type) {
+      case 'welcome':
+        app.login = f.login;
+        $('whoami').textContent = `${f.login}${f.guest ? ' (guest)' : ''}`;
+        $('login-panel').hidden = true;
+        $('call-panel').hidden = false;
+        log(`signed in as ${f.login}`);
+        break;
+      case 'ringing':
+        if (f.id === app.callId) setState('ringing');
+        break;
+      case 'answer':
+        if (f.id !== app.callId || !app.pc) return;
+        app.pc.setRemoteDescription({ type: 'answer', sdp: f.sdp })
+          .then(async () => {
+            setState('answered', 'connecting media');
+            for (const c of app.pendingRemoteIce.splice(0)) await addRemoteIce(c);
+          })
+          .catch((e) => { log(`cannot apply answer: ${e}`); hangup(); });
+        break;
+      case 'ice':
+        if (f.id !== app.callId || !app.pc) return;
+        if (app.pc.remoteDescription) addRemoteIce(f.candidate);
+        else app.pendingRemoteIce.push(f.candidate);
+        break;
+      case 'ended':
+        if (f.id === app.callId) endCall(f.reason, f.code);
+        break;
+      case 'error':
+        log(`error ${f.code}: ${f.message}${f.ref ? ` (${f.ref})` : ''}`);
+        break;
+      default:
+        log(`unknown frame ${f.type}`);
+    }
+  }
+
+  async function addRemoteIce(candidate) {
+    try {
+      if (candidate) await app.pc.addIceCandidate({ candidate, sdpMLineIndex: 0 });
+      else await app.pc.addIceCandidate({ candidate: '', sdpMLineIndex: 0 });
+    } catch (e) {
+      log(`remote candidate refused: ${e}`);
+    }
+  }
+
+  // ---- calls --------------------------------------------------------------
+
+  async function call(to) {
+    app.callId = `c${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
+    const id = app.callId;
+    setState('calling', to);
+    try {
+      app.stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: false });
+    } catch (e) {
+      log(`microphone: ${e}`);
+      endCall('no-microphone', 0);
+      return;
+    }
+    const pc = new RTCPeerConnection({ iceServers: [] });
+    app.pc = pc;
+    for (const t of app.stream.getAudioTracks()) pc.addTrack(t, app.stream);
+    pc.ontrack = (ev) => {
+      // a remote track is only played (and only has audio-level stats) once rendered
+      const el = $('remote-audio');
+      el.srcObject = ev.streams[0] || new MediaStream([ev.track]);
+      el.play().catch((e) => log(`play: ${e}`));
+    };
+    pc.onicecandidate = (ev) => {
+      if (app.callId !== id) return;
+      if (ev.candidate && ev.candidate.candidate) {
+        if (loopbackOnly && !isLoopbackCandidate(ev.candidate.candidate)) return;
+        send({ type: 'ice', id, candidate: ev.candidate.candidate });
+      } else if (!ev.candidate) {
+        send({ type: 'ice', id, candidate: '' });
+      }
+    };
+    pc.onconnectionstatechange = () => {
+      log(`media ${pc.connectionState}`);
+      if (app.callId !== id) return;
+      if (pc.connectionState === 'connected') setState('connected');
+      if (pc.connectionState === 'failed') hangup();
+    };
+    const offer = await pc.createOffer();
+    await pc.setLocalDescription(offer);
+    // trickle: send the offer at once, candidates follow as `ice` frames
+    send({ type: 'call', id, to, sdp: filterSdp(pc.localDescription.sdp) });
+  }
+
+  function hangup() {
+    if (!app.callId) return;
+    send({ type: 'hangup', id: app.callId });
+    setState('hanging-up');
+  }
+
+  function endCall(reason, code) {
+    log(`call ended: ${reason}${code ? ` (${code})` : ''}`);
+    if (app.pc) app.pc.close();
+    if (app.stream) for (const t of app.stream.getTracks()) t.stop();
+    app.pc = null;
+    app.stream = null;
+    app.callId = null;
+    app.pendingRemoteIce = [];
+    app.muted = false;
+    $('mute-btn').setAttribute('aria-pressed', 'false');
+    $('mute-btn').textContent = 'Mute';
+    $('remote-audio').srcObject = null;
+    setState('ended', `${reason}${code ? ` (${code})` : ''}`);
+  }
+
+  function toggleMute() {
+    if (!app.stream) return;
+    app.muted = !app.muted;
+    for (const t of app.stream.getAudioTracks()) t.enabled = !app.muted;
+    $('mute-btn').setAttribute('aria-pressed', String(app.muted));
+    $('mute-btn').textContent = app.muted ? 'Unmute' : 'Mute';
+  }
+
+  function dtmf(digit) {
+    if (!app.callId) return;
+    send({ type: 'dtmf', id: app.callId, digits: digit });
+    log(`dtmf ${digit}`);
+  }
+
+  // ---- wiring -------------------------------------------------------------
+
+  $('login-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    connect($('login-name').value.trim(), $('login-password').value);
+  });
+  $('register-btn').addEventListener('click', () => {
+    // registration needs the directory crate; until then it signs in as a guest
+    if (!$('login-form').reportValidity()) return;
+    log('registration is not available yet: signing in as guest');
+    connect($('login-name').value.trim(), '');
+  });
+  $('call-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const to = $('callee').value.trim();
+    if (to) call(to).catch((e) => { log(`call failed: ${e}`); endCall('error', 0); });
+  });
+  $('hangup-btn').addEventListener('click', hangup);
+  $('mute-btn').addEventListener('click', toggleMute);
+  $('search').addEventListener('input', () => {
+    const q = $('search').value.trim().toLowerCase();
+    const ul = $('search-results');
+    ul.replaceChildren();
+    if (!q) return;
+    for (const name of KNOWN_NAMES.filter((n) => n.includes(q))) {
+      const li = document.createElement('li');
+      li.textContent = name;
+      li.addEventListener('click', () => { $('callee').value = name; ul.replaceChildren(); });
+      ul.append(li);
+    }
+  });
+  for (const d of ['1', '2', '3', '4', '5', '6', '7', '8', '9', '*', '0', '#']) {
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.className = 'secondary';
+    b.textContent = d;
+    b.addEventListener('click', () => dtmf(d));
+    $('keypad').append(b);
+  }
+  setState('idle');
+})();

@@ -1,0 +1,208 @@
+//! Interop with SIPp (Debian `sip-tester`), the SIP load and conformance tool
+//! nobody here wrote: its stock `uac` scenario calls our user agent 100
+//! times (answered by the built-in echo), its stock `uas` scenario answers
+//! 100 calls we place, and a caller that never ACKs sees our 200 OK
+//! retransmitted and the dialog ended with BYE after 64*T1.
+
+use std::time::Duration;
+
+use gateway::sip::{self, inbound};
+use sip_trunk::dialog::{Body, CallConfig, DialogEvent};
+use sip_trunk::message::Uri;
+use tokio::sync::mpsc;
+
+async fn start_gateway_sip() -> sip::Sip {
+    let (itx, irx) = mpsc::channel(256);
+    let sip = sip::spawn("127.0.0.1:0".parse().unwrap(), None, itx)
+        .await
+        .expect("sip socket");
+    tokio::spawn(inbound::run(sip.clone(), irx, "127.0.0.1".parse().unwrap()));
+    sip
+}
+
+fn stat(out: &str, name: &str) -> Option<u64> {
+    // SIPp's final screen: "Successful call | ... | 100" style lines
+    out.lines()
+        .filter(|l| l.contains(name))
+        .filter_map(|l| {
+            l.rsplit('|')
+                .map(str::trim)
+                .find(|f| !f.is_empty())
+                .and_then(|f| f.parse().ok())
+        })
+        .last()
+}
+
+/// SIPp's stock `uac` scenario: 100 calls to `echo`, 10 at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sipp_uac_calls_us_100_times() {
+    let sip = start_gateway_sip().await;
+    let dir = tempfile::tempdir().unwrap();
+    let target = sip.local_addr.to_string();
+    let d = dir.path().to_path_buf();
+    let (ok, out) = tokio::task::spawn_blocking(move || {
+        labkit::sipp(
+            &[
+                "-sn",
+                "uac",
+                "-s",
+                "echo",
+                "-m",
+                "100",
+                "-r",
+                "20",
+                "-l",
+                "10",
+                "-i",
+                "127.0.0.1",
+                "-p",
+                "0",
+                "-nostdin",
+                "-trace_screen",
+                "-timeout",
+                "60s",
+                &target,
+            ],
+            &d,
+            Duration::from_secs(90),
+        )
+    })
+    .await
+    .unwrap()
+    .expect("sipp runs");
+    let screen = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with("_screen.log"))
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .collect::<String>();
+    assert!(ok, "sipp uac failed:\n{out}\n{screen}");
+    assert_eq!(stat(&screen, "Successful call"), Some(100), "{screen}");
+    assert_eq!(stat(&screen, "Failed call"), Some(0), "{screen}");
+}
+
+/// SIPp's stock `uas` scenario answers; we place 100 calls (INVITE, 200, ACK,
+/// BYE) through our user agent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn we_call_sipp_uas_100_times() {
+    let sip = start_gateway_sip().await;
+    let port = labkit::free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    let sipp = std::thread::spawn(move || {
+        labkit::sipp(
+            &[
+                "-sn",
+                "uas",
+                "-i",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-m",
+                "100",
+                "-nostdin",
+                "-trace_screen",
+                "-timeout",
+                "90s",
+            ],
+            &d,
+            Duration::from_secs(120),
+        )
+    });
+    let dest = format!("127.0.0.1:{port}").parse().unwrap();
+    // SIPp's uas answers whatever arrives once it is listening; give it a moment by retrying the first call
+    let mut answered = 0;
+    for i in 0..100 {
+        let local = Uri::parse(&format!("sip:alice@{}", sip.sent_by)).unwrap();
+        let remote = Uri::parse(&format!("sip:service@127.0.0.1:{port}")).unwrap();
+        let contact = Uri::parse(&format!("sip:namecall@{}", sip.sent_by)).unwrap();
+        let cfg = CallConfig::new(local, remote, contact, ("UDP".into(), sip.sent_by.clone()));
+        let sdp = format!(
+            "v=0\r\no=- {i} 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+        );
+        let body = Body {
+            content_type: "application/sdp".into(),
+            data: sdp.into_bytes().into(),
+        };
+        let (h, mut events) = sip.invite(cfg, Some(body), dest).await.expect("invite");
+        let mut up = false;
+        while let Ok(Some(ev)) = tokio::time::timeout(Duration::from_secs(10), events.recv()).await
+        {
+            match ev {
+                DialogEvent::Answered { .. } => {
+                    up = true;
+                    sip.with_call(h, |c, _| {
+                        let _ = c.hangup();
+                    })
+                    .await
+                    .expect("hangup");
+                }
+                DialogEvent::Terminated { .. } => break,
+                _ => {}
+            }
+        }
+        if up {
+            answered += 1;
+        }
+    }
+    let (ok, out) = tokio::task::spawn_blocking(move || sipp.join().unwrap())
+        .await
+        .unwrap()
+        .expect("sipp ran");
+    assert_eq!(answered, 100, "calls answered by sipp uas");
+    assert!(ok, "sipp uas reported failures:\n{out}");
+}
+
+/// A caller that never ACKs our 200: RFC 3261 13.3.1.4 retransmission, then BYE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unacknowledged_200_is_retransmitted_then_bye() {
+    let sip = start_gateway_sip().await;
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = labkit::workspace_root().join("tests/sipp/uac-no-ack.xml");
+    let target = sip.local_addr.to_string();
+    let d = dir.path().to_path_buf();
+    let t = std::time::Instant::now();
+    let (ok, out) = tokio::task::spawn_blocking(move || {
+        labkit::sipp(
+            &[
+                "-sf",
+                scenario.to_str().unwrap(),
+                "-s",
+                "echo",
+                "-m",
+                "1",
+                "-i",
+                "127.0.0.1",
+                "-p",
+                "0",
+                "-nostdin",
+                "-trace_msg",
+                "-timeout",
+                "80s",
+                &target,
+            ],
+            &d,
+            Duration::from_secs(90),
+        )
+    })
+    .await
+    .unwrap()
+    .expect("sipp runs");
+    let msgs = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with("_messages.log"))
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .collect::<String>();
+    assert!(ok, "scenario failed:\n{out}\n{msgs}");
+    let oks = msgs.matches("SIP/2.0 200 OK").count();
+    assert!(
+        oks >= 4,
+        "expected the 200 and at least three retransmissions, saw {oks}"
+    );
+    let elapsed = t.elapsed();
+    assert!(
+        elapsed >= Duration::from_secs(30),
+        "BYE came after {elapsed:?}, before 64*T1"
+    );
+}

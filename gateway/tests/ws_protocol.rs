@@ -1,0 +1,172 @@
+//! The `/v1/ws` protocol against an in-process gateway: sessions, refusals and call endings.
+//!
+//! Each test starts `gateway::run` on 127.0.0.1:0 and talks JSON over a real
+//! WebSocket (tokio-tungstenite), as a second client would.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use gateway::config::ServeConfig;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::Message;
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Starts a gateway; returns its address, the shutdown trigger and the temp dir guard.
+async fn start() -> (
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tempfile::TempDir,
+) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("local addr");
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let config = ServeConfig::for_tests(dir.path().to_path_buf());
+    tokio::spawn(async move {
+        gateway::run(listener, config, async {
+            let _ = rx.await;
+        })
+        .await
+        .expect("gateway runs");
+    });
+    (addr, tx, dir)
+}
+
+async fn connect(addr: std::net::SocketAddr) -> Ws {
+    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/v1/ws"))
+        .await
+        .expect("websocket upgrade");
+    ws
+}
+
+async fn send(ws: &mut Ws, v: Value) {
+    ws.send(Message::Text(v.to_string().into()))
+        .await
+        .expect("send frame");
+}
+
+async fn recv(ws: &mut Ws) -> Value {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("a frame within 5 s")
+            .expect("socket open")
+            .expect("frame ok");
+        if let Message::Text(t) = msg {
+            return serde_json::from_str(t.as_str()).expect("server sends JSON");
+        }
+    }
+}
+
+/// hello is answered with welcome, marked guest.
+#[tokio::test]
+async fn hello_gets_guest_welcome() {
+    let (addr, _stop, _dir) = start().await;
+    let mut ws = connect(addr).await;
+    send(&mut ws, json!({"type":"hello","login":"alice"})).await;
+    assert_eq!(
+        recv(&mut ws).await,
+        json!({"type":"welcome","login":"alice","guest":true})
+    );
+}
+
+/// Bad frames get error frames with codes, and the socket keeps working afterwards.
+#[tokio::test]
+async fn bad_frames_get_errors_and_socket_stays_usable() {
+    let (addr, _stop, _dir) = start().await;
+    let mut ws = connect(addr).await;
+    ws.send(Message::Text("{not json".into()))
+        .await
+        .expect("send");
+    assert_eq!(recv(&mut ws).await["code"], "bad-json");
+    send(&mut ws, json!({"type":"teleport","id":"x"})).await;
+    let e = recv(&mut ws).await;
+    assert_eq!(
+        (e["type"].as_str(), e["code"].as_str(), e["ref"].as_str()),
+        (Some("error"), Some("unknown-type"), Some("x"))
+    );
+    send(&mut ws, json!({"type":"call","id":"c1"})).await;
+    assert_eq!(recv(&mut ws).await["code"], "bad-frame");
+    let big = json!({"type":"hello","login":"a".repeat(70_000)});
+    send(&mut ws, big).await;
+    assert_eq!(recv(&mut ws).await["code"], "too-large");
+    ws.send(Message::Binary(vec![1, 2, 3].into()))
+        .await
+        .expect("send");
+    assert_eq!(recv(&mut ws).await["code"], "binary");
+    send(
+        &mut ws,
+        json!({"type":"call","id":"c1","to":"echo","sdp":"v=0"}),
+    )
+    .await;
+    assert_eq!(recv(&mut ws).await["code"], "not-logged-in");
+    send(&mut ws, json!({"type":"hangup","id":"nope"})).await;
+    assert_eq!(recv(&mut ws).await["code"], "no-such-call");
+    // still usable
+    send(&mut ws, json!({"type":"hello","login":"bob"})).await;
+    assert_eq!(recv(&mut ws).await["type"], "welcome");
+}
+
+/// Calling an unknown name rings and ends with 404; a broken offer to echo ends with 488.
+#[tokio::test]
+async fn failed_calls_end_with_codes() {
+    let (addr, _stop, _dir) = start().await;
+    let mut ws = connect(addr).await;
+    send(&mut ws, json!({"type":"hello","login":"alice"})).await;
+    recv(&mut ws).await;
+    send(
+        &mut ws,
+        json!({"type":"call","id":"c1","to":"nobody","sdp":"v=0"}),
+    )
+    .await;
+    assert_eq!(recv(&mut ws).await, json!({"type":"ringing","id":"c1"}));
+    assert_eq!(
+        recv(&mut ws).await,
+        json!({"type":"ended","id":"c1","reason":"not-found","code":404})
+    );
+    send(
+        &mut ws,
+        json!({"type":"call","id":"c2","to":"echo","sdp":"garbage"}),
+    )
+    .await;
+    assert_eq!(recv(&mut ws).await["type"], "ringing");
+    let ended = recv(&mut ws).await;
+    assert_eq!(
+        (ended["reason"].as_str(), ended["code"].as_u64()),
+        (Some("not-acceptable"), Some(488))
+    );
+}
+
+/// The metrics endpoint reports the session gauge in Prometheus format.
+#[tokio::test]
+async fn metrics_count_sessions() {
+    let (addr, _stop, _dir) = start().await;
+    let mut ws = connect(addr).await;
+    // a round trip makes sure the session task is running
+    send(&mut ws, json!({"type":"hello","login":"alice"})).await;
+    recv(&mut ws).await;
+    let body = reqwest_free_get(addr, "/metrics").await;
+    assert!(
+        body.contains("# TYPE namecall_active_calls gauge"),
+        "{body}"
+    );
+    assert!(body.contains("namecall_ws_sessions 1"), "{body}");
+    let missing = reqwest_free_get(addr, "/nope").await;
+    assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+    assert!(missing.contains("application/problem+json"), "{missing}");
+}
+
+/// A plain HTTP/1.1 GET returning the whole response text.
+async fn reqwest_free_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.expect("read");
+    out
+}
