@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use serde::Serialize;
 
 use crate::model::{ConversationId, Login, Payload, Seq, Timestamp, Visibility};
-use crate::store::{ReceiptState, Stored, Watermark};
+use crate::store::{Pending, ReceiptState, Stored, Watermark};
 
 /// How long a typing indicator lasts without a refresh.
 pub const TYPING_TTL_MS: i64 = 6_000;
@@ -171,6 +171,28 @@ impl Delivery {
                 .or_default()
                 .insert((msg.seq, deadline));
         }
+    }
+
+    /// Re-arms the expiry timer of a post still waiting for a recipient
+    /// (from [`crate::ChatStore::undelivered`] after a restart).
+    pub fn track(&mut self, p: &Pending) {
+        let key = (p.conversation.clone(), p.recipient.clone());
+        if self.marks.get(&key).is_some_and(|(d, _)| *d >= p.seq) {
+            return;
+        }
+        self.expiry.insert(
+            (
+                p.deadline,
+                p.conversation.clone(),
+                p.seq,
+                p.recipient.clone(),
+            ),
+            p.sender.clone(),
+        );
+        self.waiting
+            .entry(key)
+            .or_default()
+            .insert((p.seq, p.deadline));
     }
 
     /// A watermark from the store (after `ack_sync` or `mark_read`).

@@ -10,6 +10,16 @@
 //! - [`hub`]: sans-IO router from store results to per-device server frames.
 //! - [`service`]: [`ChatService`], the async glue the gateway calls.
 //!
+//! # Run loop (what the gateway does)
+//! 1. `ChatStore::open(url)`, `ChatService::new(store, config)`, then
+//!    `service.restore()` to re-arm expiry timers.
+//! 2. Per authenticated socket: `service.connect(now, device, login)`; for
+//!    each text frame `service.handle_text(now, &device, text)` and send
+//!    every returned `(device, frame)` to that device's socket
+//!    (`frame.to_json()`); on close `service.disconnect(now, &device)`.
+//! 3. One timer task: sleep until `service.poll_timeout()`, then forward
+//!    `service.handle_timeout(now)`.
+//!
 //! # Time
 //! Nothing here reads a clock: every call that depends on time takes a
 //! [`Timestamp`] (unix milliseconds). Tests drive time by hand.

@@ -52,6 +52,17 @@ impl ChatService {
         self.hub.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Re-arms expiry timers from the store; call once after opening it,
+    /// before serving, so senders are told about expiries across restarts.
+    pub async fn restore(&self) -> Result<usize> {
+        let pending = self.store.undelivered().await?;
+        let mut hub = self.hub();
+        for p in &pending {
+            hub.delivery_mut().track(p);
+        }
+        Ok(pending.len())
+    }
+
     /// A device of `login` connected (after the gateway authenticated it).
     /// It should send `sync` next; pushes start when it has caught up.
     pub fn connect(&self, now: Timestamp, device: DeviceId, login: Login) {

@@ -67,6 +67,21 @@ pub struct SendRequest {
     pub body: Body,
 }
 
+/// A post waiting to reach one recipient (see [`ChatStore::undelivered`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    /// The conversation.
+    pub conversation: ConversationId,
+    /// The post.
+    pub seq: Seq,
+    /// Who sent it.
+    pub sender: Login,
+    /// Who has not got it.
+    pub recipient: Login,
+    /// When it expires for them.
+    pub deadline: Timestamp,
+}
+
 /// Result of a successful write: what was stored and who must hear of it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stored {
@@ -1020,6 +1035,36 @@ impl ChatStore {
             .into_iter()
             .find(|c| &c.id == conversation)
             .map_or(0, |c| c.unread))
+    }
+
+    /// Posts that have not reached some recipient and will expire, as
+    /// (conversation, seq, sender, recipient, expires at); used to re-arm
+    /// the expiry timers of [`crate::delivery::Delivery`] after a restart.
+    pub async fn undelivered(&self) -> Result<Vec<Pending>> {
+        let mut conn = self.pool.acquire().await?;
+        let rows = sqlx::query(
+            "SELECT m.conversation_id, m.seq, m.sender, mb.login, m.expires_at \
+             FROM chat_messages m JOIN chat_members mb ON mb.conversation_id = m.conversation_id \
+             WHERE m.kind = 'post' AND m.deleted = 0 AND m.expires_at IS NOT NULL \
+               AND mb.login <> m.sender AND m.seq > mb.delivered_seq AND m.seq >= mb.joined_seq \
+               AND (mb.left_seq IS NULL OR m.seq <= mb.left_seq) \
+             ORDER BY m.expires_at, m.id",
+        )
+        .fetch_all(&mut *conn)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let conv: String = r.try_get("conversation_id")?;
+                Ok(Pending {
+                    conversation: ConversationId::parse(&conv)
+                        .map_err(|e| ChatError::Corrupt(format!("conversation id: {e}")))?,
+                    seq: Seq(r.try_get("seq")?),
+                    sender: login_col(r, "sender")?,
+                    recipient: login_col(r, "login")?,
+                    deadline: Timestamp(r.try_get("expires_at")?),
+                })
+            })
+            .collect()
     }
 
     /// True when `a` and `b` are both active members of some conversation

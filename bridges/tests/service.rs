@@ -336,3 +336,38 @@ async fn presence_frames_respect_privacy() {
         r#"{"type":"presence","login":"alice","state":"hidden"}"#
     );
 }
+
+/// Expiry timers survive a restart: a new service over the reopened store
+/// re-arms them and the sender is still told.
+#[tokio::test]
+async fn expiry_rearmed_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = DeliveryConfig {
+        undelivered_ttl_ms: Some(60_000),
+        ..DeliveryConfig::default()
+    };
+    let url = format!("sqlite://{}", dir.path().join("chat.db").display());
+    let opts = || bridges::StoreOptions {
+        undelivered_ttl: Some(std::time::Duration::from_secs(60)),
+        ..Default::default()
+    };
+    {
+        let svc = ChatService::new(
+            ChatStore::open_with(&url, opts()).await.unwrap(),
+            config.clone(),
+        );
+        svc.connect(Timestamp(0), dev("a1"), l("alice"));
+        let f = r#"{"type":"send","conversation":"dm:alice+bob","client_id":"m1","body":{"kind":"text","text":"hi"}}"#;
+        svc.handle_text(Timestamp(1_000), &dev("a1"), f).await;
+        svc.store().close().await;
+    }
+    let svc = ChatService::new(ChatStore::open_with(&url, opts()).await.unwrap(), config);
+    assert_eq!(svc.restore().await.unwrap(), 1);
+    assert_eq!(svc.poll_timeout(), Some(Timestamp(61_000)));
+    svc.connect(Timestamp(2_000), dev("a2"), l("alice"));
+    let out = svc.handle_timeout(Timestamp(61_000));
+    assert!(matches!(
+        to(&out, "a2")[..],
+        [ServerFrame::Expired { seq: Seq(1), .. }]
+    ));
+}
