@@ -325,7 +325,14 @@ pub fn speech_wav(text: &str, rate: u32, name: &str) -> io::Result<PathBuf> {
     if out.exists() {
         return Ok(out);
     }
-    let raw = dir.join(format!("{name}-raw-{}.wav", std::process::id()));
+    // unique per call: tests of one process may make the same file at once
+    static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let uniq = format!(
+        "{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let raw = dir.join(format!("{name}-raw-{uniq}.wav"));
     let st = Command::new("espeak-ng")
         .args(["-s", "150", "-w"])
         .arg(&raw)
@@ -334,7 +341,7 @@ pub fn speech_wav(text: &str, rate: u32, name: &str) -> io::Result<PathBuf> {
     if !st.success() {
         return Err(io::Error::other("espeak-ng failed"));
     }
-    let tmp = dir.join(format!("{name}-{rate}-{}.wav", std::process::id()));
+    let tmp = dir.join(format!("{name}-{rate}-{uniq}.wav"));
     let st = Command::new("sox")
         .arg(&raw)
         .args(["-r", &rate.to_string(), "-c", "1", "-b", "16"])
@@ -387,8 +394,19 @@ pub struct Baresip {
 }
 
 impl Baresip {
-    /// Starts the phone and waits until Kamailio has its registration.
+    /// Starts an auto-answering phone and waits until Kamailio has its registration.
     pub fn start(pbx: &Kamailio, ext: &str, password: &str, play: &Path) -> io::Result<Baresip> {
+        Baresip::start_with(pbx, ext, password, play, true)
+    }
+
+    /// Starts the phone, auto-answering or ringing until told (`accept` command).
+    pub fn start_with(
+        pbx: &Kamailio,
+        ext: &str,
+        password: &str,
+        play: &Path,
+        auto_answer: bool,
+    ) -> io::Result<Baresip> {
         require("baresip", "baresip-core")?;
         let dir = tempfile::Builder::new()
             .prefix(&format!("labkit-phone-{ext}-"))
@@ -426,8 +444,9 @@ impl Baresip {
         std::fs::write(
             dir.path().join("accounts"),
             format!(
-                "<sip:{ext}@{}>;auth_user={ext};auth_pass={password};answermode=auto;regint=300;audio_codecs=PCMU,PCMA\n",
-                pbx.addr()
+                "<sip:{ext}@{}>;auth_user={ext};auth_pass={password};answermode={};regint=300;audio_codecs=PCMU,PCMA\n",
+                pbx.addr(),
+                if auto_answer { "auto" } else { "manual" }
             ),
         )?;
         std::fs::write(dir.path().join("contacts"), "")?;
