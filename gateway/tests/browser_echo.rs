@@ -42,7 +42,8 @@ fn repo_root() -> PathBuf {
 fn start_gateway(data_dir: &Path) -> Gateway {
     let mut child = Command::new(env!("CARGO_BIN_EXE_namecall"))
         .args(["serve", "--http", "127.0.0.1:0", "--media-ip", "127.0.0.1"])
-        .args(["--rtp-ports", "0-0", "--data-dir"])
+        // SIP on a free loopback port: the default 0.0.0.0:5060 may be taken
+        .args(["--rtp-ports", "0-0", "--sip", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())

@@ -454,9 +454,7 @@ impl WebRtcLeg {
             str0m::Event::IceConnectionStateChange(state) => {
                 match state {
                     IceConnectionState::Disconnected => {
-                        if self.disconnected_since.is_none() {
-                            self.disconnected_since = Some(self.now);
-                        }
+                        self.disconnected_since.get_or_insert(self.now);
                     }
                     IceConnectionState::Connected | IceConnectionState::Completed => {
                         self.disconnected_since = None;
