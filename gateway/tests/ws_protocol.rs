@@ -159,6 +159,64 @@ async fn metrics_count_sessions() {
     assert!(missing.contains("application/problem+json"), "{missing}");
 }
 
+/// A real WebRTC offer (str0m playing the browser) with one Opus audio m-line.
+fn audio_offer() -> String {
+    use str0m::media::{Direction, MediaKind};
+    let mut rtc = str0m::Rtc::builder()
+        .set_crypto_provider(std::sync::Arc::new(str0m::crypto::from_feature_flags()))
+        .build(std::time::Instant::now());
+    let mut api = rtc.sdp_api();
+    api.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
+    let (offer, _pending) = api.apply().expect("offer with one m-line");
+    offer.to_sdp_string()
+}
+
+fn metric(body: &str, name: &str) -> Option<i64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// Closing the WebSocket mid-call ends the call: its task and media socket go away.
+#[tokio::test]
+async fn closing_the_socket_ends_its_calls() {
+    let (addr, _stop, _dir) = start().await;
+    let mut ws = connect(addr).await;
+    send(&mut ws, json!({"type":"hello","login":"alice"})).await;
+    recv(&mut ws).await;
+    send(
+        &mut ws,
+        json!({"type":"call","id":"c1","to":"echo","sdp":audio_offer()}),
+    )
+    .await;
+    assert_eq!(recv(&mut ws).await["type"], "ringing");
+    let answer = recv(&mut ws).await;
+    assert_eq!(answer["type"], "answer");
+    assert!(
+        answer["sdp"]
+            .as_str()
+            .unwrap_or("")
+            .contains("opus/48000/2")
+    );
+    assert!(answer["sdp"].as_str().unwrap_or("").contains("127.0.0.1"));
+    let body = reqwest_free_get(addr, "/metrics").await;
+    assert_eq!(metric(&body, "namecall_active_calls"), Some(1), "{body}");
+    assert_eq!(metric(&body, "namecall_media_sockets"), Some(1), "{body}");
+    drop(ws);
+    let mut body = String::new();
+    for _ in 0..100 {
+        body = reqwest_free_get(addr, "/metrics").await;
+        if metric(&body, "namecall_active_calls") == Some(0)
+            && metric(&body, "namecall_media_sockets") == Some(0)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(metric(&body, "namecall_active_calls"), Some(0), "{body}");
+    assert_eq!(metric(&body, "namecall_media_sockets"), Some(0), "{body}");
+    assert_eq!(metric(&body, "namecall_ws_sessions"), Some(0), "{body}");
+}
+
 /// A plain HTTP/1.1 GET returning the whole response text.
 async fn reqwest_free_get(addr: std::net::SocketAddr, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
