@@ -4,6 +4,7 @@
 # every test, the interop tests against real Kamailio, baresip, SIPp and
 # headless Chromium included, inside a private network namespace whose only
 # interface is loopback (so Chromium's ICE and every peer stay on 127.0.0.0/8).
+# The SIP parser's libFuzzer target runs for 60 s first (scripts/fuzz.sh).
 # Ends with the test runner's summary line. Exit status is the suite's.
 #
 # Environment: NAMECALL_NO_NETNS=1 runs the tests in the current namespace.
@@ -19,6 +20,9 @@ log "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 log "build (tests and binaries)"
 cargo build --workspace --all-targets --locked
+
+log "fuzz the SIP parser (60 s)"
+scripts/fuzz.sh 60
 
 if command -v cargo-nextest >/dev/null 2>&1; then
     run_tests='cargo nextest run --workspace --offline --locked --no-fail-fast'
