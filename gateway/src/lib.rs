@@ -108,6 +108,7 @@ pub async fn run(
     let addr = listener.local_addr()?;
     let (state, stop) = AppState::new(&config);
     let app = http::router(state);
+    let sip = start_sip(&config).await?;
     info!(media_ip = %config.effective_media_ip(), data_dir = %config.data_dir.display(), "starting");
     // tests wait for this exact line on stderr
     info!("namecall ready http={addr}");
@@ -119,8 +120,42 @@ pub async fn run(
             let _ = stop.send(true);
         })
         .await?;
+    // unregister the trunks before the process goes away
+    sip.shutdown().await;
     info!("stopped");
     Ok(())
+}
+
+/// Loads the dialplans, binds the SIP socket, answers incoming calls and
+/// registers every `kind: register` trunk.
+///
+/// A dialplan folder with errors stops the start with every error as
+/// `file:line:column: message`; a missing folder only warns (no trunks).
+async fn start_sip(config: &ServeConfig) -> anyhow::Result<sip::Sip> {
+    let plans = match dialplans::Dialplans::load_dir(&config.dialplans) {
+        Ok(p) => p,
+        Err(errors) if !config.dialplans.exists() => {
+            tracing::warn!(dir = %config.dialplans.display(), "no dialplan folder: {}", errors.len());
+            dialplans::Dialplans::from_sources(std::iter::empty::<(&str, &str)>())
+                .map_err(|_| anyhow::anyhow!("empty dialplan set refused"))?
+        }
+        Err(errors) => {
+            let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+            anyhow::bail!("dialplans refused:\n{}", text.join("\n"));
+        }
+    };
+    info!(tenants = plans.len(), dir = %config.dialplans.display(), "dialplans loaded");
+    let (itx, irx) = tokio::sync::mpsc::channel(256);
+    let sip = sip::spawn(config.sip, None, itx)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot bind SIP socket {}: {e}", config.sip))?;
+    tokio::spawn(sip::inbound::run(
+        sip.clone(),
+        irx,
+        config.effective_media_ip(),
+    ));
+    sip::trunks::start_registrations(&sip, &plans, sip::trunks::DEFAULT_EXPIRES).await;
+    Ok(sip)
 }
 
 /// Completes on Ctrl-C or SIGTERM.

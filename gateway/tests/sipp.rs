@@ -23,6 +23,7 @@ async fn start_gateway_sip() -> sip::Sip {
 fn stat(out: &str, name: &str) -> Option<u64> {
     // SIPp's final screen: "Successful call | ... | 100" style lines
     out.lines()
+        .rev()
         .filter(|l| l.contains(name))
         .filter_map(|l| {
             l.rsplit('|')
@@ -30,7 +31,7 @@ fn stat(out: &str, name: &str) -> Option<u64> {
                 .find(|f| !f.is_empty())
                 .and_then(|f| f.parse().ok())
         })
-        .last()
+        .next()
 }
 
 /// SIPp's stock `uac` scenario: 100 calls to `echo`, 10 at a time.
