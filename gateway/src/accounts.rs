@@ -1,10 +1,11 @@
 //! Who a WebSocket session runs as: the [`Accounts`] seam.
 //!
-//! The directory crate (argon2 accounts in SQLite/PostgreSQL) is being
-//! written in parallel; until it is wired in, [`GuestAccounts`] accepts any
-//! valid login name and marks the session as an unauthenticated guest. The
-//! session code only sees the trait, so swapping in the directory changes
-//! one line in `lib.rs`.
+//! [`DirectoryAccounts`] is what `namecall serve` runs: argon2id accounts,
+//! failed-login rate limits and name search from the `directory` crate.
+//! [`GuestAccounts`] accepts any login as an unauthenticated guest and is
+//! kept for unit tests of the session code. A guest (a `hello` without a
+//! password) may call the built-in `echo` only; calls that would reach a
+//! company's trunk need an account (the toll-fraud rule).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -28,6 +29,34 @@ pub enum AuthError {
     /// The account store failed.
     #[error("account store unavailable")]
     Unavailable,
+    /// The login name breaks a naming rule.
+    #[error("invalid login name: {0}")]
+    InvalidName(String),
+    /// The login name belongs to someone else.
+    #[error("login name is taken")]
+    NameTaken,
+    /// The password is too weak.
+    #[error("password too short: at least {0} characters")]
+    WeakPassword(usize),
+    /// Too many failed logins; try again later.
+    #[error("too many failed logins; retry in {0} s")]
+    RateLimited(u64),
+    /// This account store cannot do that.
+    #[error("not supported")]
+    Unsupported,
+}
+
+/// One directory search result.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Hit {
+    /// The name to call (`acme`, `acme/sales`, `alice`, `echo`).
+    pub name: String,
+    /// `user`, `company`, `sub-name` or `system`.
+    pub kind: String,
+    /// Display name.
+    pub display_name: String,
+    /// `exact`, `prefix` or `fuzzy`.
+    pub matched: String,
 }
 
 /// A boxed future, so the trait stays object safe (`Arc<dyn Accounts>`).
@@ -41,6 +70,124 @@ pub trait Accounts: Send + Sync + 'static {
         login: &'a str,
         password: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Identity, AuthError>>;
+
+    /// Creates an account and logs it in.
+    fn register<'a>(
+        &'a self,
+        _login: &'a str,
+        _password: &'a str,
+    ) -> BoxFuture<'a, Result<Identity, AuthError>> {
+        Box::pin(async { Err(AuthError::Unsupported) })
+    }
+
+    /// Searches the directory of names.
+    fn search<'a>(&'a self, _query: &'a str) -> BoxFuture<'a, Result<Vec<Hit>, AuthError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+}
+
+/// Accounts and search backed by the `directory` crate.
+pub struct DirectoryAccounts {
+    dir: directory::Directory,
+}
+
+impl DirectoryAccounts {
+    /// Wraps an open directory.
+    pub fn new(dir: directory::Directory) -> Self {
+        DirectoryAccounts { dir }
+    }
+
+    /// The directory, for seeding names from the dialplans.
+    pub fn directory(&self) -> &directory::Directory {
+        &self.dir
+    }
+}
+
+fn map_dir_error(e: directory::DirectoryError) -> AuthError {
+    use directory::DirectoryError as D;
+    match e {
+        D::BadCredentials | D::NotFound | D::TokenExpired => AuthError::InvalidCredentials,
+        D::NameTaken => AuthError::NameTaken,
+        D::InvalidName(n) => AuthError::InvalidName(n.to_string()),
+        D::WeakPassword { min } => AuthError::WeakPassword(min),
+        D::RateLimited { retry_after } => AuthError::RateLimited(retry_after.as_secs().max(1)),
+        other => {
+            tracing::warn!(cause = %other, "directory error");
+            AuthError::Unavailable
+        }
+    }
+}
+
+impl Accounts for DirectoryAccounts {
+    fn login<'a>(
+        &'a self,
+        login: &'a str,
+        password: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Identity, AuthError>> {
+        Box::pin(async move {
+            let name = directory::LoginName::parse(login)
+                .map_err(|e| AuthError::InvalidName(e.to_string()))?;
+            match password {
+                // a guest: may only reach built-in targets
+                None => Ok(Identity {
+                    login: name.to_string(),
+                    guest: true,
+                }),
+                Some(pw) => {
+                    let session = self
+                        .dir
+                        .login(&name, pw, None, std::time::SystemTime::now())
+                        .await
+                        .map_err(map_dir_error)?;
+                    let _ = session;
+                    Ok(Identity {
+                        login: name.to_string(),
+                        guest: false,
+                    })
+                }
+            }
+        })
+    }
+
+    fn register<'a>(
+        &'a self,
+        login: &'a str,
+        password: &'a str,
+    ) -> BoxFuture<'a, Result<Identity, AuthError>> {
+        Box::pin(async move {
+            let name = directory::LoginName::parse(login)
+                .map_err(|e| AuthError::InvalidName(e.to_string()))?;
+            let display = directory::DisplayName::parse(login)
+                .map_err(|e| AuthError::InvalidName(e.to_string()))?;
+            self.dir
+                .register(&name, &display, password, std::time::SystemTime::now())
+                .await
+                .map_err(map_dir_error)?;
+            Ok(Identity {
+                login: name.to_string(),
+                guest: false,
+            })
+        })
+    }
+
+    fn search<'a>(&'a self, query: &'a str) -> BoxFuture<'a, Result<Vec<Hit>, AuthError>> {
+        Box::pin(async move {
+            let hits = self.dir.search(query, 10).await.map_err(map_dir_error)?;
+            Ok(hits
+                .into_iter()
+                .map(|h| Hit {
+                    name: h.name,
+                    kind: format!("{:?}", h.kind).to_lowercase(),
+                    display_name: h.display_name,
+                    matched: match h.matched {
+                        directory::MatchKind::Exact => "exact".into(),
+                        directory::MatchKind::Prefix => "prefix".into(),
+                        _ => "fuzzy".into(),
+                    },
+                })
+                .collect())
+        })
+    }
 }
 
 /// Placeholder: every login is accepted as a guest, passwords are ignored.

@@ -106,9 +106,17 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)?;
     let addr = listener.local_addr()?;
-    let (state, stop) = AppState::new(&config);
+    let (mut state, stop) = AppState::new(&config);
+    let db = config.data_dir.join("namecall.sqlite");
+    let dir = directory::Directory::open(&format!("sqlite://{}", db.display()))
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot open the directory {}: {e}", db.display()))?;
+    let accounts = crate::accounts::DirectoryAccounts::new(dir);
+    let plans = load_dialplans(&config)?;
+    publish_names(accounts.directory(), &plans).await;
+    state.accounts = Arc::new(accounts);
     let app = http::router(state);
-    let sip = start_sip(&config).await?;
+    let sip = start_sip(&config, &plans).await?;
     info!(media_ip = %config.effective_media_ip(), data_dir = %config.data_dir.display(), "starting");
     // tests wait for this exact line on stderr
     info!("namecall ready http={addr}");
@@ -126,25 +134,75 @@ pub async fn run(
     Ok(())
 }
 
-/// Loads the dialplans, binds the SIP socket, answers incoming calls and
-/// registers every `kind: register` trunk.
+/// Loads the dialplan folder.
 ///
-/// A dialplan folder with errors stops the start with every error as
+/// A folder with errors stops the start with every error as
 /// `file:line:column: message`; a missing folder only warns (no trunks).
-async fn start_sip(config: &ServeConfig) -> anyhow::Result<sip::Sip> {
-    let plans = match dialplans::Dialplans::load_dir(&config.dialplans) {
-        Ok(p) => p,
-        Err(errors) if !config.dialplans.exists() => {
-            tracing::warn!(dir = %config.dialplans.display(), "no dialplan folder: {}", errors.len());
+fn load_dialplans(config: &ServeConfig) -> anyhow::Result<dialplans::Dialplans> {
+    match dialplans::Dialplans::load_dir(&config.dialplans) {
+        Ok(p) => {
+            info!(tenants = p.len(), dir = %config.dialplans.display(), "dialplans loaded");
+            Ok(p)
+        }
+        Err(_) if !config.dialplans.exists() => {
+            tracing::warn!(dir = %config.dialplans.display(), "no dialplan folder: no companies, no trunks");
             dialplans::Dialplans::from_sources(std::iter::empty::<(&str, &str)>())
-                .map_err(|_| anyhow::anyhow!("empty dialplan set refused"))?
+                .map_err(|_| anyhow::anyhow!("empty dialplan set refused"))
         }
         Err(errors) => {
             let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-            anyhow::bail!("dialplans refused:\n{}", text.join("\n"));
+            anyhow::bail!("dialplans refused:\n{}", text.join("\n"))
         }
-    };
-    info!(tenants = plans.len(), dir = %config.dialplans.display(), "dialplans loaded");
+    }
+}
+
+/// Makes every company of the dialplans, and its sub-names, findable in the
+/// directory (created when absent; existing entries are left alone).
+async fn publish_names(dir: &directory::Directory, plans: &dialplans::Dialplans) {
+    let now = std::time::SystemTime::now();
+    for tenant in plans.tenants() {
+        let Some(plan) = plans.get(tenant) else {
+            continue;
+        };
+        let Ok(login) = directory::LoginName::parse(&plan.tenant.to_string()) else {
+            continue;
+        };
+        let display = plan
+            .display_name
+            .clone()
+            .unwrap_or_else(|| login.to_string());
+        let Ok(display) = directory::DisplayName::parse(&display) else {
+            continue;
+        };
+        let id = match dir.tenant_by_name(&login).await {
+            Ok(t) => t.id,
+            Err(_) => match dir.create_tenant(&login, &display, now).await {
+                Ok(id) => id,
+                Err(e) => {
+                    tracing::warn!(tenant = %login, cause = %e, "cannot publish company name");
+                    continue;
+                }
+            },
+        };
+        for (sub, entry) in &plan.names {
+            if sub.is_empty() {
+                continue;
+            }
+            let (Ok(s), Ok(d)) = (
+                directory::SubName::parse(sub),
+                directory::DisplayName::parse(entry.display_name.as_deref().unwrap_or(sub)),
+            ) else {
+                continue;
+            };
+            // NameTaken means it is already published
+            let _ = dir.add_subname(id, &s, &d, "").await;
+        }
+    }
+}
+
+/// Binds the SIP socket, answers incoming calls and registers every
+/// `kind: register` trunk of `plans`.
+async fn start_sip(config: &ServeConfig, plans: &dialplans::Dialplans) -> anyhow::Result<sip::Sip> {
     let (itx, irx) = tokio::sync::mpsc::channel(256);
     let sip = sip::spawn(config.sip, None, itx)
         .await
@@ -154,7 +212,7 @@ async fn start_sip(config: &ServeConfig) -> anyhow::Result<sip::Sip> {
         irx,
         config.effective_media_ip(),
     ));
-    sip::trunks::start_registrations(&sip, &plans, sip::trunks::DEFAULT_EXPIRES).await;
+    sip::trunks::start_registrations(&sip, plans, sip::trunks::DEFAULT_EXPIRES).await;
     Ok(sip)
 }
 

@@ -11,7 +11,7 @@
 (() => {
   const $ = (id) => document.getElementById(id);
   const loopbackOnly = new URLSearchParams(location.search).get('ice') === 'loopback';
-  // names we can suggest before the directory search exists
+  // names suggested before the session is open (the directory answers after)
   const KNOWN_NAMES = ['echo'];
 
   const app = {
@@ -61,12 +61,13 @@
 
   // ---- session ------------------------------------------------------------
 
-  function connect(login, password) {
+  function connect(login, password, register) {
     const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/v1/ws`;
     const ws = new WebSocket(url);
     app.ws = ws;
     ws.onopen = () => {
-      send(password ? { type: 'auth', login, password } : { type: 'hello', login });
+      if (register) send({ type: 'register', login, password });
+      else send(password ? { type: 'auth', login, password } : { type: 'hello', login });
     };
     ws.onmessage = (ev) => {
       let frame;
@@ -90,6 +91,9 @@
         $('login-panel').hidden = true;
         $('call-panel').hidden = false;
         log(`signed in as ${f.login}`);
+        break;
+      case 'results':
+        if (f.query === $('search').value.trim()) showResults(f.hits || []);
         break;
       case 'ringing':
         if (f.id === app.callId) setState('ringing');
@@ -213,10 +217,9 @@
     connect($('login-name').value.trim(), $('login-password').value);
   });
   $('register-btn').addEventListener('click', () => {
-    // registration needs the directory crate; until then it signs in as a guest
     if (!$('login-form').reportValidity()) return;
-    log('registration is not available yet: signing in as guest');
-    connect($('login-name').value.trim(), '');
+    if ($('login-password').value.length < 8) { log('choose a password of at least 8 characters'); return; }
+    connect($('login-name').value.trim(), $('login-password').value, true);
   });
   $('call-form').addEventListener('submit', (ev) => {
     ev.preventDefault();
@@ -225,17 +228,22 @@
   });
   $('hangup-btn').addEventListener('click', hangup);
   $('mute-btn').addEventListener('click', toggleMute);
-  $('search').addEventListener('input', () => {
-    const q = $('search').value.trim().toLowerCase();
+  function showResults(hits) {
     const ul = $('search-results');
     ul.replaceChildren();
-    if (!q) return;
-    for (const name of KNOWN_NAMES.filter((n) => n.includes(q))) {
+    for (const h of hits) {
       const li = document.createElement('li');
-      li.textContent = name;
-      li.addEventListener('click', () => { $('callee').value = name; ul.replaceChildren(); });
+      li.textContent = h.display_name && h.display_name !== h.name ? `${h.name} — ${h.display_name}` : h.name;
+      li.addEventListener('click', () => { $('callee').value = h.name; ul.replaceChildren(); });
       ul.append(li);
     }
+  }
+  $('search').addEventListener('input', () => {
+    const q = $('search').value.trim();
+    if (!q) { $('search-results').replaceChildren(); return; }
+    // the directory answers with a `results` frame (exact, prefix, then typo-tolerant)
+    if (app.ws && app.ws.readyState === WebSocket.OPEN) send({ type: 'search', query: q });
+    else showResults(KNOWN_NAMES.filter((n) => n.includes(q.toLowerCase())).map((name) => ({ name })));
   });
   for (const d of ['1', '2', '3', '4', '5', '6', '7', '8', '9', '*', '0', '#']) {
     const b = document.createElement('button');

@@ -228,3 +228,107 @@ async fn reqwest_free_get(addr: std::net::SocketAddr, path: &str) -> String {
     s.read_to_string(&mut out).await.expect("read");
     out
 }
+
+/// Accounts come from the directory: register creates an argon2id account and
+/// logs in (not a guest), a wrong password is refused, the right one works on
+/// a new socket, a taken name is refused, and search finds `echo` by a typo.
+#[tokio::test]
+async fn register_login_and_search_use_the_directory() {
+    let (addr, _stop, _dir) = start().await;
+    let mut ws = connect(addr).await;
+    send(
+        &mut ws,
+        json!({"type": "register", "login": "alice", "password": "correct horse"}),
+    )
+    .await;
+    let w = recv(&mut ws).await;
+    assert_eq!(w["type"], "welcome", "{w}");
+    assert_eq!(w["login"], "alice");
+    assert_eq!(w["guest"], false);
+
+    send(
+        &mut ws,
+        json!({"type": "register", "login": "alice", "password": "another one"}),
+    )
+    .await;
+    let e = recv(&mut ws).await;
+    assert_eq!(e["type"], "error", "{e}");
+    assert_eq!(e["code"], "register-failed");
+
+    let mut ws2 = connect(addr).await;
+    send(
+        &mut ws2,
+        json!({"type": "auth", "login": "alice", "password": "wrong password"}),
+    )
+    .await;
+    let e = recv(&mut ws2).await;
+    assert_eq!(e["code"], "auth-failed", "{e}");
+    send(
+        &mut ws2,
+        json!({"type": "auth", "login": "alice", "password": "correct horse"}),
+    )
+    .await;
+    let w = recv(&mut ws2).await;
+    assert_eq!(w["type"], "welcome", "{w}");
+    assert_eq!(w["guest"], false);
+
+    send(&mut ws2, json!({"type": "search", "query": "ehco"})).await;
+    let r = recv(&mut ws2).await;
+    assert_eq!(r["type"], "results", "{r}");
+    let names: Vec<&str> = r["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|h| h["name"].as_str())
+        .collect();
+    assert!(names.contains(&"echo"), "{r}");
+    send(&mut ws2, json!({"type": "search", "query": "alice"})).await;
+    let r = recv(&mut ws2).await;
+    assert_eq!(r["hits"][0]["name"], "alice", "{r}");
+    assert_eq!(r["hits"][0]["matched"], "exact", "{r}");
+}
+
+/// The companies of the dialplan folder are published in the directory: a
+/// search for "acme sals" (a typo) finds `acme/sales` from
+/// `dialplans/examples/acme.yaml`.
+#[tokio::test]
+async fn dialplan_companies_are_searchable() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("local addr");
+    let mut config = ServeConfig::for_tests(dir.path().to_path_buf());
+    config.dialplans =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../dialplans/examples");
+    let (_stop, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        gateway::run(listener, config, async {
+            let _ = rx.await;
+        })
+        .await
+        .expect("gateway runs");
+    });
+    let mut ws = {
+        let mut tries = 0;
+        loop {
+            match tokio_tungstenite::connect_async(format!("ws://{addr}/v1/ws")).await {
+                Ok((ws, _)) => break ws,
+                Err(e) if tries < 100 => {
+                    tries += 1;
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("no websocket: {e}"),
+            }
+        }
+    };
+    send(&mut ws, json!({"type": "search", "query": "acme sals"})).await;
+    let r = recv(&mut ws).await;
+    assert_eq!(r["type"], "results", "{r}");
+    let names: Vec<&str> = r["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|h| h["name"].as_str())
+        .collect();
+    assert!(names.contains(&"acme/sales"), "{r}");
+}

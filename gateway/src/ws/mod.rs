@@ -109,6 +109,24 @@ impl Session {
         match frame {
             ClientFrame::Hello { login } => self.login(&login, None).await,
             ClientFrame::Auth { login, password } => self.login(&login, Some(&password)).await,
+            ClientFrame::Register { login, password } => {
+                match self.state.accounts.register(&login, &password).await {
+                    Ok(identity) => {
+                        info!(login = %identity.login, "account registered");
+                        let frame = ServerFrame::Welcome {
+                            login: identity.login.clone(),
+                            guest: identity.guest,
+                        };
+                        self.identity = Some(identity);
+                        vec![frame]
+                    }
+                    Err(e) => vec![error("register-failed", e.to_string(), Some(login))],
+                }
+            }
+            ClientFrame::Search { query } => match self.state.accounts.search(&query).await {
+                Ok(hits) => vec![ServerFrame::Results { query, hits }],
+                Err(e) => vec![error("search-failed", e.to_string(), Some(query))],
+            },
             ClientFrame::Call { id, to, sdp } => self.call(id, to, sdp).await,
             ClientFrame::Ice { id, candidate } => {
                 self.command(id, LegCommand::Candidate(candidate)).await

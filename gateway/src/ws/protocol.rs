@@ -21,12 +21,24 @@ pub enum ClientFrame {
         /// The login name to show.
         login: String,
     },
-    /// Start a session with a login and password (accepted as guest for now).
+    /// Start a session with a login and password (an account in the directory).
     Auth {
         /// The login name.
         login: String,
         /// The password.
         password: String,
+    },
+    /// Create an account (argon2id-hashed password) and start a session with it.
+    Register {
+        /// The login name to claim.
+        login: String,
+        /// The password, at least 8 characters.
+        password: String,
+    },
+    /// Search the directory of names (exact, prefix, then typo-tolerant).
+    Search {
+        /// What the user typed, e.g. `acme bnk`.
+        query: String,
     },
     /// Call a name with an SDP offer.
     Call {
@@ -68,6 +80,13 @@ pub enum ServerFrame {
         login: String,
         /// True while the login is not backed by an account.
         guest: bool,
+    },
+    /// Search results, best first.
+    Results {
+        /// The query answered.
+        query: String,
+        /// The matches.
+        hits: Vec<crate::accounts::Hit>,
     },
     /// The callee is being alerted.
     Ringing {
@@ -156,7 +175,9 @@ impl FrameError {
     }
 }
 
-const KNOWN_TYPES: &[&str] = &["hello", "auth", "call", "ice", "dtmf", "hangup"];
+const KNOWN_TYPES: &[&str] = &[
+    "hello", "auth", "register", "search", "call", "ice", "dtmf", "hangup",
+];
 
 impl ClientFrame {
     /// Parses and validates one text frame.
@@ -198,8 +219,19 @@ impl ClientFrame {
     /// Field checks serde cannot express.
     fn validate(&self) -> Result<(), FrameError> {
         let id = match self {
-            ClientFrame::Hello { login } | ClientFrame::Auth { login, .. } => {
+            ClientFrame::Hello { login }
+            | ClientFrame::Auth { login, .. }
+            | ClientFrame::Register { login, .. } => {
                 return validate_login(login);
+            }
+            ClientFrame::Search { query } => {
+                if query.chars().count() > 256 {
+                    return Err(FrameError::Invalid {
+                        field: "query",
+                        detail: "longer than 256 characters".into(),
+                    });
+                }
+                return Ok(());
             }
             ClientFrame::Call { id, to, .. } => {
                 if to.trim().is_empty() {
