@@ -20,11 +20,23 @@ async fn start() -> (
     tokio::sync::oneshot::Sender<()>,
     tempfile::TempDir,
 ) {
+    start_with(|_| {}).await
+}
+
+/// Like [`start`], with the test configuration changed by `tweak` first.
+async fn start_with(
+    tweak: impl FnOnce(&mut ServeConfig),
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tempfile::TempDir,
+) {
     let dir = tempfile::tempdir().expect("temp dir");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("local addr");
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let config = ServeConfig::for_tests(dir.path().to_path_buf());
+    let mut config = ServeConfig::for_tests(dir.path().to_path_buf());
+    tweak(&mut config);
     tokio::spawn(async move {
         gateway::run(listener, config, async {
             let _ = rx.await;
@@ -293,34 +305,9 @@ async fn register_login_and_search_use_the_directory() {
 /// `dialplans/examples/acme.yaml`.
 #[tokio::test]
 async fn dialplan_companies_are_searchable() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("local addr");
-    let mut config = ServeConfig::for_tests(dir.path().to_path_buf());
-    config.dialplans =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../dialplans/examples");
-    let (_stop, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        gateway::run(listener, config, async {
-            let _ = rx.await;
-        })
-        .await
-        .expect("gateway runs");
-    });
-    let mut ws = {
-        let mut tries = 0;
-        loop {
-            match tokio_tungstenite::connect_async(format!("ws://{addr}/v1/ws")).await {
-                Ok((ws, _)) => break ws,
-                Err(e) if tries < 100 => {
-                    tries += 1;
-                    let _ = e;
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(e) => panic!("no websocket: {e}"),
-            }
-        }
-    };
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../dialplans/examples");
+    let (addr, _stop, _dir) = start_with(|c| c.dialplans = examples).await;
+    let mut ws = connect(addr).await;
     send(&mut ws, json!({"type": "search", "query": "acme sals"})).await;
     let r = recv(&mut ws).await;
     assert_eq!(r["type"], "results", "{r}");
