@@ -16,6 +16,9 @@ pub enum DtmfError {
     /// Fewer than the 4 bytes of an event.
     #[error("telephone-event payload too short ({0} bytes)")]
     Truncated(usize),
+    /// A character that is no DTMF key.
+    #[error("not a DTMF key: {0:?}")]
+    NotAKey(char),
 }
 
 /// One RFC 4733 event block.
@@ -383,6 +386,110 @@ impl ToneDetector {
     }
 }
 
+/// Plays digits typed on a keypad (not carried in RTP) as RFC 4733 telephone-events.
+///
+/// The output imitates what a browser sends: on a given clock, one event per digit with
+/// an update every 20 ms for [`DigitPlayer::TONE`], then the end packet, then a pause of
+/// [`DigitPlayer::GAP`] before the next digit. Feed each `(timestamp, payload)` to the
+/// bridge as if the browser had sent it, so the rewriter (or the in-band tone generator)
+/// does the rest. Sans-IO: [`DigitPlayer::poll`] hands out what is due at `now`.
+#[derive(Debug, Clone)]
+pub struct DigitPlayer {
+    clock: u32,
+    queue: std::collections::VecDeque<u8>,
+    /// The event being played: code, start instant, event timestamp, updates sent.
+    current: Option<(u8, std::time::Instant, u32, u32)>,
+    /// The next event's timestamp.
+    next_ts: u32,
+    /// No new digit starts before this instant.
+    idle_until: Option<std::time::Instant>,
+}
+
+impl DigitPlayer {
+    /// How long each digit sounds.
+    pub const TONE: std::time::Duration = std::time::Duration::from_millis(100);
+    /// Silence between two digits.
+    pub const GAP: std::time::Duration = std::time::Duration::from_millis(60);
+    const STEP: std::time::Duration = std::time::Duration::from_millis(20);
+
+    /// A player on an RTP clock of `clock` Hz whose first event is stamped `first_ts`.
+    pub fn new(clock: u32, first_ts: u32) -> Self {
+        Self {
+            clock: clock.max(1),
+            queue: std::collections::VecDeque::new(),
+            current: None,
+            next_ts: first_ts,
+            idle_until: None,
+        }
+    }
+
+    /// Queues `digits`; characters that are not DTMF keys are refused (nothing is queued).
+    ///
+    /// # Errors
+    /// [`DtmfError::NotAKey`] naming the first bad character.
+    pub fn push(&mut self, digits: &str) -> Result<(), DtmfError> {
+        let events = digits
+            .chars()
+            .map(|c| digit_to_event(c).ok_or(DtmfError::NotAKey(c)))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.queue.extend(events);
+        Ok(())
+    }
+
+    /// True while digits are queued or sounding.
+    pub fn is_busy(&self) -> bool {
+        self.current.is_some() || !self.queue.is_empty()
+    }
+
+    /// The next telephone-event packet due at `now`, as `(event timestamp, payload)`.
+    pub fn poll(&mut self, now: std::time::Instant) -> Option<(u32, [u8; 4])> {
+        if self.current.is_none() {
+            if self.idle_until.is_some_and(|t| now < t) {
+                return None;
+            }
+            let event = self.queue.pop_front()?;
+            let ts = self.next_ts;
+            self.current = Some((event, now, ts, 0));
+        }
+        let (event, start, ts, sent) = self.current?;
+        let due = start + Self::STEP * sent;
+        if now < due {
+            return None;
+        }
+        let tone_steps = (Self::TONE.as_millis() / Self::STEP.as_millis()) as u32;
+        let end = sent >= tone_steps;
+        let elapsed = Self::STEP * sent.min(tone_steps);
+        let duration = (elapsed.as_micros() as u64 * u64::from(self.clock) / 1_000_000)
+            .min(u64::from(u16::MAX)) as u16;
+        let ev = DtmfEvent {
+            event,
+            end,
+            volume: 10,
+            duration,
+        };
+        if end {
+            self.current = None;
+            self.idle_until = Some(now + Self::GAP);
+            // the next event starts after this one's tone and the gap, on the same clock
+            let span = (Self::TONE + Self::GAP).as_micros() as u64 * u64::from(self.clock)
+                / 1_000_000;
+            self.next_ts = ts.wrapping_add(span as u32);
+        } else {
+            self.current = Some((event, start, ts, sent + 1));
+        }
+        Some((ts, ev.to_bytes()))
+    }
+
+    /// When [`DigitPlayer::poll`] next has something, if anything is queued.
+    pub fn poll_timeout(&self) -> Option<std::time::Instant> {
+        match self.current {
+            Some((_, start, _, sent)) => Some(start + Self::STEP * sent),
+            None if self.queue.is_empty() => None,
+            None => Some(self.idle_until.unwrap_or_else(std::time::Instant::now)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -512,5 +619,49 @@ mod tests {
             assert!(ToneDetector::new(8000).feed(&sine).is_empty());
             assert!(ToneDetector::new(8000).feed(&[0; 8000]).is_empty());
         }
+    }
+
+    /// Keypad digits come out as one event each: updates every 20 ms with growing
+    /// durations, one end packet, a gap, the next digit on a later timestamp; the
+    /// rewriter then reports each press exactly once.
+    #[test]
+    fn digit_player_plays_one_event_per_digit() {
+        let t0 = std::time::Instant::now();
+        let mut p = DigitPlayer::new(48_000, 1000);
+        assert!(p.push("1x").is_err(), "a bad key refuses the whole string");
+        assert!(!p.is_busy());
+        p.push("1#").expect("keys");
+        let mut out = Vec::new();
+        let mut now = t0;
+        while p.is_busy() {
+            let Some(at) = p.poll_timeout() else { break };
+            now = now.max(at);
+            while let Some(pkt) = p.poll(now) {
+                out.push((now, pkt));
+            }
+            assert!(now < t0 + std::time::Duration::from_secs(2), "player stalls");
+        }
+        let events: Vec<DtmfEvent> = out
+            .iter()
+            .map(|(_, (_, b))| DtmfEvent::parse(b).expect("event"))
+            .collect();
+        assert_eq!(events.len(), 12, "6 packets per digit");
+        assert_eq!(events[0].event, 1);
+        assert_eq!(
+            events[..6].iter().map(|e| e.duration).collect::<Vec<_>>(),
+            vec![0, 960, 1920, 2880, 3840, 4800]
+        );
+        assert!(events[5].end && !events[4].end);
+        assert_eq!(events[6].event, 11);
+        let (ts1, ts2) = ((out[0].1).0, (out[6].1).0);
+        assert_eq!(ts1, 1000);
+        assert_eq!(ts2, 1000 + (160 * 48), "next event after tone and gap");
+        assert!(out[6].0 >= out[5].0 + DigitPlayer::GAP);
+        let mut rw = DtmfRewriter::new(101, 48_000, 8_000);
+        let digits: Vec<char> = out
+            .iter()
+            .filter_map(|(_, (ts, b))| rw.push(*ts, b, None).ok().and_then(|r| r.digit))
+            .collect();
+        assert_eq!(digits, vec!['1', '#']);
     }
 }

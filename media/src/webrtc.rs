@@ -112,6 +112,8 @@ pub struct Transmit {
 pub struct OpusFrame {
     /// The RTP payload type the browser used.
     pub pt: u8,
+    /// The RTP sequence number, extended past 16-bit wrap-around (for reordering and loss).
+    pub seq: u64,
     /// The RTP timestamp at 48 kHz, extended past 32-bit wrap-around.
     pub rtp_timestamp: u64,
     /// The Opus packet.
@@ -477,6 +479,7 @@ impl WebRtcLeg {
                 if codec == Codec::Opus {
                     Some(Event::Opus(OpusFrame {
                         pt: *data.pt,
+                        seq: **data.seq_range.start(),
                         rtp_timestamp: data.time.numer(),
                         payload: data.data,
                     }))

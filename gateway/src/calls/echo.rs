@@ -79,6 +79,7 @@ mod tests {
         let mut e = Echo::new(0);
         let frame = OpusFrame {
             pt: 111,
+            seq: 1,
             rtp_timestamp: 7,
             payload: Arc::from(&b"opus"[..]),
         };

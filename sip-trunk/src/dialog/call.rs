@@ -27,6 +27,8 @@ const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, UPDATE, INFO, MESSAGE, OPTIONS, R
 pub struct CallConfig {
     /// Our identity: From as UAC. As UAS the INVITE's To is used instead.
     pub local: Uri,
+    /// Display name in our From as UAC (`"Alice" <sip:alice@...>`), quoted and escaped on the wire.
+    pub display_name: Option<String>,
     /// The callee: To as UAC. Ignored as UAS.
     pub remote: Uri,
     /// Request-URI of the initial INVITE (UAC); usually equal to `remote`.
@@ -57,6 +59,7 @@ impl CallConfig {
         Self {
             request_uri: remote.clone(),
             local,
+            display_name: None,
             remote,
             contact,
             via,
@@ -214,7 +217,10 @@ impl Call {
             call_id,
             local_tag,
             remote_tag: None,
-            local_party: NameAddr::new(config.local.clone()),
+            local_party: NameAddr {
+                display: config.display_name.as_deref().map(quote_display),
+                ..NameAddr::new(config.local.clone())
+            },
             remote_party: NameAddr::new(config.remote.clone()),
             remote_target: config.request_uri.clone(),
             route_set: Vec::new(),
@@ -1793,4 +1799,18 @@ fn random_hex(rng: &mut dyn RngCore, bytes: usize) -> String {
     let mut raw = vec![0u8; bytes];
     rng.fill_bytes(&mut raw);
     raw.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A display name as the inside of a quoted string (RFC 3261 25.1; `NameAddr` adds the
+/// quotes): backslash and quote escaped, control characters dropped, so any
+/// user-chosen name is safe in a header.
+fn quote_display(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 2);
+    for c in name.chars().filter(|c| !c.is_control()) {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }

@@ -1248,3 +1248,24 @@ fn answer_timeout_both_roles() {
     );
     assert_eq!(call.poll_timeout(), None);
 }
+
+/// The caller's display name goes in From, quoted, with quotes and backslashes
+/// escaped and control characters dropped, and parses back to the same text.
+#[test]
+fn uac_from_carries_escaped_display_name() {
+    let mut cfg = uac_config();
+    cfg.display_name = Some("Alice \"A\\B\"\r\n".into());
+    let mut call = Call::outgoing(cfg, Instant::now(), None, 1);
+    let invite = one_request(&mut call);
+    let wire = invite.to_string();
+    assert!(
+        wire.contains("From: \"Alice \\\"A\\\\B\\\"\" <sip:gw@192.0.2.1>"),
+        "{wire}"
+    );
+    let reparsed = crate::message::parse_message(wire.as_bytes()).expect("parses");
+    let from = match reparsed {
+        crate::message::SipMessage::Request(r) => r.headers.from().expect("from"),
+        crate::message::SipMessage::Response(_) => panic!("a request"),
+    };
+    assert_eq!(from.display.as_deref(), Some("Alice \\\"A\\\\B\\\""));
+}
