@@ -112,11 +112,19 @@ pub async fn run(
         .await
         .map_err(|e| anyhow::anyhow!("cannot open the directory {}: {e}", db.display()))?;
     let accounts = crate::accounts::DirectoryAccounts::new(dir);
-    let plans = load_dialplans(&config)?;
+    let plans = Arc::new(load_dialplans(&config)?);
     publish_names(accounts.directory(), &plans).await;
     state.accounts = Arc::new(accounts);
-    let app = http::router(state);
     let sip = start_sip(&config, &plans).await?;
+    let sockets = MediaSockets::new(
+        config.effective_media_ip(),
+        config.rtp_ports,
+        Arc::clone(&state.metrics),
+    );
+    state.calls = Arc::new(
+        CallRegistry::new(sockets, Arc::clone(&state.metrics)).with_trunks(plans, sip.clone()),
+    );
+    let app = http::router(state);
     info!(media_ip = %config.effective_media_ip(), data_dir = %config.data_dir.display(), "starting");
     // tests wait for this exact line on stderr
     info!("namecall ready http={addr}");

@@ -1,7 +1,8 @@
 // namecall web client: plain JS, no build step.
 //
 // Speaks the /v1/ws JSON protocol (docs/protocol.md): hello -> welcome,
-// call {id,to,sdp} -> ringing, answer {sdp}, then trickled ice both ways,
+// call {id,to,sdp} -> answer {sdp} and trickled ice both ways (media connects
+// while the callee rings), ringing, accepted (the callee picked up), hold,
 // dtmf, hangup -> ended. Works in Chromium and Firefox.
 //
 // `?ice=loopback` drops every non-loopback ICE candidate (used by the
@@ -23,6 +24,29 @@
     muted: false,
     state: 'idle',
     pendingRemoteIce: [],
+    accepted: false, // the callee picked up
+    mediaUp: false, // ICE and DTLS are connected
+    held: false,
+  };
+
+  // what the caller reads when a call ends (reason tokens of docs/protocol.md)
+  const ENDED_TEXT = {
+    'hangup': 'Call ended',
+    'remote-hangup': 'The other side hung up',
+    'remote-closed': 'Call ended',
+    'busy': 'Busy: the line is engaged, try again later',
+    'unavailable': 'Not available right now',
+    'not-found': 'Nobody answers to that name',
+    'no-answer': 'No answer',
+    'declined': 'The call was declined',
+    'cancelled': 'Call cancelled',
+    'login-required': 'Sign in with an account to call this name',
+    'not-acceptable': 'The call could not agree on audio',
+    'unreachable': 'The company\'s phone system cannot be reached',
+    'ice-failed': 'Media could not connect',
+    'lost': 'The connection was lost',
+    'media-error': 'Media failure',
+    'failed': 'The call failed',
   };
   window.namecall = app; // for tests and the console
 
@@ -41,7 +65,7 @@
     $('call-btn').disabled = inCall;
     $('hangup-btn').disabled = !inCall;
     $('mute-btn').disabled = !inCall;
-    for (const b of $('keypad').querySelectorAll('button')) b.disabled = state !== 'connected';
+    for (const b of $('keypad').querySelectorAll('button')) b.disabled = !['connected', 'on-hold'].includes(state);
   }
 
   function send(frame) {
@@ -96,13 +120,24 @@
         if (f.query === $('search').value.trim()) showResults(f.hits || []);
         break;
       case 'ringing':
-        if (f.id === app.callId) setState('ringing');
+        if (f.id === app.callId && !app.accepted) setState('ringing', 'the callee is being alerted');
+        break;
+      case 'accepted':
+        if (f.id !== app.callId) return;
+        app.accepted = true;
+        if (app.mediaUp) setState('connected');
+        else setState('answered', 'connecting media');
+        break;
+      case 'hold':
+        if (f.id !== app.callId) return;
+        app.held = f.on;
+        if (f.on) setState('on-hold', 'the other side put you on hold');
+        else if (app.mediaUp) setState('connected');
         break;
       case 'answer':
         if (f.id !== app.callId || !app.pc) return;
         app.pc.setRemoteDescription({ type: 'answer', sdp: f.sdp })
           .then(async () => {
-            setState('answered', 'connecting media');
             for (const c of app.pendingRemoteIce.splice(0)) await addRemoteIce(c);
           })
           .catch((e) => { log(`cannot apply answer: ${e}`); hangup(); });
@@ -137,6 +172,10 @@
   async function call(to) {
     app.callId = `c${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
     const id = app.callId;
+    app.accepted = false;
+    app.mediaUp = false;
+    app.held = false;
+    delete $('call-state').dataset.reason;
     setState('calling', to);
     try {
       app.stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: false });
@@ -166,7 +205,10 @@
     pc.onconnectionstatechange = () => {
       log(`media ${pc.connectionState}`);
       if (app.callId !== id) return;
-      if (pc.connectionState === 'connected') setState('connected');
+      if (pc.connectionState === 'connected') {
+        app.mediaUp = true;
+        if (app.accepted && !app.held) setState('connected');
+      }
       if (pc.connectionState === 'failed') hangup();
     };
     const offer = await pc.createOffer();
@@ -189,11 +231,15 @@
     app.stream = null;
     app.callId = null;
     app.pendingRemoteIce = [];
+    app.accepted = false;
+    app.mediaUp = false;
+    app.held = false;
     app.muted = false;
     $('mute-btn').setAttribute('aria-pressed', 'false');
     $('mute-btn').textContent = 'Mute';
     $('remote-audio').srcObject = null;
-    setState('ended', `${reason}${code ? ` (${code})` : ''}`);
+    setState('ended', `${ENDED_TEXT[reason] || reason}${code ? ` (${code})` : ''}`);
+    $('call-state').dataset.reason = reason;
   }
 
   function toggleMute() {

@@ -471,8 +471,8 @@ impl DigitPlayer {
             self.current = None;
             self.idle_until = Some(now + Self::GAP);
             // the next event starts after this one's tone and the gap, on the same clock
-            let span = (Self::TONE + Self::GAP).as_micros() as u64 * u64::from(self.clock)
-                / 1_000_000;
+            let span =
+                (Self::TONE + Self::GAP).as_micros() as u64 * u64::from(self.clock) / 1_000_000;
             self.next_ts = ts.wrapping_add(span as u32);
         } else {
             self.current = Some((event, start, ts, sent + 1));
@@ -639,7 +639,10 @@ mod tests {
             while let Some(pkt) = p.poll(now) {
                 out.push((now, pkt));
             }
-            assert!(now < t0 + std::time::Duration::from_secs(2), "player stalls");
+            assert!(
+                now < t0 + std::time::Duration::from_secs(2),
+                "player stalls"
+            );
         }
         let events: Vec<DtmfEvent> = out
             .iter()

@@ -1,21 +1,31 @@
-//! The call registry: turns `call {to, sdp}` into a running call, and knows the targets.
+//! The call registry: turns `call {to, sdp}` into a running call.
 //!
-//! Today the only target is the built-in `echo`; the SIP call control (dial
-//! plans, trunks) will add targets here. A started call is a [`CallHandle`]
-//! owned by the WebSocket session: dropping the handle closes the command
-//! channel, which ends the media task, so a vanished session cannot leak a call.
+//! The dialled name goes through the dialplans (`route`): the built-in
+//! `echo` is answered here, a company name becomes a [`trunk::TrunkCall`]
+//! (the back-to-back user agent towards the company's PBX), anything else is
+//! refused with a status the client can show. Only logged-in accounts reach a
+//! trunk: a guest session may call `echo` and nothing that costs the company
+//! (toll fraud). A started call is a [`CallHandle`] owned by the WebSocket
+//! session: dropping the handle closes the command channel, which ends the
+//! call's task, so a vanished session cannot leak a call.
 
 mod echo;
+pub mod route;
+pub mod trunk;
 
 pub use echo::Echo;
 
 use std::sync::Arc;
 
+use dialplans::Dialplans;
 use media::webrtc::{WebRtcConfig, WebRtcError, WebRtcLeg};
 use tokio::sync::mpsc;
 
+use crate::accounts::Identity;
 use crate::media_io::{self, LegCommand, LegEvent, MediaSockets};
 use crate::metrics::Metrics;
+use crate::sip::Sip;
+use route::Route;
 
 /// The name of the built-in echo target.
 pub const ECHO: &str = "echo";
@@ -33,6 +43,17 @@ pub enum CallError {
     /// No media port could be bound.
     #[error("no media port available")]
     NoMediaPort(#[source] std::io::Error),
+    /// A guest asked for a destination that needs an account.
+    #[error("log in with an account to call {0}")]
+    LoginRequired(String),
+    /// The dialplan refused the call.
+    #[error("refused with {code} ({reason})")]
+    Refused {
+        /// SIP-like status.
+        code: u16,
+        /// Short reason token.
+        reason: &'static str,
+    },
 }
 
 impl CallError {
@@ -42,6 +63,8 @@ impl CallError {
             CallError::NotFound(_) => ("not-found", 404),
             CallError::BadOffer(_) => ("not-acceptable", 488),
             CallError::NoMediaPort(_) => ("unavailable", 503),
+            CallError::LoginRequired(_) => ("login-required", 403),
+            CallError::Refused { code, reason } => (reason, *code),
         }
     }
 }
@@ -56,31 +79,113 @@ pub struct CallHandle {
 }
 
 /// Starts calls to targets.
-#[derive(Debug)]
 pub struct CallRegistry {
     sockets: MediaSockets,
     metrics: Arc<Metrics>,
+    routing: Option<Routing>,
+}
+
+/// What trunk calls need: the dialplans and the SIP task.
+struct Routing {
+    plans: Arc<Dialplans>,
+    sip: Sip,
+    local: route::Local,
+}
+
+impl std::fmt::Debug for CallRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallRegistry")
+            .field("sockets", &self.sockets)
+            .field("trunk_calls", &self.routing.is_some())
+            .finish()
+    }
 }
 
 impl CallRegistry {
-    /// A registry binding media sockets through `sockets`.
+    /// A registry binding media sockets through `sockets`; only `echo` answers.
     pub fn new(sockets: MediaSockets, metrics: Arc<Metrics>) -> Self {
-        CallRegistry { sockets, metrics }
+        CallRegistry {
+            sockets,
+            metrics,
+            routing: None,
+        }
     }
 
-    /// Places a call to `to` with the caller's SDP offer; events arrive on `events`.
+    /// Routes calls through `plans` and places trunk calls with `sip`.
+    pub fn with_trunks(mut self, plans: Arc<Dialplans>, sip: Sip) -> Self {
+        let local = route::Local {
+            sent_by: sip.sent_by.clone(),
+        };
+        self.routing = Some(Routing { plans, sip, local });
+        self
+    }
+
+    /// Places a call from `caller` to `to` with the caller's SDP offer; events arrive on `events`.
     ///
     /// # Errors
-    /// [`CallError`] when the name is unknown, the offer unusable or no port is free.
+    /// [`CallError`] when the name is unknown or refused, the caller may not
+    /// call it, the offer is unusable or no port is free.
     pub async fn start_call(
         &self,
+        caller: &Identity,
         to: &str,
         offer_sdp: &str,
         events: mpsc::Sender<LegEvent>,
     ) -> Result<CallHandle, CallError> {
-        if to.trim() != ECHO {
-            return Err(CallError::NotFound(to.trim().to_owned()));
+        let to = to.trim();
+        let route = match &self.routing {
+            Some(r) => route::route(&r.plans, &r.local, &caller.login, &caller.login, to).await,
+            None if to == ECHO => Route::Echo,
+            None => return Err(CallError::NotFound(to.to_owned())),
+        };
+        match route {
+            Route::Echo => self.start_echo(offer_sdp, events).await,
+            Route::Refuse { code: 404, .. } => Err(CallError::NotFound(to.to_owned())),
+            Route::Refuse { code, reason } => Err(CallError::Refused { code, reason }),
+            Route::Trunk(_) if caller.guest => Err(CallError::LoginRequired(to.to_owned())),
+            Route::Trunk(t) => self.start_trunk_call(t, offer_sdp, events).await,
         }
+    }
+
+    async fn start_trunk_call(
+        &self,
+        route: route::TrunkRoute,
+        offer_sdp: &str,
+        events: mpsc::Sender<LegEvent>,
+    ) -> Result<CallHandle, CallError> {
+        let Some(routing) = &self.routing else {
+            return Err(CallError::NotFound(route.trunk_key));
+        };
+        let webrtc_socket = self.sockets.bind().await.map_err(CallError::NoMediaPort)?;
+        let rtp_socket = self.sockets.bind().await.map_err(CallError::NoMediaPort)?;
+        let config = WebRtcConfig {
+            local_addrs: vec![webrtc_socket.local],
+        };
+        let now = tokio::time::Instant::now().into_std();
+        let (leg, answer) = WebRtcLeg::accept_offer(now, &config, offer_sdp)?;
+        let (tx, rx) = mpsc::channel(64);
+        let call = trunk::TrunkCall {
+            leg,
+            webrtc_socket,
+            rtp_socket,
+            sip: routing.sip.clone(),
+            route,
+            commands: rx,
+            events,
+            metrics: Arc::clone(&self.metrics),
+        };
+        tokio::spawn(call.run());
+        Ok(CallHandle {
+            answer,
+            commands: tx,
+        })
+    }
+
+    async fn start_echo(
+        &self,
+        offer_sdp: &str,
+        events: mpsc::Sender<LegEvent>,
+    ) -> Result<CallHandle, CallError> {
         let socket = self.sockets.bind().await.map_err(CallError::NoMediaPort)?;
         let config = WebRtcConfig {
             local_addrs: vec![socket.local],
@@ -89,6 +194,8 @@ impl CallRegistry {
         let (leg, answer) = WebRtcLeg::accept_offer(now, &config, offer_sdp)?;
         let (tx, rx) = mpsc::channel(64);
         let peer = Box::new(Echo::new(rand::random()));
+        // the echo picks up at once
+        let _ = events.try_send(LegEvent::Answered);
         tokio::spawn(media_io::drive_leg(
             leg,
             socket,

@@ -45,6 +45,14 @@ pub enum LegCommand {
 pub enum LegEvent {
     /// ICE and DTLS are up.
     Connected,
+    /// The callee is being alerted (SIP 180/183).
+    Ringing,
+    /// The callee picked up.
+    Answered,
+    /// The callee put the call on hold.
+    Held,
+    /// The callee resumed the call.
+    Resumed,
     /// A command was refused (for example an unparseable candidate).
     Refused {
         /// Stable error code.

@@ -177,10 +177,13 @@ impl Session {
                 }
             }
         });
-        let mut out = vec![ServerFrame::Ringing { id: id.clone() }];
-        match self.state.calls.start_call(&to, &sdp, tx).await {
+        let mut out = Vec::new();
+        let Some(identity) = self.identity.as_ref() else {
+            return out;
+        };
+        match self.state.calls.start_call(identity, &to, &sdp, tx).await {
             Ok(handle) => {
-                info!(call = %id, to = %to, "call answered");
+                info!(call = %id, to = %to, "call started");
                 out.push(ServerFrame::Answer {
                     id: id.clone(),
                     sdp: handle.answer.clone(),
@@ -223,6 +226,10 @@ impl Session {
     fn on_leg_event(&mut self, id: String, ev: LegEvent) -> Vec<ServerFrame> {
         match ev {
             LegEvent::Connected => Vec::new(),
+            LegEvent::Ringing => vec![ServerFrame::Ringing { id }],
+            LegEvent::Answered => vec![ServerFrame::Accepted { id }],
+            LegEvent::Held => vec![ServerFrame::Hold { id, on: true }],
+            LegEvent::Resumed => vec![ServerFrame::Hold { id, on: false }],
             LegEvent::Refused { code, message } => vec![error(code, message, Some(id))],
             LegEvent::Ended { reason, code } => {
                 self.calls.remove(&id);

@@ -93,12 +93,25 @@ pub enum ServerFrame {
         /// The call id.
         id: String,
     },
-    /// The callee answered; apply this SDP answer.
+    /// The gateway's SDP answer for the caller's WebRTC leg; apply it (media
+    /// connects while the callee is still being rung).
     Answer {
         /// The call id.
         id: String,
         /// The SDP answer.
         sdp: String,
+    },
+    /// The callee picked up; the call is now in progress.
+    Accepted {
+        /// The call id.
+        id: String,
+    },
+    /// The callee put the call on hold (`on: true`) or resumed it.
+    Hold {
+        /// The call id.
+        id: String,
+        /// True while on hold.
+        on: bool,
     },
     /// A server ICE candidate; empty means end of candidates.
     Ice {

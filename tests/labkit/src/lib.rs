@@ -20,6 +20,10 @@
 //! `scripts/install-deps.sh` installs them; a missing binary is an error that
 //! names the package, never a skipped test.
 
+pub mod gateway;
+
+pub use gateway::{Gateway, NodeRun, http_get, metric, wav_tail_rms};
+
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};

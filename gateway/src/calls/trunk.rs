@@ -1,0 +1,777 @@
+//! A call to a company's PBX: the back-to-back user agent joining the
+//! caller's WebRTC leg and a SIP leg on the company's trunk.
+//!
+//! One task per call owns everything: the WebRTC leg and its UDP socket, the
+//! RTP socket towards the PBX, the [`Bridge`] that transcodes between them,
+//! and the SIP legs (one per extension rung; a simultaneous ring group forks).
+//! Like `media_io::drive_leg` it is a thin shell: it moves datagrams, time,
+//! client commands and dialog events into the sans-IO parts and drains their
+//! output. The call goes through three stages:
+//!
+//! 1. **Ringing**: INVITEs are out (the caller's WebRTC leg is already up, so
+//!    media starts the moment the callee answers). 180/183 become `ringing`;
+//!    a final failure of every fork ends the call with the clearest status
+//!    (busy beats unavailable); the ring timeout cancels the forks.
+//! 2. **Up**: the first 2xx wins (other forks are cancelled, a late 2xx gets
+//!    BYE); its SDP answer configures the bridge's RTP leg. Re-INVITEs from
+//!    the PBX (hold: sendonly/inactive/`c=0.0.0.0`, resume) are answered on
+//!    the SIP leg alone: the WebRTC leg and its ICE are never touched, and on
+//!    resume the RTP leg re-targets and re-latches so audio flows both ways.
+//! 3. **Ending**: the caller's hangup (CANCEL before answer, BYE after),
+//!    the PBX's BYE, or a failed WebRTC leg ends both legs. Dropping the task
+//!    closes both sockets; its gauge returns.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dialplans::Strategy;
+use media::bridge::{Bridge, BridgeConfig, BridgeEvent, MediaFrame, WebrtcOutput};
+use media::codec::Codec;
+use media::dtmf::DigitPlayer;
+use media::rtp_leg::RtpLegConfig;
+use media::sdp::{Direction, NegotiatedAudio, RtpSdp, SessionDescription};
+use media::webrtc::{Event, Output, Receive, WebRtcLeg};
+use sip_trunk::dialog::{Body, DialogEvent, TerminatedReason};
+use sip_trunk::ua::CallHandle as SipCall;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use super::route::{TrunkRoute, reason_of};
+use crate::media_io::{LegCommand, LegEvent, MediaSocket};
+use crate::metrics::{Gauge, Metrics};
+use crate::sip::Sip;
+
+/// Codecs offered to the PBX, in preference order (G.711 is what every PBX speaks).
+const PBX_CODECS: [Codec; 3] = [Codec::Pcmu, Codec::Pcma, Codec::TelephoneEvent];
+
+/// How long we wait for the SIP side to confirm a CANCEL or BYE before leaving.
+const TEARDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// Everything a trunk call needs; [`TrunkCall::run`] consumes it.
+pub struct TrunkCall {
+    /// The caller's leg, already answered.
+    pub leg: WebRtcLeg,
+    /// Its socket.
+    pub webrtc_socket: MediaSocket,
+    /// The RTP socket towards the PBX (its address is in our SDP offer).
+    pub rtp_socket: MediaSocket,
+    /// The SIP task.
+    pub sip: Sip,
+    /// Where and whom to ring.
+    pub route: TrunkRoute,
+    /// Client commands.
+    pub commands: mpsc::Receiver<LegCommand>,
+    /// Progress for the client.
+    pub events: mpsc::Sender<LegEvent>,
+    /// Gauges.
+    pub metrics: Arc<Metrics>,
+}
+
+/// One SIP leg of the call (a fork, when a group rings several extensions).
+#[derive(Debug)]
+struct Fork {
+    call: SipCall,
+    state: ForkState,
+    /// Sequential groups: when this member's ring time is up.
+    deadline: Option<Instant>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ForkState {
+    Trying,
+    Ringing,
+    Up,
+    /// Cancel or BYE sent; waiting for it to end.
+    Leaving,
+    Done(Option<u16>),
+}
+
+impl ForkState {
+    fn is_open(self) -> bool {
+        matches!(self, ForkState::Trying | ForkState::Ringing)
+    }
+}
+
+/// How the call ended, for the client.
+type Ending = (&'static str, u16);
+
+/// The running call.
+struct Running {
+    leg: WebRtcLeg,
+    wsock: MediaSocket,
+    rsock: MediaSocket,
+    sip: Sip,
+    sdp: RtpSdp,
+    offer: Body,
+    route_dest: SocketAddr,
+    configs: Vec<sip_trunk::dialog::CallConfig>,
+    strategy: Strategy,
+    ring_timeout: Duration,
+    forks: Vec<Fork>,
+    /// Dialog events of every fork, tagged with the fork's index.
+    dialog_tx: mpsc::UnboundedSender<(usize, DialogEvent)>,
+    dialog_rx: mpsc::UnboundedReceiver<(usize, DialogEvent)>,
+    events: mpsc::Sender<LegEvent>,
+    bridge: Option<Bridge>,
+    negotiated: Option<NegotiatedAudio>,
+    /// The PBX put us on hold: nothing is sent its way.
+    held: bool,
+    /// The fork that answered.
+    winner: Option<usize>,
+    ring_deadline: Instant,
+    dtmf: DigitPlayer,
+    /// Extends the bridge's 32-bit WebRTC timestamps for str0m.
+    out_ts: TsExtender,
+    ringing_sent: bool,
+    /// Set when the call is over; the loop then waits for the SIP side to settle.
+    ending: Option<(Ending, Instant)>,
+}
+
+impl TrunkCall {
+    /// Places the call and runs it to the end. Spawn it.
+    pub async fn run(self) {
+        let TrunkCall {
+            leg,
+            webrtc_socket,
+            rtp_socket,
+            sip,
+            route,
+            mut commands,
+            events,
+            metrics,
+        } = self;
+        let _gauge = metrics.hold(Gauge::ActiveCalls);
+        let mut sdp = RtpSdp::new(rtp_socket.local, rand::random::<u32>().into());
+        let offer = Body {
+            content_type: "application/sdp".into(),
+            data: sdp
+                .offer(&PBX_CODECS, Direction::SendRecv)
+                .to_string()
+                .into_bytes()
+                .into(),
+        };
+        let (dialog_tx, dialog_rx) = mpsc::unbounded_channel();
+        let now = Instant::now();
+        let mut call = Running {
+            leg,
+            wsock: webrtc_socket,
+            rsock: rtp_socket,
+            sip,
+            sdp,
+            offer,
+            route_dest: route.dest,
+            configs: route.legs,
+            strategy: route.strategy,
+            ring_timeout: route.ring_timeout,
+            forks: Vec::new(),
+            dialog_tx,
+            dialog_rx,
+            events,
+            bridge: None,
+            negotiated: None,
+            held: false,
+            winner: None,
+            ring_deadline: now + route.ring_timeout,
+            dtmf: DigitPlayer::new(48_000, rand::random()),
+            out_ts: TsExtender::default(),
+            ringing_sent: false,
+            ending: None,
+        };
+        info!(trunk = %route.trunk_key, dest = %call.route_dest, forks = call.configs.len(), "calling the pbx");
+        let first = match call.strategy {
+            Strategy::Sequential => 1,
+            Strategy::Simultaneous => call.configs.len(),
+        };
+        for i in 0..first {
+            if let Err(e) = call.start_fork(i).await {
+                warn!(cause = %e, "cannot place the sip call");
+                call.end(("unavailable", 503));
+            }
+        }
+        let (reason, code) = call.run(&mut commands).await;
+        info!(reason, code, "trunk call ended");
+        let _ = call.events.send(LegEvent::Ended { reason, code }).await;
+    }
+}
+
+impl Running {
+    async fn start_fork(&mut self, i: usize) -> Result<(), crate::sip::SipError> {
+        let Some(cfg) = self.configs.get(i).cloned() else {
+            return Ok(());
+        };
+        let (call, mut rx) = self
+            .sip
+            .invite(cfg, Some(self.offer.clone()), self.route_dest)
+            .await?;
+        let deadline = match self.strategy {
+            Strategy::Sequential => Some(Instant::now() + self.ring_timeout),
+            Strategy::Simultaneous => None,
+        };
+        self.forks.push(Fork {
+            call,
+            state: ForkState::Trying,
+            deadline,
+        });
+        let idx = self.forks.len() - 1;
+        let tx = self.dialog_tx.clone();
+        // the SIP task drops its sender when the leg terminates, which ends this forwarder
+        tokio::spawn(async move {
+            while let Some(ev) = rx.recv().await {
+                if tx.send((idx, ev)).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(())
+    }
+
+    async fn run(&mut self, commands: &mut mpsc::Receiver<LegCommand>) -> Ending {
+        let mut wbuf = vec![0u8; 2048];
+        let mut rbuf = vec![0u8; 2048];
+        let mut commands_open = true;
+        loop {
+            let leg_deadline = match self.drain().await {
+                Ok(t) => t,
+                Err(ending) => {
+                    self.end(ending);
+                    Instant::now() + TEARDOWN_GRACE
+                }
+            };
+            if let Some((ending, until)) = self.ending
+                && (self
+                    .forks
+                    .iter()
+                    .all(|f| matches!(f.state, ForkState::Done(_)))
+                    || Instant::now() >= until)
+            {
+                return ending;
+            }
+            let deadline = self.next_deadline(leg_deadline);
+            tokio::select! {
+                cmd = commands.recv(), if commands_open => match cmd {
+                    Some(LegCommand::Candidate(c)) => {
+                        if let Err(e) = self.leg.add_remote_candidate(&c) {
+                            debug!(cause = %e, "remote candidate refused");
+                            let _ = self.events.send(LegEvent::Refused { code: "bad-candidate", message: e.to_string() }).await;
+                        }
+                    }
+                    Some(LegCommand::Dtmf(digits)) => {
+                        if let Err(e) = self.dtmf.push(&digits) {
+                            let _ = self.events.send(LegEvent::Refused { code: "invalid", message: e.to_string() }).await;
+                        }
+                    }
+                    Some(LegCommand::Hangup) => self.end(("hangup", 200)),
+                    None => {
+                        commands_open = false;
+                        self.end(("hangup", 200));
+                    }
+                },
+                r = self.wsock.socket.recv_from(&mut wbuf) => match r {
+                    Ok((n, source)) => {
+                        let input = Receive { source, destination: self.wsock.local, contents: &wbuf[..n] };
+                        if let Err(e) = self.leg.handle_input(Instant::now(), input) {
+                            debug!(cause = %e, %source, "webrtc datagram dropped");
+                        }
+                    }
+                    Err(e) => debug!(cause = %e, "webrtc socket receive error"),
+                },
+                r = self.rsock.socket.recv_from(&mut rbuf) => match r {
+                    Ok((n, source)) => {
+                        if let Some(b) = self.bridge.as_mut() {
+                            b.handle_rtp_input(Instant::now(), source, rbuf[..n].to_vec());
+                        }
+                    }
+                    Err(e) => debug!(cause = %e, "rtp socket receive error"),
+                },
+                Some((idx, ev)) = self.dialog_rx.recv() => self.on_dialog(idx, ev).await,
+                _ = tokio::time::sleep_until(deadline.into()) => self.on_timeout().await,
+            }
+        }
+    }
+
+    /// The earliest thing the call waits for.
+    fn next_deadline(&self, leg: Instant) -> Instant {
+        let mut d = leg;
+        if let Some(t) = self.bridge.as_ref().and_then(Bridge::poll_timeout) {
+            d = d.min(t);
+        }
+        if self.bridge.is_some()
+            && let Some(t) = self.dtmf.poll_timeout()
+        {
+            d = d.min(t);
+        }
+        if self.winner.is_none() && self.ending.is_none() {
+            d = d.min(self.ring_deadline);
+            for f in &self.forks {
+                if let (Some(t), true) = (f.deadline, f.state.is_open()) {
+                    d = d.min(t);
+                }
+            }
+        }
+        if let Some((_, until)) = self.ending {
+            d = d.min(until);
+        }
+        d
+    }
+
+    async fn on_timeout(&mut self) {
+        let now = Instant::now();
+        if let Err(e) = self.leg.handle_timeout(now) {
+            warn!(cause = %e, "webrtc leg timeout failed");
+            self.end(("media-error", 500));
+        }
+        if let Some(b) = self.bridge.as_mut() {
+            while let Some((ts, payload)) = self.dtmf.poll(now) {
+                b.handle_webrtc_dtmf(now, ts, &payload);
+            }
+            b.handle_timeout(now);
+        }
+        if self.winner.is_some() || self.ending.is_some() {
+            return;
+        }
+        if now >= self.ring_deadline {
+            info!("nobody answered in time");
+            self.end(("no-answer", 408));
+            return;
+        }
+        // sequential groups: a member whose ring time is up is cancelled; the next one rings
+        let expired: Vec<usize> = self
+            .forks
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.state.is_open() && f.deadline.is_some_and(|t| now >= t))
+            .map(|(i, _)| i)
+            .collect();
+        for i in expired {
+            self.leave_fork(i).await;
+            self.next_member().await;
+        }
+    }
+
+    /// Sequential groups: rings the next member, if any.
+    async fn next_member(&mut self) {
+        if self.strategy != Strategy::Sequential || self.forks.len() >= self.configs.len() {
+            return;
+        }
+        let next = self.forks.len();
+        if let Err(e) = self.start_fork(next).await {
+            warn!(cause = %e, "cannot ring the next member");
+        }
+    }
+
+    async fn on_dialog(&mut self, idx: usize, ev: DialogEvent) {
+        match ev {
+            DialogEvent::Ringing { status, .. } => {
+                if let Some(f) = self.forks.get_mut(idx)
+                    && f.state == ForkState::Trying
+                {
+                    f.state = ForkState::Ringing;
+                }
+                if !self.ringing_sent && self.winner.is_none() {
+                    debug!(status, "callee alerted");
+                    self.ringing_sent = true;
+                    let _ = self.events.send(LegEvent::Ringing).await;
+                }
+            }
+            DialogEvent::Answered { body } => self.on_answered(idx, body).await,
+            DialogEvent::TargetRefresh { offer } => self.on_refresh(idx, offer).await,
+            DialogEvent::RefreshAnswered { body } => {
+                // the PBX answered the offer we made in our 200 to its offer-less re-INVITE
+                if let Some(sd) = body.as_ref().and_then(parse_sdp) {
+                    match self.sdp.process_answer(&sd) {
+                        Ok(neg) => self.apply_negotiated(neg),
+                        Err(e) => debug!(cause = %e, "unusable refresh answer"),
+                    }
+                }
+            }
+            DialogEvent::Terminated { reason } => self.on_terminated(idx, reason).await,
+            other => debug!(?other, "dialog event"),
+        }
+    }
+
+    async fn on_answered(&mut self, idx: usize, body: Option<Body>) {
+        if self.winner.is_some() || self.ending.is_some() {
+            // another fork won (or the caller hung up) while this one answered: release it
+            if let Some(f) = self.forks.get_mut(idx) {
+                f.state = ForkState::Leaving;
+                let call = f.call;
+                let _ = self.sip.with_call(call, |c, _| drop(c.hangup())).await;
+            }
+            return;
+        }
+        let neg = body
+            .as_ref()
+            .and_then(parse_sdp)
+            .ok_or("no SDP in the answer")
+            .and_then(|sd| {
+                self.sdp
+                    .process_answer(&sd)
+                    .map_err(|_| "no usable audio in the answer")
+            });
+        let neg = match neg {
+            Ok(n) => n,
+            Err(cause) => {
+                warn!(cause, "pbx answer refused");
+                if let Some(f) = self.forks.get_mut(idx) {
+                    f.state = ForkState::Leaving;
+                    let call = f.call;
+                    let _ = self.sip.with_call(call, |c, _| drop(c.hangup())).await;
+                }
+                self.end(("not-acceptable", 488));
+                return;
+            }
+        };
+        info!(codec = ?neg.codec, remote = %neg.remote_addr, "pbx answered");
+        let mut rtp = RtpLegConfig::new(rand::random(), neg.codec, neg.pt, neg.remote_addr);
+        rtp.dtmf_pt = neg.dtmf_pt;
+        rtp.ptime = neg.ptime;
+        rtp.rtcp_mux = neg.rtcp_mux;
+        let mut cfg = BridgeConfig::new(rtp);
+        // str0m cannot write telephone-events towards the browser; PBX digits are reported only
+        cfg.webrtc_dtmf_pt = None;
+        cfg.webrtc_initial_ts = rand::random();
+        match Bridge::new(Instant::now(), cfg) {
+            Ok(b) => self.bridge = Some(b),
+            Err(e) => {
+                warn!(cause = %e, "cannot build the media bridge");
+                self.end(("media-error", 500));
+                return;
+            }
+        }
+        self.held = neg.remote_hold();
+        self.negotiated = Some(neg);
+        self.winner = Some(idx);
+        if let Some(f) = self.forks.get_mut(idx) {
+            f.state = ForkState::Up;
+        }
+        // the others stop ringing
+        for i in 0..self.forks.len() {
+            if i != idx && self.forks[i].state.is_open() {
+                self.leave_fork(i).await;
+            }
+        }
+        let _ = self.events.send(LegEvent::Answered).await;
+    }
+
+    /// A re-INVITE or UPDATE from the PBX: hold, resume, or a new address.
+    async fn on_refresh(&mut self, idx: usize, offer: Option<Body>) {
+        let Some(call) = self.forks.get(idx).map(|f| f.call) else {
+            return;
+        };
+        let Some(codec) = self.negotiated.map(|n| n.codec) else {
+            let _ = self
+                .sip
+                .with_call(call, |c, _| drop(c.reject_refresh(491, "Request Pending")))
+                .await;
+            return;
+        };
+        let body = match offer {
+            Some(offer) => {
+                let answer = parse_sdp(&offer).ok_or(()).and_then(|sd| {
+                    self.sdp
+                        .answer(&sd, &[codec, Codec::TelephoneEvent])
+                        .map_err(|_| ())
+                });
+                match answer {
+                    Ok((sd, neg)) => {
+                        self.apply_negotiated(neg);
+                        sd
+                    }
+                    Err(()) => {
+                        let _ = self
+                            .sip
+                            .with_call(call, |c, _| {
+                                drop(c.reject_refresh(488, "Not Acceptable Here"))
+                            })
+                            .await;
+                        return;
+                    }
+                }
+            }
+            // offer-less re-INVITE: we offer the current codec, the ACK brings the answer
+            None => self
+                .sdp
+                .offer(&[codec, Codec::TelephoneEvent], Direction::SendRecv),
+        };
+        let body = Body {
+            content_type: "application/sdp".into(),
+            data: body.to_string().into_bytes().into(),
+        };
+        let _ = self
+            .sip
+            .with_call(call, move |c, now| drop(c.accept_refresh(now, Some(body))))
+            .await;
+    }
+
+    /// Applies a renegotiated PBX side: hold state and (on resume) the new address.
+    fn apply_negotiated(&mut self, neg: NegotiatedAudio) {
+        let held = neg.remote_hold();
+        if held != self.held {
+            info!(held, "pbx changed hold state");
+            let ev = if held {
+                LegEvent::Held
+            } else {
+                LegEvent::Resumed
+            };
+            let _ = self.events.try_send(ev);
+        }
+        self.held = held;
+        if !held && let Some(b) = self.bridge.as_mut() {
+            // re-target and re-latch: the phone may resume from another port
+            b.rtp_leg_mut().set_remote(neg.remote_addr);
+        }
+        self.negotiated = Some(neg);
+    }
+
+    async fn on_terminated(&mut self, idx: usize, reason: TerminatedReason) {
+        let code = match reason {
+            TerminatedReason::Rejected(c) => Some(c),
+            _ => None,
+        };
+        let was = self.forks.get(idx).map(|f| f.state);
+        if let Some(f) = self.forks.get_mut(idx) {
+            f.state = ForkState::Done(code);
+        }
+        debug!(fork = idx, ?reason, "sip leg ended");
+        if self.ending.is_some() {
+            return;
+        }
+        if self.winner == Some(idx) {
+            let ending = match reason {
+                TerminatedReason::RemoteBye => ("remote-hangup", 200),
+                TerminatedReason::SessionTimerExpired | TerminatedReason::Timeout => ("lost", 408),
+                _ => ("hangup", 200),
+            };
+            self.end(ending);
+            return;
+        }
+        if self.winner.is_some() || was == Some(ForkState::Leaving) {
+            // a loser we released, or a late one
+            if self.strategy == Strategy::Sequential && self.winner.is_none() {
+                self.next_member().await;
+            }
+            return;
+        }
+        if self.strategy == Strategy::Sequential && self.forks.len() < self.configs.len() {
+            // this member failed: ring the next one
+            if reason == TerminatedReason::Timeout || code.is_some() {
+                self.next_member().await;
+                return;
+            }
+        }
+        if self.forks.len() == self.configs.len()
+            && self
+                .forks
+                .iter()
+                .all(|f| matches!(f.state, ForkState::Done(_)))
+        {
+            self.end(self.best_failure(reason));
+        }
+    }
+
+    /// The status the caller sees when every fork failed (RFC 3261 16.7 in spirit:
+    /// a busy member is more telling than an unavailable one).
+    fn best_failure(&self, last: TerminatedReason) -> Ending {
+        let codes: Vec<u16> = self
+            .forks
+            .iter()
+            .filter_map(|f| match f.state {
+                ForkState::Done(c) => c,
+                _ => None,
+            })
+            .collect();
+        let pick = codes
+            .iter()
+            .copied()
+            .find(|c| *c >= 600)
+            .or_else(|| codes.iter().copied().find(|c| *c == 486))
+            .or_else(|| codes.iter().copied().find(|c| *c != 408 && *c != 487))
+            .or_else(|| codes.first().copied());
+        match pick {
+            Some(c) => (reason_of(c), c),
+            None if last == TerminatedReason::Timeout => ("unreachable", 408),
+            None => ("failed", 500),
+        }
+    }
+
+    /// Releases one fork: CANCEL while it rings, BYE once up.
+    async fn leave_fork(&mut self, i: usize) {
+        let Some(f) = self.forks.get_mut(i) else {
+            return;
+        };
+        let state = f.state;
+        let call = f.call;
+        match state {
+            ForkState::Trying | ForkState::Ringing => {
+                f.state = ForkState::Leaving;
+                let _ = self.sip.with_call(call, |c, _| drop(c.cancel())).await;
+            }
+            ForkState::Up => {
+                f.state = ForkState::Leaving;
+                let _ = self.sip.with_call(call, |c, _| drop(c.hangup())).await;
+            }
+            ForkState::Leaving | ForkState::Done(_) => {}
+        }
+    }
+
+    /// Starts ending the call: both legs are released; the loop exits once the
+    /// SIP side confirmed or the grace period passed.
+    fn end(&mut self, ending: Ending) {
+        if self.ending.is_some() {
+            return;
+        }
+        self.ending = Some((ending, Instant::now() + TEARDOWN_GRACE));
+        self.leg.close();
+        let sip = self.sip.clone();
+        let open: Vec<(SipCall, ForkState)> = self
+            .forks
+            .iter_mut()
+            .filter(|f| !matches!(f.state, ForkState::Done(_) | ForkState::Leaving))
+            .map(|f| {
+                let s = f.state;
+                f.state = ForkState::Leaving;
+                (f.call, s)
+            })
+            .collect();
+        if let Some(b) = self.bridge.as_mut() {
+            b.rtp_leg_mut().send_bye(Instant::now());
+        }
+        tokio::spawn(async move {
+            for (call, state) in open {
+                let _ = sip
+                    .with_call(call, move |c, _| {
+                        let _ = if state == ForkState::Up {
+                            c.hangup()
+                        } else {
+                            c.cancel()
+                        };
+                    })
+                    .await;
+            }
+        });
+    }
+
+    /// Drains the WebRTC leg and the bridge; returns the leg's next deadline.
+    async fn drain(&mut self) -> Result<Instant, Ending> {
+        loop {
+            let now = Instant::now();
+            let out = self.leg.poll_output().map_err(|e| {
+                warn!(cause = %e, "webrtc leg failed");
+                ("media-error", 500)
+            })?;
+            match out {
+                Output::Timeout(t) => {
+                    self.drain_bridge().await;
+                    return Ok(t);
+                }
+                Output::Transmit(t) => {
+                    if let Err(e) = self.wsock.socket.send_to(&t.contents, t.destination).await {
+                        debug!(cause = %e, dest = %t.destination, "webrtc send failed");
+                    }
+                }
+                Output::Event(Event::Connected) => {
+                    info!("caller media connected");
+                    let _ = self.events.send(LegEvent::Connected).await;
+                }
+                Output::Event(Event::Opus(frame)) => {
+                    if let Some(b) = self.bridge.as_mut() {
+                        b.handle_webrtc_media(
+                            now,
+                            MediaFrame {
+                                seq: frame.seq as u16,
+                                timestamp: frame.rtp_timestamp as u32,
+                                marker: false,
+                                payload: frame.payload.to_vec(),
+                            },
+                        );
+                    }
+                }
+                Output::Event(Event::TelephoneEvent {
+                    rtp_timestamp,
+                    payload,
+                }) => {
+                    if let Some(b) = self.bridge.as_mut() {
+                        b.handle_webrtc_dtmf(now, rtp_timestamp as u32, &payload);
+                    }
+                }
+                Output::Event(Event::Failed) if self.ending.is_none() => {
+                    return Err(("ice-failed", 408));
+                }
+                Output::Event(Event::Closed) if self.ending.is_none() => {
+                    return Err(("remote-closed", 200));
+                }
+                Output::Event(_) => {}
+            }
+        }
+    }
+
+    /// Sends what the bridge produced: RTP to the PBX, Opus to the browser.
+    async fn drain_bridge(&mut self) {
+        let Some(b) = self.bridge.as_mut() else {
+            return;
+        };
+        let now = Instant::now();
+        while let Some(t) = b.poll_transmit() {
+            if self.held || t.destination.ip().is_unspecified() {
+                continue;
+            }
+            if let Err(e) = self.rsock.socket.send_to(&t.data, t.destination).await {
+                debug!(cause = %e, dest = %t.destination, "rtp send failed");
+            }
+        }
+        while let Some(out) = b.poll_webrtc() {
+            if let WebrtcOutput::Audio(f) = out {
+                let ts = self.out_ts.extend(f.timestamp);
+                if let Err(e) = self.leg.write_opus(now, ts, &f.payload) {
+                    debug!(cause = %e, "opus write dropped");
+                }
+            }
+        }
+        while let Some(ev) = b.poll_event() {
+            match ev {
+                BridgeEvent::WebrtcDigit(d) => info!(digit = %d, "dtmf to the pbx"),
+                BridgeEvent::PbxDigit(d) => info!(digit = %d, "dtmf from the pbx"),
+                BridgeEvent::Latched(a) => debug!(%a, "rtp latched"),
+                BridgeEvent::PbxBye => debug!("pbx sent rtcp bye"),
+            }
+        }
+    }
+}
+
+fn parse_sdp(body: &Body) -> Option<SessionDescription> {
+    SessionDescription::parse(&String::from_utf8_lossy(&body.data)).ok()
+}
+
+/// Extends 32-bit RTP timestamps to the monotonic 64-bit clock str0m wants.
+#[derive(Debug, Default)]
+struct TsExtender {
+    last: Option<(u32, u64)>,
+}
+
+impl TsExtender {
+    fn extend(&mut self, ts: u32) -> u64 {
+        let ext = match self.last {
+            // a signed 32-bit step handles wrap-around both ways; never below zero
+            Some((prev, ext)) => ext.saturating_add_signed(i64::from(ts.wrapping_sub(prev) as i32)),
+            None => u64::from(ts),
+        };
+        self.last = Some((ts, ext));
+        ext
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_extend_across_wrap() {
+        let mut t = TsExtender::default();
+        assert_eq!(t.extend(u32::MAX - 959), u64::from(u32::MAX - 959));
+        assert_eq!(t.extend(0), u64::from(u32::MAX) + 1);
+        assert_eq!(t.extend(960), u64::from(u32::MAX) + 961);
+        // a reordered frame steps back, not forward by 2^32
+        assert_eq!(t.extend(0), u64::from(u32::MAX) + 1);
+    }
+}

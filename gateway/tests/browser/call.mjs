@@ -1,0 +1,168 @@
+#!/usr/bin/env node
+// Browser side of the PBX call tests: a messenger user in headless Chromium
+// calls a company name through the real web client.
+//
+//   node call.mjs <gateway-url> --to acme/sales [--login alice] [--search acme]
+//                 [--end hangup|remote|cancel|fail] [--seconds 4] [--dtmf 1]
+//
+// Registers <login> (a fresh account), optionally searches the directory and
+// checks the name is among the hits, calls --to through the UI, then:
+//   hangup  waits for "connected", samples getStats for --seconds (pressing
+//           the keypad --dtmf midway), clicks Hang up;
+//   remote  waits for "connected", samples until the call ends by itself
+//           (the desk phone hangs up; at most --seconds);
+//   cancel  waits for "ringing", clicks Hang up before anyone answers;
+//   fail    waits for the call to end without connecting.
+// Prints one JSON line: {ok, checks, samples:[{t, energy, bytes, state}], ended:{reason, detail}}.
+// `t` is the wall clock (ms) so the Rust side can line samples up with what
+// it did to the desk phone. Exit 0 when every check passes.
+//
+// Environment: CHROMIUM (default /usr/bin/chromium), PLAYWRIGHT_CORE.
+
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { pathToFileURL, fileURLToPath } from 'node:url';
+
+const argv = process.argv.slice(2);
+const opt = (name, dflt) => (argv.includes(`--${name}`) ? argv[argv.indexOf(`--${name}`) + 1] : dflt);
+const base = argv[0];
+const to = opt('to', 'acme/sales');
+const login = opt('login', `alice-${process.pid}`);
+const search = opt('search', '');
+const end = opt('end', 'hangup');
+const seconds = Number(opt('seconds', '4'));
+const dtmf = opt('dtmf', '');
+const here = path.dirname(fileURLToPath(import.meta.url));
+const pwPath = process.env.PLAYWRIGHT_CORE
+  || path.resolve(here, '..', '..', '..', 'tests', 'node_modules', 'playwright-core');
+const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
+
+const result = { ok: false, checks: {}, samples: [], events: [] };
+const mark = (what) => { result.events.push({ t: Date.now(), what }); console.error(`[call.mjs] ${what}`); };
+
+async function main() {
+  const { chromium } = await import(pathToFileURL(path.join(pwPath, 'index.mjs')).href);
+  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'namecall-call-profile-'));
+  const flags = [
+    '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--no-default-browser-check',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
+    '--allow-loopback-in-peer-connection',
+    '--disable-features=WebRtcHideLocalIpsWithMdns',
+    '--autoplay-policy=no-user-gesture-required',
+    '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1',
+  ];
+  let ctx;
+  const consoleLines = [];
+  try {
+    ctx = await chromium.launchPersistentContext(profile, { executablePath, headless: true, args: flags, timeout: 60000 });
+    const page = ctx.pages()[0] || await ctx.newPage();
+    page.on('console', (m) => consoleLines.push(m.text()));
+    page.on('pageerror', (e) => consoleLines.push(`pageerror: ${e.message}`));
+    await page.goto(new URL('/?ice=loopback', base).href);
+
+    // register a fresh account (guests may not call companies)
+    await page.fill('#login-name', login);
+    await page.fill('#login-password', 'correct horse battery');
+    await page.click('#register-btn');
+    await page.waitForSelector('#call-panel:not([hidden])', { timeout: 15000 });
+    result.checks.registered = (await page.textContent('#whoami')).trim() === login;
+    mark('registered');
+
+    if (search) {
+      await page.fill('#search', search);
+      await page.waitForFunction((name) => [...document.querySelectorAll('#search-results li')]
+        .some((li) => li.textContent.startsWith(name)), to, { timeout: 10000 });
+      result.hits = await page.$$eval('#search-results li', (lis) => lis.map((li) => li.textContent));
+      // pick the callee from the results, as a user would
+      await page.click(`#search-results li:text-matches("^${to.replace('/', '\\/')}( |$)")`);
+      result.checks.found_by_search = (await page.inputValue('#callee')) === to;
+    } else {
+      await page.fill('#callee', to);
+    }
+
+    const state = () => page.getAttribute('#call-state', 'data-state');
+    const waitState = (states, ms) => page.waitForFunction(
+      (s) => s.includes(document.getElementById('call-state').dataset.state), states, { timeout: ms });
+    const sample = async () => {
+      const s = await page.evaluate(async () => {
+        const pc = window.namecall.pc;
+        const out = { energy: 0, bytes: 0, codec: null };
+        if (!pc) return out;
+        const stats = await pc.getStats();
+        const byId = {};
+        stats.forEach((r) => { byId[r.id] = r; });
+        stats.forEach((r) => {
+          if (r.type === 'inbound-rtp' && r.kind === 'audio') {
+            out.energy = r.totalAudioEnergy || 0;
+            out.bytes = r.bytesReceived || 0;
+            out.codec = r.codecId && byId[r.codecId] ? byId[r.codecId].mimeType : null;
+          }
+        });
+        return out;
+      });
+      result.samples.push({ t: Date.now(), state: await state(), ...s });
+    };
+
+    await page.click('#call-btn');
+    mark('call clicked');
+
+    if (end === 'cancel') {
+      await waitState(['ringing', 'ended'], 20000);
+      result.checks.ringing = (await state()) === 'ringing';
+      mark('ringing');
+      await page.click('#hangup-btn');
+      mark('hangup clicked');
+    } else if (end === 'fail') {
+      await waitState(['ended', 'connected'], 40000);
+      result.checks.not_connected = (await state()) === 'ended';
+    } else {
+      await waitState(['connected', 'ended'], 30000);
+      result.checks.connected = (await state()) === 'connected';
+      if (!result.checks.connected) throw new Error(`call did not connect: ${await page.textContent('#call-detail')}`);
+      mark('connected');
+      const stop = Date.now() + seconds * 1000;
+      let pressed = !dtmf;
+      while (Date.now() < stop) {
+        await sample();
+        if (end === 'remote' && (await state()) === 'ended') break;
+        if (!pressed && Date.now() > stop - (seconds * 1000) / 2) {
+          await page.click(`#keypad button:has-text("${dtmf}")`);
+          pressed = true;
+          mark(`dtmf ${dtmf}`);
+        }
+        await page.waitForTimeout(250);
+      }
+      const first = result.samples.find((s) => s.state === 'connected') || { energy: 0, bytes: 0 };
+      const last = result.samples[result.samples.length - 1] || { energy: 0, bytes: 0 };
+      result.checks.bytes_growing = last.bytes > first.bytes;
+      result.checks.audio_energy = last.energy > 0;
+      result.codec = last.codec;
+      if (end === 'hangup') {
+        await page.click('#hangup-btn');
+        mark('hangup clicked');
+      }
+    }
+    await waitState(['ended'], end === 'remote' ? 40000 : 15000);
+    mark('ended');
+    result.ended = {
+      reason: await page.getAttribute('#call-state', 'data-reason'),
+      detail: (await page.textContent('#call-detail')).trim(),
+    };
+    result.ok = Object.values(result.checks).every(Boolean);
+  } finally {
+    if (!result.ok) result.console = consoleLines.slice(-40);
+    if (ctx) await ctx.close().catch(() => {});
+    fs.rmSync(profile, { recursive: true, force: true });
+  }
+}
+
+try {
+  if (!base) throw new Error('usage: node call.mjs <gateway-url> --to <name>');
+  await main();
+} catch (e) {
+  result.error = String((e && e.stack) || e);
+}
+console.log(JSON.stringify(result));
+process.exit(result.ok ? 0 : 1);

@@ -1,0 +1,321 @@
+//! The product's promise, end to end: a messenger user in headless Chromium
+//! calls a company by name and the desk phone on the company's own PBX rings.
+//!
+//! Every test starts a real Kamailio (the company's registrar, digest auth),
+//! a real baresip registered to it as extension 100 (plays a speech WAV,
+//! records what it hears), and the real `namecall` binary whose dialplan is
+//! `dialplans/examples/acme.yaml` pointed at that Kamailio. The gateway
+//! registers its trunk; Chromium (tests/browser/call.mjs) registers an
+//! account, finds `acme/sales` by searching "acme" and calls it through the
+//! web client. The Rust side drives the desk phone through baresip's control
+//! socket and checks what it heard.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use labkit::{Baresip, Gateway, Kamailio, NodeRun};
+use serde_json::Value;
+
+struct Lab {
+    _pbx: Kamailio,
+    phone: Baresip,
+    gw: Gateway,
+    _data: tempfile::TempDir,
+}
+
+fn script() -> PathBuf {
+    labkit::workspace_root().join("gateway/tests/browser/call.mjs")
+}
+
+/// Kamailio, desk phone 100 (auto-answering or not), and the gateway with its trunk registered.
+fn lab(auto_answer: bool) -> Lab {
+    lab_with(auto_answer, "100")
+}
+
+/// Like [`lab`] with the desk phone registered as `ext` (100 and 101 are subscribers).
+fn lab_with(auto_answer: bool, ext: &str) -> Lab {
+    let pbx = Kamailio::start(&[
+        ("trunk", "trunkpass"),
+        ("100", "pass100"),
+        ("101", "pass101"),
+    ])
+    .expect("kamailio");
+    // long enough to still be talking after a hold and resume
+    let wav = labkit::speech_wav(
+        "Hello, this is the sales desk of Acme. You are speaking to extension one hundred. \
+         We are testing the call from the messenger. One, two, three, four, five, six, seven, \
+         eight, nine, ten. The quick brown fox jumps over the lazy dog. Thank you for calling.",
+        8000,
+        "desk100-long",
+    )
+    .expect("wav");
+    let pass = format!("pass{ext}");
+    let phone = Baresip::start_with(&pbx, ext, &pass, &wav, auto_answer).expect("baresip");
+    let data = tempfile::tempdir().expect("temp dir");
+    let plans = data.path().join("plans");
+    std::fs::create_dir_all(&plans).expect("plans dir");
+    let acme =
+        std::fs::read_to_string(labkit::workspace_root().join("dialplans/examples/acme.yaml"))
+            .expect("example dialplan")
+            .replace("127.0.0.1:5070", &pbx.addr().to_string());
+    std::fs::write(plans.join("acme.yaml"), acme).expect("write dialplan");
+    let plans_arg = plans.to_string_lossy().into_owned();
+    let gw = Gateway::start(
+        std::path::Path::new(env!("CARGO_BIN_EXE_namecall")),
+        &data.path().join("data"),
+        &["--dialplans", &plans_arg],
+    )
+    .expect("gateway starts");
+    labkit::wait_for("trunk registered", Duration::from_secs(20), || {
+        (!pbx.contacts("trunk").is_empty()).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", gw.log.tail(40)));
+    Lab {
+        _pbx: pbx,
+        phone,
+        gw,
+        _data: data,
+    }
+}
+
+fn call(lab: &Lab, args: &[&str]) -> NodeRun {
+    let url = format!("http://{}/", lab.gw.addr);
+    let mut all = vec![url.as_str()];
+    all.extend_from_slice(args);
+    NodeRun::spawn(&script(), &all).expect("node runs call.mjs")
+}
+
+fn check(verdict: &Value, names: &[&str], lab: &Lab) {
+    for name in names {
+        assert_eq!(
+            verdict["checks"][name],
+            Value::Bool(true),
+            "check {name} failed: {verdict:#}\n--- gateway ---\n{}",
+            lab.gw.log.tail(60)
+        );
+    }
+}
+
+/// After a call, the gateway is back to idle: no call task, no media socket.
+fn assert_idle(lab: &Lab) {
+    for name in ["namecall_active_calls", "namecall_media_sockets"] {
+        if let Err(body) = lab.gw.wait_metric(name, 0, Duration::from_secs(10)) {
+            panic!("{name} did not return to 0:\n{body}");
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Done-when 1: search, call, the desk phone answers; audio both ways,
+/// DTMF `1` reaches the phone, the browser hangs up and the phone sees BYE.
+#[test]
+fn browser_calls_desk_phone_by_name() {
+    let lab = lab(true);
+    let mut ctl = lab.phone.control().expect("baresip control");
+    let run = call(
+        &lab,
+        &[
+            "--to",
+            "acme/sales",
+            "--search",
+            "acme",
+            "--end",
+            "hangup",
+            "--seconds",
+            "5",
+            "--dtmf",
+            "1",
+        ],
+    );
+    ctl.wait_event("CALL_ESTABLISHED", Duration::from_secs(40))
+        .unwrap_or_else(|e| panic!("{e}\n{}", lab.gw.log.tail(60)));
+    let dtmf = ctl
+        .wait_event("CALL_DTMF_START", Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{e}\n{}", lab.gw.log.tail(60)));
+    assert_eq!(dtmf["param"].as_str(), Some("1"), "{dtmf}");
+    ctl.wait_event("CALL_CLOSED", Duration::from_secs(30))
+        .expect("the desk phone sees our BYE");
+    let verdict = run.verdict(Duration::from_secs(60)).expect("verdict");
+    eprintln!("call.mjs: {verdict}");
+    check(
+        &verdict,
+        &[
+            "registered",
+            "found_by_search",
+            "connected",
+            "bytes_growing",
+            "audio_energy",
+        ],
+        &lab,
+    );
+    assert_eq!(verdict["ended"]["reason"], "hangup", "{verdict}");
+    // the phone heard the browser's fake microphone (a beep every second) for the call's length
+    let rec = lab
+        .phone
+        .last_recording("dec")
+        .expect("the phone recorded the call");
+    let (len, rms) = labkit::wav_stats(&rec).expect("recording stats");
+    assert!(len >= 4.0, "recording of {len} s");
+    assert!(rms > 0.01, "the phone heard speech-level audio, rms {rms}");
+    assert_idle(&lab);
+    // the messenger user's named login is who called
+    assert!(
+        lab.phone.log.contains("alice-") || lab.gw.log.contains("calling the pbx"),
+        "{}",
+        lab.phone.log.tail(20)
+    );
+}
+
+/// Done-when 2: the desk phone hangs up first.
+#[test]
+fn desk_phone_hangs_up_first() {
+    let lab = lab(true);
+    let mut ctl = lab.phone.control().expect("baresip control");
+    let run = call(
+        &lab,
+        &["--to", "acme/sales", "--end", "remote", "--seconds", "30"],
+    );
+    ctl.wait_event("CALL_ESTABLISHED", Duration::from_secs(40))
+        .unwrap_or_else(|e| panic!("{e}\n{}", lab.gw.log.tail(60)));
+    // let audio flow for a moment, then hang up on the phone
+    std::thread::sleep(Duration::from_secs(2));
+    ctl.command("hangup", "").expect("hangup command");
+    let verdict = run.verdict(Duration::from_secs(60)).expect("verdict");
+    check(&verdict, &["connected"], &lab);
+    assert_eq!(verdict["ended"]["reason"], "remote-hangup", "{verdict}");
+    assert!(
+        verdict["ended"]["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("hung up"),
+        "{verdict}"
+    );
+    assert_idle(&lab);
+}
+
+/// Done-when 2: the caller gives up while the phone rings: CANCEL, the phone stops ringing.
+#[test]
+fn caller_cancels_while_ringing() {
+    let lab = lab(false);
+    let mut ctl = lab.phone.control().expect("baresip control");
+    let run = call(&lab, &["--to", "acme/sales", "--end", "cancel"]);
+    ctl.wait_event("CALL_INCOMING", Duration::from_secs(40))
+        .unwrap_or_else(|e| panic!("{e}\n{}", lab.gw.log.tail(60)));
+    ctl.wait_event("CALL_CLOSED", Duration::from_secs(30))
+        .expect("the phone stops ringing");
+    let verdict = run.verdict(Duration::from_secs(60)).expect("verdict");
+    check(&verdict, &["ringing"], &lab);
+    assert_eq!(verdict["ended"]["reason"], "hangup", "{verdict}");
+    assert!(
+        ctl.events.iter().all(|e| e["type"] != "CALL_ESTABLISHED"),
+        "nobody answered"
+    );
+    assert_idle(&lab);
+}
+
+/// Done-when 2: a busy desk phone (486) ends the call with a clear message.
+#[test]
+fn busy_desk_phone_is_clear() {
+    let lab = lab(false);
+    let mut ctl = lab.phone.control().expect("baresip control");
+    let run = call(&lab, &["--to", "acme/sales", "--end", "fail"]);
+    ctl.wait_event("CALL_INCOMING", Duration::from_secs(40))
+        .unwrap_or_else(|e| panic!("{e}\n{}", lab.gw.log.tail(60)));
+    // the user rejects the call on the phone: baresip answers 486 Busy Here
+    ctl.command("hangup", "486 Busy Here").expect("reject");
+    let verdict = run.verdict(Duration::from_secs(60)).expect("verdict");
+    check(&verdict, &["registered", "not_connected"], &lab);
+    assert_eq!(verdict["ended"]["reason"], "busy", "{verdict}");
+    assert!(
+        verdict["ended"]["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("Busy"),
+        "{verdict}"
+    );
+    assert_idle(&lab);
+}
+
+/// Done-when 2: extension 100 is a subscriber of the PBX but no phone is
+/// registered for it (the only phone is 101): the PBX answers 480 and the
+/// caller reads "not available".
+#[test]
+fn unregistered_extension_is_clear() {
+    let lab = lab_with(true, "101");
+    let run = call(&lab, &["--to", "acme/sales", "--end", "fail"]);
+    let verdict = run.verdict(Duration::from_secs(60)).expect("verdict");
+    check(&verdict, &["registered", "not_connected"], &lab);
+    assert_eq!(verdict["ended"]["reason"], "unavailable", "{verdict}");
+    assert!(
+        verdict["ended"]["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("Not available"),
+        "{verdict}"
+    );
+    assert_idle(&lab);
+}
+
+/// Done-when 3: the desk phone holds and resumes; audio flows both ways after resume.
+#[test]
+fn hold_and_resume_keep_audio_both_ways() {
+    let lab = lab(true);
+    let mut ctl = lab.phone.control().expect("baresip control");
+    let run = call(
+        &lab,
+        &["--to", "acme/sales", "--end", "hangup", "--seconds", "12"],
+    );
+    ctl.wait_event("CALL_ESTABLISHED", Duration::from_secs(40))
+        .unwrap_or_else(|e| panic!("{e}\n{}", lab.gw.log.tail(60)));
+    std::thread::sleep(Duration::from_secs(2));
+    let held_at = now_ms();
+    ctl.command("hold", "").expect("hold");
+    std::thread::sleep(Duration::from_secs(3));
+    let resumed_at = now_ms();
+    ctl.command("resume", "").expect("resume");
+    let verdict = run.verdict(Duration::from_secs(60)).expect("verdict");
+    check(&verdict, &["connected", "audio_energy"], &lab);
+    assert!(
+        lab.gw.log.contains("pbx changed hold state held=true")
+            && lab.gw.log.contains("pbx changed hold state held=false"),
+        "the gateway saw hold and resume:\n{}",
+        lab.gw.log.tail(60)
+    );
+    // browser side: energy grows again after the resume (desk phone → browser)
+    let samples = verdict["samples"].as_array().cloned().unwrap_or_default();
+    let energy_at = |t: u64| {
+        samples
+            .iter()
+            .rfind(|s| s["t"].as_u64().unwrap_or(0) <= t)
+            .and_then(|s| s["energy"].as_f64())
+            .unwrap_or(0.0)
+    };
+    let end = samples
+        .last()
+        .and_then(|s| s["t"].as_u64())
+        .unwrap_or(resumed_at);
+    let before_hold = energy_at(held_at);
+    let after_resume = energy_at(resumed_at + 1000);
+    let last = energy_at(end);
+    assert!(before_hold > 0.0, "audio before hold: {verdict}");
+    assert!(
+        last > after_resume,
+        "desk phone → browser audio after resume ({after_resume} → {last}): {verdict}"
+    );
+    // phone side: the end of its recording (after the resume) is not silent (browser → desk phone)
+    ctl.wait_event("CALL_CLOSED", Duration::from_secs(30))
+        .expect("the phone sees our BYE");
+    let rec = lab.phone.last_recording("dec").expect("recording");
+    let tail = labkit::wav_tail_rms(&rec, 2.0).expect("recording tail");
+    assert!(
+        tail > 0.005,
+        "browser → desk phone audio after resume, tail rms {tail}"
+    );
+    assert_idle(&lab);
+}

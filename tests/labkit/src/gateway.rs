@@ -1,0 +1,254 @@
+//! The `namecall` binary under test, and the node scripts that drive Chromium.
+//!
+//! [`Gateway::start`] runs the real binary (tests pass
+//! `env!("CARGO_BIN_EXE_namecall")`) on free loopback ports with a temporary
+//! data folder and waits for its readiness line; [`NodeRun`] runs a
+//! playwright script next to it and collects the one JSON verdict line the
+//! script prints. Both kill their process on drop.
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus};
+use std::time::{Duration, Instant};
+
+use crate::{Log, kill, spawn_logged, wait_for};
+
+/// A running `namecall serve`.
+pub struct Gateway {
+    child: Option<Child>,
+    /// `host:port` of the HTTP server.
+    pub addr: String,
+    /// The gateway's stderr/stdout lines.
+    pub log: Log,
+}
+
+impl Gateway {
+    /// Starts `bin serve` on 127.0.0.1 (HTTP, SIP and media on free ports)
+    /// with `data_dir` and the `extra` arguments, and waits for
+    /// `namecall ready http=<addr>`.
+    pub fn start(bin: &Path, data_dir: &Path, extra: &[&str]) -> io::Result<Gateway> {
+        let mut cmd = Command::new(bin);
+        cmd.args(["serve", "--http", "127.0.0.1:0", "--media-ip", "127.0.0.1"])
+            .args(["--rtp-ports", "0-0", "--sip", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .env("RUST_LOG", "info,gateway=debug");
+        let log = Log::default();
+        let child = spawn_logged(cmd, &log)?;
+        let mut gw = Gateway {
+            child: Some(child),
+            addr: String::new(),
+            log,
+        };
+        let line = gw
+            .log
+            .wait_for("namecall ready http=", Duration::from_secs(60))
+            .map_err(|e| io::Error::other(format!("{e}:\n{}", gw.log.tail(30))))?;
+        gw.addr = line
+            .split("namecall ready http=")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap_or_default()
+            .to_owned();
+        Ok(gw)
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// `GET path`: (status, body).
+    pub fn get(&self, path: &str) -> io::Result<(u16, String)> {
+        http_get(&self.addr, path)
+    }
+
+    /// One gauge or counter of `/metrics`.
+    pub fn metric(&self, name: &str) -> Option<i64> {
+        self.get("/metrics")
+            .ok()
+            .and_then(|(_, b)| metric(&b, name))
+    }
+
+    /// Waits until `/metrics` shows `name` at `value`; returns the last body on timeout.
+    pub fn wait_metric(&self, name: &str, value: i64, timeout: Duration) -> Result<(), String> {
+        let end = Instant::now() + timeout;
+        loop {
+            let body = self.get("/metrics").map(|(_, b)| b).unwrap_or_default();
+            if metric(&body, name) == Some(value) {
+                return Ok(());
+            }
+            if Instant::now() >= end {
+                return Err(body);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sends SIGTERM and waits up to `timeout` for the exit status.
+    pub fn terminate(&mut self, timeout: Duration) -> io::Result<ExitStatus> {
+        let Some(mut c) = self.child.take() else {
+            return Err(io::Error::other("gateway already stopped"));
+        };
+        Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status()?;
+        let end = Instant::now() + timeout;
+        loop {
+            if let Some(s) = c.try_wait()? {
+                return Ok(s);
+            }
+            if Instant::now() >= end {
+                let _ = c.kill();
+                let _ = c.wait();
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "gateway did not exit after SIGTERM",
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        kill(&mut self.child);
+    }
+}
+
+/// A minimal HTTP/1.1 GET: (status, body).
+pub fn http_get(addr: &str, path: &str) -> io::Result<(u16, String)> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp)?;
+    let status = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| io::Error::other(format!("no status line: {resp}")))?;
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// The value of `name` in a Prometheus text body.
+pub fn metric(body: &str, name: &str) -> Option<i64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// A node script running in the background (a Chromium scenario).
+pub struct NodeRun {
+    child: Option<Child>,
+    /// Its output lines (the verdict is the last line starting with `{`).
+    pub log: Log,
+}
+
+impl NodeRun {
+    /// Starts `node script args...`.
+    pub fn spawn(script: &Path, args: &[&str]) -> io::Result<NodeRun> {
+        crate::require("node", "nodejs")?;
+        let mut cmd = Command::new("node");
+        cmd.arg(script).args(args);
+        let log = Log::default();
+        let child = spawn_logged(cmd, &log)?;
+        Ok(NodeRun {
+            child: Some(child),
+            log,
+        })
+    }
+
+    /// Waits for the script to exit and returns its JSON verdict.
+    pub fn verdict(mut self, timeout: Duration) -> io::Result<serde_json::Value> {
+        let mut child = self
+            .child
+            .take()
+            .ok_or_else(|| io::Error::other("no child"))?;
+        let end = Instant::now() + timeout;
+        while child.try_wait()?.is_none() {
+            if Instant::now() >= end {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("node script still running:\n{}", self.log.tail(30)),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // the output threads may lag the exit by a moment
+        let line = wait_for("verdict line", Duration::from_secs(5), || {
+            self.log
+                .lines()
+                .into_iter()
+                .rev()
+                .find(|l| l.starts_with('{'))
+        })
+        .map_err(|e| io::Error::other(format!("{e}:\n{}", self.log.tail(30))))?;
+        serde_json::from_str(&line).map_err(io::Error::other)
+    }
+}
+
+impl Drop for NodeRun {
+    fn drop(&mut self) {
+        kill(&mut self.child);
+    }
+}
+
+/// RMS amplitude (0..1, like sox's `stat`) of the last `seconds` of a 16-bit
+/// PCM WAV (mono, or its first channel).
+pub fn wav_tail_rms(path: &Path, seconds: f64) -> io::Result<f64> {
+    let data = std::fs::read(path)?;
+    let (rate, channels, samples) = pcm16(&data)?;
+    let n = ((seconds * f64::from(rate)) as usize * channels).min(samples.len());
+    let tail = &samples[samples.len() - n..];
+    let sum: f64 = tail
+        .iter()
+        .step_by(channels.max(1))
+        .map(|&s| f64::from(s) * f64::from(s))
+        .sum();
+    let count = tail.len().div_ceil(channels.max(1)).max(1);
+    Ok((sum / count as f64).sqrt() / 32768.0)
+}
+
+/// (sample rate, channels, samples) of a PCM16 RIFF/WAVE file.
+fn pcm16(data: &[u8]) -> io::Result<(u32, usize, Vec<i16>)> {
+    let bad = |m: &str| io::Error::new(io::ErrorKind::InvalidData, m.to_string());
+    if data.len() < 12 || &data[..4] != b"RIFF" || &data[8..12] != b"WAVE" {
+        return Err(bad("not a WAV file"));
+    }
+    let (mut rate, mut channels, mut pos) = (0u32, 1usize, 12usize);
+    while pos + 8 <= data.len() {
+        let id = &data[pos..pos + 4];
+        let len = u32::from_le_bytes([data[pos + 4], data[pos + 5], data[pos + 6], data[pos + 7]])
+            as usize;
+        let body = pos + 8;
+        if id == b"fmt " && body + 16 <= data.len() {
+            channels = usize::from(u16::from_le_bytes([data[body + 2], data[body + 3]]));
+            rate = u32::from_le_bytes([
+                data[body + 4],
+                data[body + 5],
+                data[body + 6],
+                data[body + 7],
+            ]);
+        } else if id == b"data" {
+            let end = (body + len).min(data.len());
+            let samples = data[body..end]
+                .chunks_exact(2)
+                .map(|c| i16::from_le_bytes([c[0], c[1]]))
+                .collect();
+            return Ok((rate.max(1), channels.max(1), samples));
+        }
+        pos = body + len + (len & 1);
+    }
+    Err(bad("no data chunk"))
+}
