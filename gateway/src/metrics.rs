@@ -81,6 +81,13 @@ impl Metrics {
                 "Open client WebSocket sessions.",
                 self.ws_sessions.load(Ordering::Relaxed),
             ),
+            (
+                "namecall_tasks",
+                "Alive tokio tasks (a count that keeps growing is a leak).",
+                tokio::runtime::Handle::try_current()
+                    .map(|h| h.metrics().num_alive_tasks() as i64)
+                    .unwrap_or(-1),
+            ),
         ];
         for (name, help, value) in gauges {
             let _ = writeln!(

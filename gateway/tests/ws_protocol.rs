@@ -3,16 +3,16 @@
 //! Each test starts `gateway::run` on 127.0.0.1:0 and talks JSON over a real
 //! WebSocket (tokio-tungstenite), as a second client would.
 
+mod common;
+
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use common::{audio_offer, connect, recv, send};
+use futures_util::SinkExt;
 use gateway::config::ServeConfig;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Starts a gateway; returns its address, the shutdown trigger and the temp dir guard.
 async fn start() -> (
@@ -45,32 +45,6 @@ async fn start_with(
         .expect("gateway runs");
     });
     (addr, tx, dir)
-}
-
-async fn connect(addr: std::net::SocketAddr) -> Ws {
-    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/v1/ws"))
-        .await
-        .expect("websocket upgrade");
-    ws
-}
-
-async fn send(ws: &mut Ws, v: Value) {
-    ws.send(Message::Text(v.to_string().into()))
-        .await
-        .expect("send frame");
-}
-
-async fn recv(ws: &mut Ws) -> Value {
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
-            .await
-            .expect("a frame within 5 s")
-            .expect("socket open")
-            .expect("frame ok");
-        if let Message::Text(t) = msg {
-            return serde_json::from_str(t.as_str()).expect("server sends JSON");
-        }
-    }
 }
 
 /// hello is answered with welcome, marked guest.
@@ -167,18 +141,6 @@ async fn metrics_count_sessions() {
     let missing = reqwest_free_get(addr, "/nope").await;
     assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
     assert!(missing.contains("application/problem+json"), "{missing}");
-}
-
-/// A real WebRTC offer (str0m playing the browser) with one Opus audio m-line.
-fn audio_offer() -> String {
-    use str0m::media::{Direction, MediaKind};
-    let mut rtc = str0m::Rtc::builder()
-        .set_crypto_provider(std::sync::Arc::new(str0m::crypto::from_feature_flags()))
-        .build(std::time::Instant::now());
-    let mut api = rtc.sdp_api();
-    api.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
-    let (offer, _pending) = api.apply().expect("offer with one m-line");
-    offer.to_sdp_string()
 }
 
 fn metric(body: &str, name: &str) -> Option<i64> {

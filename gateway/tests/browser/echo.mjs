@@ -117,7 +117,8 @@ async function main() {
     const detail = await page.textContent('#call-detail');
     result.checks.ended = true;
     result.ended_detail = detail;
-    result.checks.ended_by_hangup = /hangup/.test(detail);
+    result.ended_reason = await page.getAttribute('#call-state', 'data-reason');
+    result.checks.ended_by_hangup = result.ended_reason === 'hangup';
 
     result.ok = Object.values(result.checks).every(Boolean);
   } finally {

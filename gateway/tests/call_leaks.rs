@@ -1,0 +1,141 @@
+//! Done-when 4 of the call path: after 50 sequential calls to a desk phone,
+//! the gateway is back to its idle values: no active call, the same number
+//! of open sockets (UDP media ports included) and the same number of tokio
+//! tasks as before the first call.
+//!
+//! Real Kamailio and an auto-answering baresip (extension 100) play the
+//! company; the real `namecall` binary is the gateway; a WebSocket client
+//! with a real WebRTC offer places each call, waits until the desk phone
+//! picks up (media runs PBX-side), and hangs up. baresip allows 4 calls at
+//! once, so a BYE we failed to send would also show up as refused calls.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{audio_offer, connect, recv_within, send};
+use labkit::{Baresip, Gateway, Kamailio};
+use serde_json::json;
+
+/// Sockets (UDP and TCP) the process holds open, from `/proc/<pid>/fd`.
+fn open_sockets(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .filter(|l| l.to_string_lossy().starts_with("socket:"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// (active calls, media sockets, tasks, open sockets) right now.
+fn snapshot(gw: &Gateway, pid: u32) -> (i64, i64, i64, usize) {
+    (
+        gw.metric("namecall_active_calls").unwrap_or(-1),
+        gw.metric("namecall_media_sockets").unwrap_or(-1),
+        gw.metric("namecall_tasks").unwrap_or(-1),
+        open_sockets(pid),
+    )
+}
+
+/// Calls `acme/sales` once: waits for the pickup, hangs up, waits for `ended`.
+async fn one_call(ws: &mut common::Ws, id: &str) -> (bool, serde_json::Value) {
+    send(
+        ws,
+        json!({"type":"call","id":id,"to":"acme/sales","sdp":audio_offer()}),
+    )
+    .await;
+    let mut accepted = false;
+    loop {
+        let f = recv_within(ws, 30).await;
+        match f["type"].as_str() {
+            Some("accepted") => {
+                accepted = true;
+                send(ws, json!({"type":"hangup","id":id})).await;
+            }
+            Some("ended") => return (accepted, f),
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_calls_leave_nothing_behind() {
+    let pbx = Kamailio::start(&[("trunk", "trunkpass"), ("100", "pass100")]).expect("kamailio");
+    let wav = labkit::speech_wav("Extension one hundred.", 8000, "leak100").expect("wav");
+    let phone = Baresip::start(&pbx, "100", "pass100", &wav).expect("baresip");
+    let data = tempfile::tempdir().expect("temp dir");
+    let plans = data.path().join("plans");
+    std::fs::create_dir_all(&plans).expect("plans dir");
+    let acme =
+        std::fs::read_to_string(labkit::workspace_root().join("dialplans/examples/acme.yaml"))
+            .expect("example dialplan")
+            .replace("127.0.0.1:5070", &pbx.addr().to_string());
+    std::fs::write(plans.join("acme.yaml"), acme).expect("write dialplan");
+    let plans_arg = plans.to_string_lossy().into_owned();
+    let gw = Gateway::start(
+        std::path::Path::new(env!("CARGO_BIN_EXE_namecall")),
+        &data.path().join("data"),
+        &["--dialplans", &plans_arg],
+    )
+    .expect("gateway starts");
+    let pid = gw.pid().expect("pid");
+    labkit::wait_for("trunk registered", Duration::from_secs(20), || {
+        (!pbx.contacts("trunk").is_empty()).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", gw.log.tail(40)));
+
+    let mut ws = connect(&gw.addr).await;
+    send(
+        &mut ws,
+        json!({"type":"register","login":"leak-tester","password":"correct horse battery"}),
+    )
+    .await;
+    assert_eq!(recv_within(&mut ws, 10).await["type"], "welcome");
+
+    // one warm-up call, then the idle values to come back to
+    let (ok, ended) = one_call(&mut ws, "warm-up").await;
+    assert!(
+        ok,
+        "warm-up call was answered: {ended}\n{}",
+        gw.log.tail(40)
+    );
+    let wait_idle = |want: Option<(i64, i64, i64, usize)>| {
+        let mut last = snapshot(&gw, pid);
+        for _ in 0..200 {
+            last = snapshot(&gw, pid);
+            let idle = last.0 == 0 && last.1 == 0;
+            if idle && want.is_none_or(|w| last == w) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        last
+    };
+    let idle = wait_idle(None);
+    assert_eq!((idle.0, idle.1), (0, 0), "idle before the run: {idle:?}");
+    assert!(idle.2 > 0, "the task gauge works: {idle:?}");
+
+    for i in 0..50 {
+        let (accepted, ended) = one_call(&mut ws, &format!("c{i}")).await;
+        assert!(
+            accepted,
+            "call {i} was answered: {ended}\n{}",
+            gw.log.tail(40)
+        );
+        assert_eq!(ended["reason"], "hangup", "call {i}: {ended}");
+    }
+    let after = wait_idle(Some(idle));
+    assert_eq!(
+        after,
+        idle,
+        "(active calls, media sockets, tasks, open sockets) after 50 calls vs idle\n{}",
+        gw.log.tail(40)
+    );
+    assert!(
+        gw.metric("namecall_calls_total").unwrap_or(0) >= 51,
+        "every call was counted"
+    );
+    drop(phone);
+}

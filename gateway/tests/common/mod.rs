@@ -1,0 +1,60 @@
+//! Helpers shared by the gateway's WebSocket tests: a JSON client and a real
+//! WebRTC offer (str0m playing the browser).
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::Message;
+
+/// A client WebSocket.
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens `/v1/ws` on `addr` (`host:port`).
+pub async fn connect(addr: impl std::fmt::Display) -> Ws {
+    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/v1/ws"))
+        .await
+        .expect("websocket upgrade");
+    ws
+}
+
+/// Sends one JSON frame.
+pub async fn send(ws: &mut Ws, v: Value) {
+    ws.send(Message::Text(v.to_string().into()))
+        .await
+        .expect("send frame");
+}
+
+/// The next JSON frame, within `secs` seconds.
+pub async fn recv_within(ws: &mut Ws, secs: u64) -> Value {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(secs), ws.next())
+            .await
+            .expect("a frame in time")
+            .expect("socket open")
+            .expect("frame ok");
+        if let Message::Text(t) = msg {
+            return serde_json::from_str(t.as_str()).expect("server sends JSON");
+        }
+    }
+}
+
+/// The next JSON frame, within 5 s.
+pub async fn recv(ws: &mut Ws) -> Value {
+    recv_within(ws, 5).await
+}
+
+/// A real WebRTC offer (str0m playing the browser) with one Opus audio m-line.
+pub fn audio_offer() -> String {
+    use str0m::media::{Direction, MediaKind};
+    let mut rtc = str0m::Rtc::builder()
+        .set_crypto_provider(std::sync::Arc::new(str0m::crypto::from_feature_flags()))
+        .build(std::time::Instant::now());
+    let mut api = rtc.sdp_api();
+    api.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
+    let (offer, _pending) = api.apply().expect("offer with one m-line");
+    offer.to_sdp_string()
+}
