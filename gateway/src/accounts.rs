@@ -17,6 +17,19 @@ pub struct Identity {
     pub login: String,
     /// True when no account backs the login.
     pub guest: bool,
+    /// The account session's token (for `resume`); `None` for guests.
+    pub token: Option<String>,
+}
+
+impl Identity {
+    /// A guest named `login`.
+    pub fn guest(login: impl Into<String>) -> Self {
+        Identity {
+            login: login.into(),
+            guest: true,
+            token: None,
+        }
+    }
 }
 
 /// Why a login was refused.
@@ -84,6 +97,16 @@ pub trait Accounts: Send + Sync + 'static {
     fn search<'a>(&'a self, _query: &'a str) -> BoxFuture<'a, Result<Vec<Hit>, AuthError>> {
         Box::pin(async { Ok(Vec::new()) })
     }
+
+    /// Resumes an account session from its token.
+    fn resume<'a>(&'a self, _token: &'a str) -> BoxFuture<'a, Result<Identity, AuthError>> {
+        Box::pin(async { Err(AuthError::Unsupported) })
+    }
+
+    /// Ends an account session; its token stops working.
+    fn logout<'a>(&'a self, _token: &'a str) -> BoxFuture<'a, Result<(), AuthError>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// Accounts and search backed by the `directory` crate.
@@ -129,20 +152,17 @@ impl Accounts for DirectoryAccounts {
                 .map_err(|e| AuthError::InvalidName(e.to_string()))?;
             match password {
                 // a guest: may only reach built-in targets
-                None => Ok(Identity {
-                    login: name.to_string(),
-                    guest: true,
-                }),
+                None => Ok(Identity::guest(name.to_string())),
                 Some(pw) => {
                     let session = self
                         .dir
                         .login(&name, pw, None, std::time::SystemTime::now())
                         .await
                         .map_err(map_dir_error)?;
-                    let _ = session;
                     Ok(Identity {
                         login: name.to_string(),
                         guest: false,
+                        token: Some(session.token.expose().to_owned()),
                     })
                 }
             }
@@ -159,13 +179,21 @@ impl Accounts for DirectoryAccounts {
                 .map_err(|e| AuthError::InvalidName(e.to_string()))?;
             let display = directory::DisplayName::parse(login)
                 .map_err(|e| AuthError::InvalidName(e.to_string()))?;
-            self.dir
-                .register(&name, &display, password, std::time::SystemTime::now())
+            let now = std::time::SystemTime::now();
+            let user = self
+                .dir
+                .register(&name, &display, password, now)
+                .await
+                .map_err(map_dir_error)?;
+            let session = self
+                .dir
+                .open_session(user, now)
                 .await
                 .map_err(map_dir_error)?;
             Ok(Identity {
                 login: name.to_string(),
                 guest: false,
+                token: Some(session.token.expose().to_owned()),
             })
         })
     }
@@ -188,6 +216,36 @@ impl Accounts for DirectoryAccounts {
                 .collect())
         })
     }
+
+    fn resume<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Identity, AuthError>> {
+        Box::pin(async move {
+            let user = self
+                .dir
+                .authenticate(token, std::time::SystemTime::now())
+                .await
+                .map_err(map_dir_error)?;
+            Ok(Identity {
+                login: user.login.to_string(),
+                guest: false,
+                token: Some(token.to_owned()),
+            })
+        })
+    }
+
+    fn logout<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<(), AuthError>> {
+        Box::pin(async move { self.dir.logout(token).await.map_err(map_dir_error) })
+    }
+}
+
+impl DirectoryAccounts {
+    /// Drops expired session rows (run periodically).
+    pub async fn purge_sessions(&self) -> usize {
+        self.dir
+            .purge_expired_sessions(std::time::SystemTime::now())
+            .await
+            .map(|n| n as usize)
+            .unwrap_or(0)
+    }
 }
 
 /// Placeholder: every login is accepted as a guest, passwords are ignored.
@@ -200,11 +258,6 @@ impl Accounts for GuestAccounts {
         login: &'a str,
         _password: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Identity, AuthError>> {
-        Box::pin(async move {
-            Ok(Identity {
-                login: login.to_owned(),
-                guest: true,
-            })
-        })
+        Box::pin(async move { Ok(Identity::guest(login)) })
     }
 }

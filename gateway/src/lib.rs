@@ -111,10 +111,11 @@ pub async fn run(
     let dir = directory::Directory::open(&format!("sqlite://{}", db.display()))
         .await
         .map_err(|e| anyhow::anyhow!("cannot open the directory {}: {e}", db.display()))?;
-    let accounts = crate::accounts::DirectoryAccounts::new(dir);
+    let accounts = Arc::new(crate::accounts::DirectoryAccounts::new(dir));
     let plans = Arc::new(load_dialplans(&config)?);
     publish_names(accounts.directory(), &plans).await;
-    state.accounts = Arc::new(accounts);
+    state.accounts = accounts.clone();
+    tokio::spawn(purge_sessions(accounts, state.shutdown.clone()));
     let sip = start_sip(&config, &plans).await?;
     let sockets = MediaSockets::new(
         config.effective_media_ip(),
@@ -222,6 +223,25 @@ async fn start_sip(config: &ServeConfig, plans: &dialplans::Dialplans) -> anyhow
     ));
     sip::trunks::start_registrations(&sip, plans, sip::trunks::DEFAULT_EXPIRES).await;
     Ok(sip)
+}
+
+/// Deletes expired login sessions every hour until shutdown.
+async fn purge_sessions(
+    accounts: Arc<crate::accounts::DirectoryAccounts>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = every.tick() => {
+                let n = accounts.purge_sessions().await;
+                if n > 0 {
+                    info!(purged = n, "expired login sessions deleted");
+                }
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
 }
 
 /// Completes on Ctrl-C or SIGTERM.

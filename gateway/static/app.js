@@ -85,12 +85,16 @@
 
   // ---- session ------------------------------------------------------------
 
-  function connect(login, password, register) {
+  // an account session survives page reloads through its token (never for guests)
+  const TOKEN_KEY = 'namecall.token';
+
+  function connect(login, password, register, token) {
     const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/v1/ws`;
     const ws = new WebSocket(url);
     app.ws = ws;
     ws.onopen = () => {
-      if (register) send({ type: 'register', login, password });
+      if (token) send({ type: 'resume', token });
+      else if (register) send({ type: 'register', login, password });
       else send(password ? { type: 'auth', login, password } : { type: 'hello', login });
     };
     ws.onmessage = (ev) => {
@@ -103,6 +107,7 @@
       if (app.callId) endCall('disconnected', 0);
       $('login-panel').hidden = false;
       $('call-panel').hidden = true;
+      $('logout-btn').hidden = true;
       $('whoami').textContent = '';
     };
   }
@@ -111,10 +116,17 @@
     switch (f.type) {
       case 'welcome':
         app.login = f.login;
+        app.guest = f.guest;
+        if (f.token) localStorage.setItem(TOKEN_KEY, f.token);
         $('whoami').textContent = `${f.login}${f.guest ? ' (guest)' : ''}`;
+        $('logout-btn').hidden = false;
         $('login-panel').hidden = true;
         $('call-panel').hidden = false;
         log(`signed in as ${f.login}`);
+        break;
+      case 'logged_out':
+        localStorage.removeItem(TOKEN_KEY);
+        app.ws.close();
         break;
       case 'results':
         if (f.query === $('search').value.trim()) showResults(f.hits || []);
@@ -152,6 +164,8 @@
         break;
       case 'error':
         log(`error ${f.code}: ${f.message}${f.ref ? ` (${f.ref})` : ''}`);
+        if (f.ref === 'resume') localStorage.removeItem(TOKEN_KEY); // expired or revoked
+        $('login-error').textContent = ['auth-failed', 'register-failed'].includes(f.code) ? f.message : '';
         break;
       default:
         log(`unknown frame ${f.type}`);
@@ -273,6 +287,10 @@
     if (to) call(to).catch((e) => { log(`call failed: ${e}`); endCall('error', 0); });
   });
   $('hangup-btn').addEventListener('click', hangup);
+  $('logout-btn').addEventListener('click', () => {
+    if (app.guest) { app.ws.close(); return; }
+    send({ type: 'logout' });
+  });
   $('mute-btn').addEventListener('click', toggleMute);
   function showResults(hits) {
     const ul = $('search-results');
@@ -300,4 +318,6 @@
     $('keypad').append(b);
   }
   setState('idle');
+  const saved = localStorage.getItem(TOKEN_KEY);
+  if (saved) connect(null, null, false, saved);
 })();

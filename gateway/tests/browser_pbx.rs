@@ -147,6 +147,7 @@ fn browser_calls_desk_phone_by_name() {
         &verdict,
         &[
             "registered",
+            "resumed_after_reload",
             "found_by_search",
             "connected",
             "bytes_growing",

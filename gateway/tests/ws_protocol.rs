@@ -310,3 +310,47 @@ async fn guests_cannot_call_companies() {
         json!({"type":"ended","id":"c2","reason":"not-found","code":404})
     );
 }
+
+/// An account session has a token: a new socket resumes with it (a page
+/// reload), `logout` ends it everywhere, and a guest gets no token.
+#[tokio::test]
+async fn tokens_resume_and_logout() {
+    let (addr, _stop, _dir) = start().await;
+    let mut ws = connect(addr).await;
+    send(
+        &mut ws,
+        json!({"type":"register","login":"tokyo","password":"correct horse battery"}),
+    )
+    .await;
+    let welcome = recv(&mut ws).await;
+    assert_eq!(welcome["guest"], false, "{welcome}");
+    let token = welcome["token"].as_str().expect("a token").to_owned();
+    assert!(token.len() >= 32, "a long random token: {token}");
+
+    let mut again = connect(addr).await;
+    send(&mut again, json!({"type":"resume","token":token})).await;
+    let resumed = recv(&mut again).await;
+    assert_eq!(
+        (resumed["type"].as_str(), resumed["login"].as_str()),
+        (Some("welcome"), Some("tokyo")),
+        "{resumed}"
+    );
+    send(&mut again, json!({"type":"logout"})).await;
+    assert_eq!(recv(&mut again).await["type"], "logged_out");
+    // logged out: calls need a login again, and the token is dead
+    send(
+        &mut again,
+        json!({"type":"call","id":"c1","to":"echo","sdp":"v=0"}),
+    )
+    .await;
+    assert_eq!(recv(&mut again).await["code"], "not-logged-in");
+    send(&mut again, json!({"type":"resume","token":token})).await;
+    assert_eq!(recv(&mut again).await["code"], "auth-failed");
+    send(&mut again, json!({"type":"resume","token":""})).await;
+    assert_eq!(recv(&mut again).await["code"], "invalid");
+
+    let mut guest = connect(addr).await;
+    send(&mut guest, json!({"type":"hello","login":"visitor"})).await;
+    let w = recv(&mut guest).await;
+    assert!(w.get("token").is_none(), "guests get no token: {w}");
+}

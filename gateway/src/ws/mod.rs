@@ -113,15 +113,28 @@ impl Session {
                 match self.state.accounts.register(&login, &password).await {
                     Ok(identity) => {
                         info!(login = %identity.login, "account registered");
-                        let frame = ServerFrame::Welcome {
-                            login: identity.login.clone(),
-                            guest: identity.guest,
-                        };
-                        self.identity = Some(identity);
-                        vec![frame]
+                        vec![self.welcome(identity)]
                     }
                     Err(e) => vec![error("register-failed", e.to_string(), Some(login))],
                 }
+            }
+            ClientFrame::Resume { token } => match self.state.accounts.resume(&token).await {
+                Ok(identity) => {
+                    info!(login = %identity.login, "session resumed");
+                    vec![self.welcome(identity)]
+                }
+                Err(e) => vec![error("auth-failed", e.to_string(), Some("resume".into()))],
+            },
+            ClientFrame::Logout => {
+                if let Some(token) = self.identity.as_ref().and_then(|i| i.token.clone())
+                    && let Err(e) = self.state.accounts.logout(&token).await
+                {
+                    return vec![error("logout-failed", e.to_string(), Some("logout".into()))];
+                }
+                // the socket stays open as a fresh, not logged-in session
+                self.identity = None;
+                self.calls.clear();
+                vec![ServerFrame::LoggedOut]
             }
             ClientFrame::Search { query } => match self.state.accounts.search(&query).await {
                 Ok(hits) => vec![ServerFrame::Results { query, hits }],
@@ -140,15 +153,21 @@ impl Session {
         match self.state.accounts.login(login, password).await {
             Ok(identity) => {
                 info!(login = %identity.login, guest = identity.guest, "session logged in");
-                let frame = ServerFrame::Welcome {
-                    login: identity.login.clone(),
-                    guest: identity.guest,
-                };
-                self.identity = Some(identity);
-                vec![frame]
+                vec![self.welcome(identity)]
             }
             Err(e) => vec![error("auth-failed", e.to_string(), Some(login.to_owned()))],
         }
+    }
+
+    /// Makes `identity` the session's and builds its `welcome`.
+    fn welcome(&mut self, identity: Identity) -> ServerFrame {
+        let frame = ServerFrame::Welcome {
+            login: identity.login.clone(),
+            guest: identity.guest,
+            token: identity.token.clone(),
+        };
+        self.identity = Some(identity);
+        frame
     }
 
     async fn call(&mut self, id: String, to: String, sdp: String) -> Vec<ServerFrame> {

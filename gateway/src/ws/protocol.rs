@@ -35,6 +35,13 @@ pub enum ClientFrame {
         /// The password, at least 8 characters.
         password: String,
     },
+    /// Resume an account session with the token a `welcome` gave (page reloads).
+    Resume {
+        /// The session token.
+        token: String,
+    },
+    /// End the account session: the token stops working.
+    Logout,
     /// Search the directory of names (exact, prefix, then typo-tolerant).
     Search {
         /// What the user typed, e.g. `acme bnk`.
@@ -80,7 +87,13 @@ pub enum ServerFrame {
         login: String,
         /// True while the login is not backed by an account.
         guest: bool,
+        /// Account sessions: a token for `resume` (keep it like a password).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
     },
+    /// The account session ended (`logout`); the socket may log in again.
+    #[serde(rename = "logged_out")]
+    LoggedOut,
     /// Search results, best first.
     Results {
         /// The query answered.
@@ -189,7 +202,7 @@ impl FrameError {
 }
 
 const KNOWN_TYPES: &[&str] = &[
-    "hello", "auth", "register", "search", "call", "ice", "dtmf", "hangup",
+    "hello", "auth", "register", "resume", "logout", "search", "call", "ice", "dtmf", "hangup",
 ];
 
 impl ClientFrame {
@@ -237,6 +250,16 @@ impl ClientFrame {
             | ClientFrame::Register { login, .. } => {
                 return validate_login(login);
             }
+            ClientFrame::Resume { token } => {
+                if token.is_empty() || token.len() > 256 {
+                    return Err(FrameError::Invalid {
+                        field: "token",
+                        detail: "empty or longer than 256 bytes".into(),
+                    });
+                }
+                return Ok(());
+            }
+            ClientFrame::Logout => return Ok(()),
             ClientFrame::Search { query } => {
                 if query.chars().count() > 256 {
                     return Err(FrameError::Invalid {

@@ -69,6 +69,10 @@ async function main() {
     await page.waitForSelector('#call-panel:not([hidden])', { timeout: 15000 });
     result.checks.registered = (await page.textContent('#whoami')).trim() === login;
     mark('registered');
+    // a reload keeps the account session (the token in localStorage resumes it)
+    await page.reload();
+    await page.waitForSelector('#call-panel:not([hidden])', { timeout: 15000 });
+    result.checks.resumed_after_reload = (await page.textContent('#whoami')).trim() === login;
 
     if (search) {
       await page.fill('#search', search);
