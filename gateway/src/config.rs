@@ -28,6 +28,39 @@ pub struct Cli {
 pub enum Command {
     /// Run the gateway: HTTP, WebSocket, web client and media.
     Serve(ServeConfig),
+    /// Manage company admin API keys (`Authorization: Bearer` on `/v1/admin`).
+    Apikey {
+        /// Create or revoke.
+        #[command(subcommand)]
+        action: ApiKeyAction,
+    },
+    /// Validate a dialplan folder and print every problem as file:line:column.
+    CheckDialplans {
+        /// The folder of YAML files.
+        #[arg(default_value = "dialplans/examples")]
+        dir: PathBuf,
+    },
+}
+
+/// `namecall apikey` actions.
+#[derive(Debug, Subcommand)]
+pub enum ApiKeyAction {
+    /// Create a key for a company and print it (shown only once).
+    Create {
+        /// The company's name, e.g. `acme-bank`.
+        tenant: String,
+        /// The gateway's data directory.
+        #[arg(long, env = "NAMECALL_DATA_DIR", default_value = "./data")]
+        data_dir: PathBuf,
+    },
+    /// Revoke a key.
+    Revoke {
+        /// The key (`nck_...`).
+        key: String,
+        /// The gateway's data directory.
+        #[arg(long, env = "NAMECALL_DATA_DIR", default_value = "./data")]
+        data_dir: PathBuf,
+    },
 }
 
 /// Settings of `namecall serve`.

@@ -61,6 +61,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Flips to `true` when the server shuts down; sessions watch it.
     pub shutdown: watch::Receiver<bool>,
+    /// The company admin API (absent without a directory).
+    pub admin: Option<Arc<http::admin::Admin>>,
 }
 
 impl AppState {
@@ -78,6 +80,7 @@ impl AppState {
             calls: Arc::new(CallRegistry::new(sockets, Arc::clone(&metrics))),
             metrics,
             shutdown: rx,
+            admin: None,
         };
         (state, tx)
     }
@@ -115,13 +118,18 @@ pub async fn run(
     let plans = Arc::new(load_dialplans(&config)?);
     publish_names(accounts.directory(), &plans).await;
     state.accounts = accounts.clone();
-    tokio::spawn(purge_sessions(accounts, state.shutdown.clone()));
+    tokio::spawn(purge_sessions(accounts.clone(), state.shutdown.clone()));
     let sip = start_sip(&config, &plans).await?;
     let sockets = MediaSockets::new(
         config.effective_media_ip(),
         config.rtp_ports,
         Arc::clone(&state.metrics),
     );
+    state.admin = Some(Arc::new(http::admin::Admin {
+        accounts: accounts.clone(),
+        trunks: sip.trunks.clone(),
+        plans: plans.clone(),
+    }));
     state.calls = Arc::new(
         CallRegistry::new(sockets, Arc::clone(&state.metrics)).with_trunks(plans, sip.clone()),
     );
@@ -141,6 +149,62 @@ pub async fn run(
     sip.shutdown().await;
     info!("stopped");
     Ok(())
+}
+
+/// `namecall apikey ...`: creates or revokes a company admin's API key.
+///
+/// # Errors
+/// When the directory cannot be opened, the company is unknown or the key is not valid.
+pub async fn apikey(action: config::ApiKeyAction) -> anyhow::Result<String> {
+    let open = |data_dir: &std::path::Path| {
+        let db = data_dir.join("namecall.sqlite");
+        async move {
+            directory::Directory::open(&format!("sqlite://{}", db.display()))
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot open the directory {}: {e}", db.display()))
+        }
+    };
+    let now = std::time::SystemTime::now();
+    match action {
+        config::ApiKeyAction::Create { tenant, data_dir } => {
+            let dir = open(&data_dir).await?;
+            let name = directory::LoginName::parse(&tenant)
+                .map_err(|e| anyhow::anyhow!("{tenant}: {e}"))?;
+            let t = dir.tenant_by_name(&name).await.map_err(|_| {
+                anyhow::anyhow!(
+                    "no company named {tenant} (companies come from the dialplans; start the gateway once)"
+                )
+            })?;
+            let key = dir.create_api_key(t.id, now).await?;
+            Ok(key.secret)
+        }
+        config::ApiKeyAction::Revoke { key, data_dir } => {
+            let dir = open(&data_dir).await?;
+            dir.revoke_api_key(key.trim(), now)
+                .await
+                .map_err(|_| anyhow::anyhow!("no such active key"))?;
+            Ok("revoked".into())
+        }
+    }
+}
+
+/// `namecall check-dialplans DIR`: validates a dialplan folder without starting anything.
+///
+/// # Errors
+/// Every problem as `file:line:column: message`, one per line.
+pub fn check_dialplans(dir: &std::path::Path) -> anyhow::Result<String> {
+    match dialplans::Dialplans::load_dir(dir) {
+        Ok(p) => Ok(format!(
+            "{}: {} dialplan(s) valid: {}",
+            dir.display(),
+            p.len(),
+            p.tenants().collect::<Vec<_>>().join(", ")
+        )),
+        Err(errors) => {
+            let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+            anyhow::bail!("{}", text.join("\n"))
+        }
+    }
 }
 
 /// Loads the dialplan folder.

@@ -19,5 +19,13 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match cli.command {
         Command::Serve(config) => gateway::serve(config, gateway::shutdown_signal()).await,
+        Command::Apikey { action } => {
+            println!("{}", gateway::apikey(action).await?);
+            Ok(())
+        }
+        Command::CheckDialplans { dir } => {
+            println!("{}", gateway::check_dialplans(&dir)?);
+            Ok(())
+        }
     }
 }

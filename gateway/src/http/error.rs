@@ -13,6 +13,9 @@ pub enum AppError {
     /// Returns `404 Not Found`.
     #[error("no such resource")]
     NotFound,
+    /// Returns `401 Unauthorized`: no valid API key.
+    #[error("a valid API key is required (Authorization: Bearer nck_...)")]
+    Unauthorized,
     /// Returns `500 Internal Server Error`; the cause is logged only.
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
@@ -22,6 +25,7 @@ impl AppError {
     fn status_code(&self) -> StatusCode {
         match self {
             AppError::NotFound => StatusCode::NOT_FOUND,
+            AppError::Unauthorized => StatusCode::UNAUTHORIZED,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -39,11 +43,18 @@ impl IntoResponse for AppError {
             "status": status.as_u16(),
             "detail": self.to_string(),
         });
-        (
+        let mut resp = (
             status,
             [(header::CONTENT_TYPE, "application/problem+json")],
             body.to_string(),
         )
-            .into_response()
+            .into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        resp
     }
 }

@@ -3,6 +3,7 @@
 //! `router(state)` builds the whole app without a socket so tests can call
 //! it with `tower::ServiceExt::oneshot` (axum `examples/testing`).
 
+pub mod admin;
 pub mod error;
 mod static_files;
 
@@ -23,6 +24,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/v1/ws", get(crate::ws::upgrade))
+        .route("/v1/admin/trunks", get(admin::trunks))
         .fallback(|| async { AppError::NotFound })
         .layer(TraceLayer::new_for_http())
         .with_state(state)

@@ -22,7 +22,7 @@
 
 pub mod gateway;
 
-pub use gateway::{Gateway, NodeRun, http_get, metric, wav_tail_rms};
+pub use gateway::{Gateway, HttpReply, NodeRun, http_get, http_request, metric, wav_tail_rms};
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
