@@ -34,6 +34,7 @@ pub mod config;
 pub mod http;
 pub mod media_io;
 pub mod metrics;
+pub mod plans;
 pub mod sip;
 pub mod ws;
 
@@ -115,11 +116,20 @@ pub async fn run(
         .await
         .map_err(|e| anyhow::anyhow!("cannot open the directory {}: {e}", db.display()))?;
     let accounts = Arc::new(crate::accounts::DirectoryAccounts::new(dir));
-    let plans = Arc::new(load_dialplans(&config)?);
-    publish_names(accounts.directory(), &plans).await;
+    let plans = Arc::new(plans::SharedPlans::new(
+        config.dialplans.clone(),
+        load_dialplans(&config)?,
+    ));
+    publish_names(accounts.directory(), &plans.get()).await;
     state.accounts = accounts.clone();
     tokio::spawn(purge_sessions(accounts.clone(), state.shutdown.clone()));
-    let sip = start_sip(&config, &plans).await?;
+    let sip = start_sip(&config, &plans.get()).await?;
+    tokio::spawn(reload_on_hangup(
+        plans.clone(),
+        accounts.clone(),
+        sip.clone(),
+        state.shutdown.clone(),
+    ));
     let sockets = MediaSockets::new(
         config.effective_media_ip(),
         config.rtp_ports,
@@ -287,6 +297,55 @@ async fn start_sip(config: &ServeConfig, plans: &dialplans::Dialplans) -> anyhow
     ));
     sip::trunks::start_registrations(&sip, plans, sip::trunks::DEFAULT_EXPIRES).await;
     Ok(sip)
+}
+
+/// Reloads the dialplans on SIGHUP: a valid folder replaces the running
+/// plans (new names are published, changed trunks re-register); a folder
+/// with errors is refused with every `file:line:column` and changes nothing.
+async fn reload_on_hangup(
+    plans: Arc<plans::SharedPlans>,
+    accounts: Arc<crate::accounts::DirectoryAccounts>,
+    sip: sip::Sip,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; dialplan reload disabled");
+            return;
+        };
+        loop {
+            tokio::select! {
+                r = hup.recv() => if r.is_none() { return },
+                _ = shutdown.changed() => return,
+            }
+            info!(dir = %plans.dir().display(), "SIGHUP: reloading dialplans");
+            match plans.reload() {
+                Ok((old, new)) => {
+                    publish_names(accounts.directory(), &new).await;
+                    let (added, removed) =
+                        sip::trunks::apply_reload(&sip, &old, &new, sip::trunks::DEFAULT_EXPIRES)
+                            .await;
+                    info!(tenants = new.len(), ?added, ?removed, "dialplans reloaded");
+                }
+                Err(errors) => {
+                    for e in &errors {
+                        tracing::error!("{e}");
+                    }
+                    tracing::error!(
+                        errors = errors.len(),
+                        "dialplans refused; the running dialplans stay"
+                    );
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (plans, accounts, sip);
+        let _ = shutdown.changed().await;
+    }
 }
 
 /// Deletes expired login sessions every hour until shutdown.

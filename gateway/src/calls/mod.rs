@@ -17,7 +17,6 @@ pub use echo::Echo;
 
 use std::sync::Arc;
 
-use dialplans::Dialplans;
 use media::webrtc::{WebRtcConfig, WebRtcError, WebRtcLeg};
 use tokio::sync::mpsc;
 
@@ -87,7 +86,7 @@ pub struct CallRegistry {
 
 /// What trunk calls need: the dialplans and the SIP task.
 struct Routing {
-    plans: Arc<Dialplans>,
+    plans: Arc<crate::plans::SharedPlans>,
     sip: Sip,
     local: route::Local,
 }
@@ -112,7 +111,7 @@ impl CallRegistry {
     }
 
     /// Routes calls through `plans` and places trunk calls with `sip`.
-    pub fn with_trunks(mut self, plans: Arc<Dialplans>, sip: Sip) -> Self {
+    pub fn with_trunks(mut self, plans: Arc<crate::plans::SharedPlans>, sip: Sip) -> Self {
         let local = route::Local {
             sent_by: sip.sent_by.clone(),
         };
@@ -134,7 +133,10 @@ impl CallRegistry {
     ) -> Result<CallHandle, CallError> {
         let to = to.trim();
         let route = match &self.routing {
-            Some(r) => route::route(&r.plans, &r.local, &caller.login, &caller.login, to).await,
+            Some(r) => {
+                let plans = r.plans.get();
+                route::route(&plans, &r.local, &caller.login, &caller.login, to).await
+            }
             None if to == ECHO => Route::Echo,
             None => return Err(CallError::NotFound(to.to_owned())),
         };

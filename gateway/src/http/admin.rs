@@ -11,7 +11,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use dialplans::{Dialplans, TrunkKind};
+use dialplans::TrunkKind;
 use serde::Serialize;
 
 use super::AppError;
@@ -25,8 +25,8 @@ pub struct Admin {
     pub accounts: Arc<DirectoryAccounts>,
     /// Registration state per `tenant/trunk`.
     pub trunks: Arc<TrunkStatus>,
-    /// The loaded dialplans (trunk definitions).
-    pub plans: Arc<Dialplans>,
+    /// The running dialplans (trunk definitions).
+    pub plans: Arc<crate::plans::SharedPlans>,
 }
 
 /// `GET /v1/admin/trunks`: the company's trunks and their state.
@@ -64,7 +64,8 @@ pub async fn trunks(
 ) -> Result<Json<TrunksReply>, AppError> {
     let admin = state.admin.as_ref().ok_or(AppError::NotFound)?;
     let tenant = tenant_of(admin, &headers).await?;
-    let plan = admin.plans.get(&tenant);
+    let plans = admin.plans.get();
+    let plan = plans.get(&tenant);
     let trunks = plan
         .map(|p| {
             p.trunks

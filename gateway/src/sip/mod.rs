@@ -71,6 +71,12 @@ impl TrunkStatus {
         v
     }
 
+    fn remove(&self, key: &str) {
+        if let Ok(mut m) = self.entries.write() {
+            m.remove(key);
+        }
+    }
+
     fn update(&self, key: &str, f: impl FnOnce(&mut TrunkState)) {
         if let Ok(mut m) = self.entries.write() {
             f(m.entry(key.to_string()).or_default());
@@ -99,6 +105,9 @@ enum Command {
         key: String,
         config: Box<RegistrationConfig>,
         dest: SocketAddr,
+    },
+    Unregister {
+        key: String,
     },
     Invite {
         config: Box<CallConfig>,
@@ -153,6 +162,16 @@ impl Sip {
                 key: key.to_string(),
                 config: Box::new(config),
                 dest,
+            })
+            .await
+            .map_err(|_| SipError::Stopped)
+    }
+
+    /// Unregisters the trunk `key` (a removed or changed trunk); its status entry goes away.
+    pub async fn unregister(&self, key: &str) -> Result<(), SipError> {
+        self.tx
+            .send(Command::Unregister {
+                key: key.to_string(),
             })
             .await
             .map_err(|_| SipError::Stopped)
@@ -325,6 +344,21 @@ impl Driver {
                 let h = self.ua.register(now, *config, dest, Transport::Udp);
                 self.trunks.update(&key, |_| {});
                 self.routes.regs.insert(h, key);
+            }
+            Command::Unregister { key } => {
+                let handles: Vec<RegistrationHandle> = self
+                    .routes
+                    .regs
+                    .iter()
+                    .filter(|(_, k)| **k == key)
+                    .map(|(h, _)| *h)
+                    .collect();
+                for h in handles {
+                    self.ua.unregister(now, h);
+                    // its last events (the un-REGISTER's answer) are no longer reported
+                    self.routes.regs.remove(&h);
+                }
+                self.trunks.remove(&key);
             }
             Command::Invite {
                 config,
