@@ -123,7 +123,7 @@ pub async fn run(
     publish_names(accounts.directory(), &plans.get()).await;
     state.accounts = accounts.clone();
     tokio::spawn(purge_sessions(accounts.clone(), state.shutdown.clone()));
-    let sip = start_sip(&config, &plans.get()).await?;
+    let (sip, incoming) = start_sip(&config, &plans.get()).await?;
     tokio::spawn(reload_on_hangup(
         plans.clone(),
         accounts.clone(),
@@ -140,9 +140,16 @@ pub async fn run(
         trunks: sip.trunks.clone(),
         plans: plans.clone(),
     }));
-    state.calls = Arc::new(
+    let calls = Arc::new(
         CallRegistry::new(sockets, Arc::clone(&state.metrics)).with_trunks(plans, sip.clone()),
     );
+    tokio::spawn(sip::inbound::run_with(
+        sip.clone(),
+        incoming,
+        config.effective_media_ip(),
+        Some(calls.clone()),
+    ));
+    state.calls = calls;
     let app = http::router(state);
     info!(media_ip = %config.effective_media_ip(), data_dir = %config.data_dir.display(), "starting");
     // tests wait for this exact line on stderr
@@ -283,20 +290,18 @@ async fn publish_names(dir: &directory::Directory, plans: &dialplans::Dialplans)
     }
 }
 
-/// Binds the SIP socket, answers incoming calls and registers every
-/// `kind: register` trunk of `plans`.
-async fn start_sip(config: &ServeConfig, plans: &dialplans::Dialplans) -> anyhow::Result<sip::Sip> {
+/// Binds the SIP socket and registers every `kind: register` trunk of
+/// `plans`; returns the SIP handle and the channel of incoming calls.
+async fn start_sip(
+    config: &ServeConfig,
+    plans: &dialplans::Dialplans,
+) -> anyhow::Result<(sip::Sip, tokio::sync::mpsc::Receiver<sip::IncomingCall>)> {
     let (itx, irx) = tokio::sync::mpsc::channel(256);
     let sip = sip::spawn(config.sip, None, itx)
         .await
         .map_err(|e| anyhow::anyhow!("cannot bind SIP socket {}: {e}", config.sip))?;
-    tokio::spawn(sip::inbound::run(
-        sip.clone(),
-        irx,
-        config.effective_media_ip(),
-    ));
     sip::trunks::start_registrations(&sip, plans, sip::trunks::DEFAULT_EXPIRES).await;
-    Ok(sip)
+    Ok((sip, irx))
 }
 
 /// Reloads the dialplans on SIGHUP: a valid folder replaces the running

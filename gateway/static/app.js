@@ -24,6 +24,7 @@
     muted: false,
     state: 'idle',
     pendingRemoteIce: [],
+    incoming: null, // a ringing call from a desk phone
     accepted: false, // the callee picked up
     mediaUp: false, // ICE and DTLS are connected
     held: false,
@@ -47,6 +48,8 @@
     'lost': 'The connection was lost',
     'media-error': 'Media failure',
     'failed': 'The call failed',
+    'declined-here': 'Call declined',
+    'answered-elsewhere': 'Answered on another device',
   };
   window.namecall = app; // for tests and the console
 
@@ -159,7 +162,14 @@
         if (app.pc.remoteDescription) addRemoteIce(f.candidate);
         else app.pendingRemoteIce.push(f.candidate);
         break;
+      case 'incoming':
+        showIncoming(f);
+        break;
       case 'ended':
+        if (app.incoming && f.id === app.incoming.id) {
+          log(`missed call from ${app.incoming.from} (${f.reason})`);
+          hideIncoming();
+        }
         if (f.id === app.callId) endCall(f.reason, f.code);
         break;
       case 'error':
@@ -184,19 +194,56 @@
   // ---- calls --------------------------------------------------------------
 
   async function call(to) {
-    app.callId = `c${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
-    const id = app.callId;
+    const id = `c${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
+    setState('calling', to);
+    const sdp = await startPeer(id);
+    // trickle: send the offer at once, candidates follow as `ice` frames
+    if (sdp) send({ type: 'call', id, to, sdp });
+  }
+
+  // a desk phone calls us: ring until the user answers or declines
+  function showIncoming(f) {
+    if (app.callId) { send({ type: 'decline', id: f.id }); return; } // busy on this device
+    app.incoming = f;
+    $('incoming-from').textContent = f.from;
+    $('incoming-from').title = f.from_uri;
+    $('incoming').hidden = false;
+    log(`incoming call from ${f.from}`);
+  }
+
+  function hideIncoming() {
+    app.incoming = null;
+    $('incoming').hidden = true;
+  }
+
+  async function answerIncoming() {
+    const f = app.incoming;
+    if (!f) return;
+    hideIncoming();
+    setState('answering', f.from);
+    const sdp = await startPeer(f.id);
+    if (sdp) send({ type: 'accept', id: f.id, sdp });
+  }
+
+  function declineIncoming() {
+    if (!app.incoming) return;
+    send({ type: 'decline', id: app.incoming.id });
+    hideIncoming();
+  }
+
+  // microphone, peer connection and offer for call `id`; returns the offer SDP
+  async function startPeer(id) {
+    app.callId = id;
     app.accepted = false;
     app.mediaUp = false;
     app.held = false;
     delete $('call-state').dataset.reason;
-    setState('calling', to);
     try {
       app.stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: false });
     } catch (e) {
       log(`microphone: ${e}`);
       endCall('no-microphone', 0);
-      return;
+      return null;
     }
     const pc = new RTCPeerConnection({ iceServers: [] });
     app.pc = pc;
@@ -227,8 +274,7 @@
     };
     const offer = await pc.createOffer();
     await pc.setLocalDescription(offer);
-    // trickle: send the offer at once, candidates follow as `ice` frames
-    send({ type: 'call', id, to, sdp: filterSdp(pc.localDescription.sdp) });
+    return filterSdp(pc.localDescription.sdp);
   }
 
   function hangup() {
@@ -287,6 +333,8 @@
     if (to) call(to).catch((e) => { log(`call failed: ${e}`); endCall('error', 0); });
   });
   $('hangup-btn').addEventListener('click', hangup);
+  $('answer-btn').addEventListener('click', () => answerIncoming().catch((e) => { log(`answer failed: ${e}`); endCall('error', 0); }));
+  $('decline-btn').addEventListener('click', declineIncoming);
   $('logout-btn').addEventListener('click', () => {
     if (app.guest) { app.ws.close(); return; }
     send({ type: 'logout' });

@@ -320,3 +320,47 @@ fn hold_and_resume_keep_audio_both_ways() {
     );
     assert_idle(&lab);
 }
+
+/// A desk phone dials a named login: the messenger user's browser rings,
+/// they answer, audio flows both ways, the desk phone hangs up.
+#[test]
+fn desk_phone_calls_a_messenger_user() {
+    let lab = lab(true);
+    let mut ctl = lab.phone.control().expect("baresip control");
+    let run = call(
+        &lab,
+        &["--login", "alice", "--end", "answer", "--seconds", "20"],
+    );
+    // the browser is signed in (its session rings) once it printed READY
+    run.log
+        .wait_for("READY", Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{e}\n{}", run.log.tail(20)));
+    ctl.command("dial", &format!("sip:alice@{}", lab._pbx.addr()))
+        .expect("dial");
+    ctl.wait_event("CALL_ESTABLISHED", Duration::from_secs(40))
+        .unwrap_or_else(|e| panic!("{e}\n{}", lab.gw.log.tail(60)));
+    std::thread::sleep(Duration::from_secs(4));
+    ctl.command("hangup", "").expect("hangup");
+    let verdict = run.verdict(Duration::from_secs(60)).expect("verdict");
+    eprintln!("call.mjs: {verdict}");
+    check(
+        &verdict,
+        &[
+            "incoming_shown",
+            "connected",
+            "bytes_growing",
+            "audio_energy",
+        ],
+        &lab,
+    );
+    assert_eq!(verdict["incoming_from"], "100", "caller shown: {verdict}");
+    assert_eq!(verdict["ended"]["reason"], "remote-hangup", "{verdict}");
+    let rec = lab
+        .phone
+        .last_recording("dec")
+        .expect("the phone recorded the call");
+    let (len, rms) = labkit::wav_stats(&rec).expect("recording stats");
+    assert!(len >= 3.0, "recording of {len} s");
+    assert!(rms > 0.01, "the phone heard the browser, rms {rms}");
+    assert_idle(&lab);
+}

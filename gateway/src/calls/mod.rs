@@ -10,6 +10,7 @@
 //! call's task, so a vanished session cannot leak a call.
 
 mod echo;
+pub mod incoming;
 pub mod route;
 pub mod trunk;
 
@@ -82,6 +83,8 @@ pub struct CallRegistry {
     sockets: MediaSockets,
     metrics: Arc<Metrics>,
     routing: Option<Routing>,
+    /// Open sessions per account, for calls from desk phones to users.
+    pub users: Arc<incoming::Users>,
 }
 
 /// What trunk calls need: the dialplans and the SIP task.
@@ -107,6 +110,7 @@ impl CallRegistry {
             sockets,
             metrics,
             routing: None,
+            users: Arc::default(),
         }
     }
 

@@ -68,6 +68,123 @@ pub struct TrunkCall {
     pub metrics: Arc<Metrics>,
 }
 
+/// A call a messenger user accepted from a desk phone: both legs are already
+/// answered; [`AnsweredCall::run`] bridges them until either side hangs up.
+pub struct AnsweredCall {
+    /// The accepting browser's leg.
+    pub leg: WebRtcLeg,
+    /// Its socket.
+    pub webrtc_socket: MediaSocket,
+    /// The RTP socket our SDP answer named.
+    pub rtp_socket: MediaSocket,
+    /// The SIP task.
+    pub sip: Sip,
+    /// The PBX's leg (we sent 200).
+    pub call: SipCall,
+    /// Its dialog events.
+    pub dialog: mpsc::UnboundedReceiver<DialogEvent>,
+    /// Our negotiator (answers hold and resume re-INVITEs).
+    pub sdp: RtpSdp,
+    /// What the PBX's offer and our answer agreed.
+    pub negotiated: NegotiatedAudio,
+    /// Client commands.
+    pub commands: mpsc::Receiver<LegCommand>,
+    /// Progress for the client.
+    pub events: mpsc::Sender<LegEvent>,
+    /// Gauges.
+    pub metrics: Arc<Metrics>,
+}
+
+impl AnsweredCall {
+    /// Bridges the two legs until the call ends. Spawn it.
+    pub async fn run(self) {
+        let AnsweredCall {
+            leg,
+            webrtc_socket,
+            rtp_socket,
+            sip,
+            call,
+            mut dialog,
+            sdp,
+            negotiated,
+            mut commands,
+            events,
+            metrics,
+        } = self;
+        let _gauge = metrics.hold(Gauge::ActiveCalls);
+        let (dialog_tx, dialog_rx) = mpsc::unbounded_channel();
+        let fwd = dialog_tx.clone();
+        tokio::spawn(async move {
+            while let Some(ev) = dialog.recv().await {
+                if fwd.send((0, ev)).is_err() {
+                    break;
+                }
+            }
+        });
+        let now = Instant::now();
+        let mut running = Running {
+            leg,
+            wsock: webrtc_socket,
+            rsock: rtp_socket,
+            sip,
+            sdp,
+            offer: Body {
+                content_type: "application/sdp".into(),
+                data: Vec::new().into(),
+            },
+            route_dest: SocketAddr::from(([0, 0, 0, 0], 0)),
+            configs: Vec::new(),
+            strategy: Strategy::Simultaneous,
+            ring_timeout: Duration::ZERO,
+            forks: vec![Fork {
+                call,
+                state: ForkState::Up,
+                deadline: None,
+            }],
+            dialog_tx,
+            dialog_rx,
+            events,
+            bridge: None,
+            negotiated: None,
+            held: false,
+            winner: Some(0),
+            ring_deadline: now,
+            dtmf: DigitPlayer::new(48_000, rand::random()),
+            out_ts: TsExtender::default(),
+            ringing_sent: true,
+            ending: None,
+        };
+        match build_bridge(&negotiated) {
+            Ok(b) => {
+                running.bridge = Some(b);
+                running.held = negotiated.remote_hold();
+                running.negotiated = Some(negotiated);
+                let _ = running.events.send(LegEvent::Answered).await;
+            }
+            Err(e) => {
+                warn!(cause = %e, "cannot build the media bridge");
+                running.end(("media-error", 500));
+            }
+        }
+        let (reason, code) = running.run(&mut commands).await;
+        info!(reason, code, "call from the pbx ended");
+        let _ = running.events.send(LegEvent::Ended { reason, code }).await;
+    }
+}
+
+/// The bridge for what the SDP exchange with the PBX agreed.
+fn build_bridge(neg: &NegotiatedAudio) -> Result<Bridge, media::bridge::BridgeError> {
+    let mut rtp = RtpLegConfig::new(rand::random(), neg.codec, neg.pt, neg.remote_addr);
+    rtp.dtmf_pt = neg.dtmf_pt;
+    rtp.ptime = neg.ptime;
+    rtp.rtcp_mux = neg.rtcp_mux;
+    let mut cfg = BridgeConfig::new(rtp);
+    // str0m cannot write telephone-events towards the browser; PBX digits are reported only
+    cfg.webrtc_dtmf_pt = None;
+    cfg.webrtc_initial_ts = rand::random();
+    Bridge::new(Instant::now(), cfg)
+}
+
 /// One SIP leg of the call (a fork, when a group rings several extensions).
 #[derive(Debug)]
 struct Fork {
@@ -261,8 +378,12 @@ impl Running {
                             let _ = self.events.send(LegEvent::Refused { code: "invalid", message: e.to_string() }).await;
                         }
                     }
-                    Some(LegCommand::Hangup) => self.end(("hangup", 200)),
+                    Some(LegCommand::Hangup) => {
+                        info!("the caller hung up");
+                        self.end(("hangup", 200));
+                    }
                     None => {
+                        info!("the caller's session went away");
                         commands_open = false;
                         self.end(("hangup", 200));
                     }
@@ -391,6 +512,11 @@ impl Running {
     }
 
     async fn on_answered(&mut self, idx: usize, body: Option<Body>) {
+        if self.winner == Some(idx) {
+            // the ACK to the 200 we sent (a call from the PBX): the dialog is confirmed
+            debug!("pbx acknowledged our answer");
+            return;
+        }
         if self.winner.is_some() || self.ending.is_some() {
             // another fork won (or the caller hung up) while this one answered: release it
             if let Some(f) = self.forks.get_mut(idx) {
@@ -423,15 +549,7 @@ impl Running {
             }
         };
         info!(codec = ?neg.codec, remote = %neg.remote_addr, "pbx answered");
-        let mut rtp = RtpLegConfig::new(rand::random(), neg.codec, neg.pt, neg.remote_addr);
-        rtp.dtmf_pt = neg.dtmf_pt;
-        rtp.ptime = neg.ptime;
-        rtp.rtcp_mux = neg.rtcp_mux;
-        let mut cfg = BridgeConfig::new(rtp);
-        // str0m cannot write telephone-events towards the browser; PBX digits are reported only
-        cfg.webrtc_dtmf_pt = None;
-        cfg.webrtc_initial_ts = rand::random();
-        match Bridge::new(Instant::now(), cfg) {
+        match build_bridge(&neg) {
             Ok(b) => self.bridge = Some(b),
             Err(e) => {
                 warn!(cause = %e, "cannot build the media bridge");

@@ -1,14 +1,13 @@
 //! Calls that arrive from SIP peers (a trunk, a desk phone through its PBX).
 //!
-//! The Request-URI user is the dialled name. Today two outcomes exist:
-//! `echo` is answered by the built-in RTP echo (a PBX admin can test the
-//! trunk's audio path in both directions without any messenger user), and
-//! everything else is refused with a clear status: 480 for a named login
-//! that has no connected device, 404 for anything that is not a valid name.
-//! Ringing messenger users from a desk phone joins here when call control
-//! lands (see issue 5).
+//! The Request-URI user is the dialled name: `echo` is answered by the
+//! built-in RTP echo (a PBX admin can test the trunk's audio path in both
+//! directions without any messenger user); a named login rings that
+//! user's signed-in browsers (`calls::incoming`), or gets 480 when none is
+//! online; anything that is not a valid name gets 404.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use media::codec::Codec;
@@ -19,6 +18,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::{IncomingCall, Sip};
+use crate::calls::CallRegistry;
 
 /// Codecs the RTP echo accepts, in preference order (echo needs no transcoding).
 const ECHO_CODECS: [Codec; 4] = [Codec::Pcmu, Codec::Pcma, Codec::Opus, Codec::TelephoneEvent];
@@ -27,18 +27,39 @@ const ECHO_CODECS: [Codec; 4] = [Codec::Pcmu, Codec::Pcma, Codec::Opus, Codec::T
 const ECHO_IDLE: Duration = Duration::from_secs(60);
 
 /// Answers incoming calls until `incoming` closes. `media_ip` is where RTP sockets bind.
-pub async fn run(sip: Sip, mut incoming: mpsc::Receiver<IncomingCall>, media_ip: IpAddr) {
+/// Without a call registry no messenger user can be rung (named logins get 480).
+pub async fn run(sip: Sip, incoming: mpsc::Receiver<IncomingCall>, media_ip: IpAddr) {
+    run_with(sip, incoming, media_ip, None).await
+}
+
+/// Like [`run`], ringing messenger users through `registry`.
+pub async fn run_with(
+    sip: Sip,
+    mut incoming: mpsc::Receiver<IncomingCall>,
+    media_ip: IpAddr,
+    registry: Option<Arc<CallRegistry>>,
+) {
     while let Some(call) = incoming.recv().await {
         let sip = sip.clone();
-        tokio::spawn(async move { handle(sip, call, media_ip).await });
+        let registry = registry.clone();
+        tokio::spawn(async move { handle(sip, call, media_ip, registry).await });
     }
 }
 
-async fn handle(sip: Sip, call: IncomingCall, media_ip: IpAddr) {
+async fn handle(
+    sip: Sip,
+    call: IncomingCall,
+    media_ip: IpAddr,
+    registry: Option<Arc<CallRegistry>>,
+) {
     let dialled = call.invite.uri.user.clone().unwrap_or_default();
     info!(%dialled, "incoming sip call");
     if dialled == "echo" {
         echo(sip, call, media_ip).await;
+        return;
+    }
+    if let (Ok(login), Some(registry)) = (directory::LoginName::parse(&dialled), registry) {
+        crate::calls::incoming::ring(registry, sip, call, login.to_string()).await;
         return;
     }
     let (code, reason) = if directory::LoginName::parse(&dialled).is_ok() {

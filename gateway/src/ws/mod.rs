@@ -20,6 +20,7 @@ use tracing::{debug, info};
 use crate::AppState;
 use crate::accounts::Identity;
 use crate::calls::CallHandle;
+use crate::calls::incoming::{Answer, Offer, Push, Registration};
 use crate::media_io::{LegCommand, LegEvent};
 use crate::metrics::Gauge;
 use protocol::{ClientFrame, FrameError, MAX_FRAME_BYTES, ServerFrame};
@@ -45,17 +46,29 @@ struct Session {
     /// Media tasks report here, tagged with the client's call id.
     events_tx: mpsc::Sender<(String, LegEvent)>,
     events_rx: mpsc::Receiver<(String, LegEvent)>,
+    /// Set while an account is logged in: desk phones can ring this session.
+    registration: Option<Registration>,
+    /// Calls from desk phones ring here.
+    push_tx: mpsc::Sender<Push>,
+    push_rx: mpsc::Receiver<Push>,
+    /// Incoming calls ringing on this session, by id.
+    offers: HashMap<String, Offer>,
 }
 
 impl Session {
     fn new(state: AppState) -> Self {
         let (events_tx, events_rx) = mpsc::channel(64);
+        let (push_tx, push_rx) = mpsc::channel(16);
         Session {
             state,
             identity: None,
             calls: HashMap::new(),
             events_tx,
             events_rx,
+            registration: None,
+            push_tx,
+            push_rx,
+            offers: HashMap::new(),
         }
     }
 
@@ -76,6 +89,7 @@ impl Session {
                     }
                 },
                 Some((id, ev)) = self.events_rx.recv() => self.on_leg_event(id, ev),
+                Some(push) = self.push_rx.recv() => self.on_push(push),
                 _ = shutdown.changed() => {
                     let _ = sink.send(Message::Close(None)).await;
                     break;
@@ -133,6 +147,8 @@ impl Session {
                 }
                 // the socket stays open as a fresh, not logged-in session
                 self.identity = None;
+                self.registration = None;
+                self.offers.clear();
                 self.calls.clear();
                 vec![ServerFrame::LoggedOut]
             }
@@ -146,6 +162,23 @@ impl Session {
             }
             ClientFrame::Dtmf { id, digits } => self.command(id, LegCommand::Dtmf(digits)).await,
             ClientFrame::Hangup { id } => self.command(id, LegCommand::Hangup).await,
+            ClientFrame::Accept { id, sdp } => self.accept(id, sdp).await,
+            ClientFrame::Decline { id } => match self.offers.remove(&id) {
+                Some(offer) => {
+                    let session = self.registration.as_ref().map_or(0, Registration::session);
+                    let _ = offer.respond.send((session, Answer::Decline)).await;
+                    vec![ServerFrame::Ended {
+                        id,
+                        reason: "declined".into(),
+                        code: 603,
+                    }]
+                }
+                None => vec![error(
+                    "no-such-call",
+                    "no incoming call with this id".into(),
+                    Some(id),
+                )],
+            },
         }
     }
 
@@ -159,15 +192,116 @@ impl Session {
         }
     }
 
-    /// Makes `identity` the session's and builds its `welcome`.
+    /// Makes `identity` the session's and builds its `welcome`; an account
+    /// session becomes reachable for calls from desk phones.
     fn welcome(&mut self, identity: Identity) -> ServerFrame {
         let frame = ServerFrame::Welcome {
             login: identity.login.clone(),
             guest: identity.guest,
             token: identity.token.clone(),
         };
+        self.registration = (!identity.guest).then(|| {
+            self.state
+                .calls
+                .users
+                .register(&identity.login, self.push_tx.clone())
+        });
         self.identity = Some(identity);
         frame
+    }
+
+    fn on_push(&mut self, push: Push) -> Vec<ServerFrame> {
+        match push {
+            Push::Incoming(offer) => {
+                info!(call = %offer.id, from = %offer.from, "incoming call for this session");
+                let frame = ServerFrame::Incoming {
+                    id: offer.id.clone(),
+                    from: offer.from.clone(),
+                    from_uri: offer.from_uri.clone(),
+                };
+                self.offers.insert(offer.id.clone(), offer);
+                vec![frame]
+            }
+            Push::Stop { id, reason, code } => match self.offers.remove(&id) {
+                Some(_) => vec![ServerFrame::Ended {
+                    id,
+                    reason: reason.into(),
+                    code,
+                }],
+                None => Vec::new(),
+            },
+        }
+    }
+
+    /// Takes a ringing incoming call with the browser's offer.
+    async fn accept(&mut self, id: String, sdp: String) -> Vec<ServerFrame> {
+        let Some(offer) = self.offers.remove(&id) else {
+            return vec![error(
+                "no-such-call",
+                "no incoming call with this id".into(),
+                Some(id),
+            )];
+        };
+        let session = self.registration.as_ref().map_or(0, Registration::session);
+        let events = self.tagged_events(&id);
+        let (reply_tx, reply_rx) = tokio::sync::oneshot::channel();
+        let answer = Answer::Accept {
+            sdp,
+            events,
+            reply: reply_tx,
+        };
+        if offer.respond.send((session, answer)).await.is_err() {
+            return vec![ServerFrame::Ended {
+                id,
+                reason: "cancelled".into(),
+                code: 487,
+            }];
+        }
+        match tokio::time::timeout(std::time::Duration::from_secs(10), reply_rx).await {
+            Ok(Ok(Ok(handle))) => {
+                let out = vec![
+                    ServerFrame::Answer {
+                        id: id.clone(),
+                        sdp: handle.answer.clone(),
+                    },
+                    ServerFrame::Ice {
+                        id: id.clone(),
+                        candidate: String::new(),
+                    },
+                ];
+                self.calls.insert(id, handle);
+                out
+            }
+            Ok(Ok(Err(e))) => {
+                let (reason, code) = e.reason_and_code();
+                vec![ServerFrame::Ended {
+                    id,
+                    reason: reason.into(),
+                    code,
+                }]
+            }
+            // the ringing ended meanwhile (cancelled, or another device was faster)
+            _ => vec![ServerFrame::Ended {
+                id,
+                reason: "cancelled".into(),
+                code: 487,
+            }],
+        }
+    }
+
+    /// A sender whose events reach this session tagged with call `id`.
+    fn tagged_events(&self, id: &str) -> mpsc::Sender<LegEvent> {
+        let (tx, mut rx) = mpsc::channel(16);
+        let tagged = self.events_tx.clone();
+        let tag = id.to_owned();
+        tokio::spawn(async move {
+            while let Some(ev) = rx.recv().await {
+                if tagged.send((tag.clone(), ev)).await.is_err() {
+                    break;
+                }
+            }
+        });
+        tx
     }
 
     async fn call(&mut self, id: String, to: String, sdp: String) -> Vec<ServerFrame> {
@@ -185,17 +319,8 @@ impl Session {
                 Some(id),
             )];
         }
-        let (tx, mut rx) = mpsc::channel(16);
-        // tag this call's events with its id on the session's one channel
-        let tagged = self.events_tx.clone();
-        let tag = id.clone();
-        tokio::spawn(async move {
-            while let Some(ev) = rx.recv().await {
-                if tagged.send((tag.clone(), ev)).await.is_err() {
-                    break;
-                }
-            }
-        });
+        // this call's events reach the session tagged with its id
+        let tx = self.tagged_events(&id);
         let mut out = Vec::new();
         let Some(identity) = self.identity.as_ref() else {
             return out;

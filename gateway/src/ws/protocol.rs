@@ -70,6 +70,18 @@ pub enum ClientFrame {
         /// Digits from `0-9*#A-D`.
         digits: String,
     },
+    /// Take an incoming call (from a desk phone) with a WebRTC SDP offer.
+    Accept {
+        /// The call id from the `incoming` frame.
+        id: String,
+        /// The WebRTC SDP offer.
+        sdp: String,
+    },
+    /// Refuse an incoming call on this device.
+    Decline {
+        /// The call id from the `incoming` frame.
+        id: String,
+    },
     /// End a call.
     Hangup {
         /// The call id.
@@ -113,6 +125,15 @@ pub enum ServerFrame {
         id: String,
         /// The SDP answer.
         sdp: String,
+    },
+    /// A desk phone calls this user: show it, then `accept` or `decline`.
+    Incoming {
+        /// The call id (server-chosen).
+        id: String,
+        /// Who calls, as their PBX names them.
+        from: String,
+        /// The caller's SIP URI.
+        from_uri: String,
     },
     /// The callee picked up; the call is now in progress.
     Accepted {
@@ -202,7 +223,8 @@ impl FrameError {
 }
 
 const KNOWN_TYPES: &[&str] = &[
-    "hello", "auth", "register", "resume", "logout", "search", "call", "ice", "dtmf", "hangup",
+    "hello", "auth", "register", "resume", "logout", "search", "call", "accept", "decline", "ice",
+    "dtmf", "hangup",
 ];
 
 impl ClientFrame {
@@ -287,7 +309,10 @@ impl ClientFrame {
                 }
                 id
             }
-            ClientFrame::Ice { id, .. } | ClientFrame::Hangup { id } => id,
+            ClientFrame::Ice { id, .. }
+            | ClientFrame::Hangup { id }
+            | ClientFrame::Accept { id, .. }
+            | ClientFrame::Decline { id } => id,
         };
         if id.is_empty() || id.len() > MAX_ID_LEN {
             return Err(FrameError::Invalid {

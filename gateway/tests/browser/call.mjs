@@ -12,7 +12,10 @@
 //   remote  waits for "connected", samples until the call ends by itself
 //           (the desk phone hangs up; at most --seconds);
 //   cancel  waits for "ringing", clicks Hang up before anyone answers;
-//   fail    waits for the call to end without connecting.
+//   fail    waits for the call to end without connecting;
+//   answer  makes no call: waits (up to 60 s) for a desk phone to call
+//           <login>, clicks Answer, samples getStats until the call ends
+//           by itself (at most --seconds).
 // Prints one JSON line: {ok, checks, samples:[{t, energy, bytes, state}], ended:{reason, detail}}.
 // `t` is the wall clock (ms) so the Rust side can line samples up with what
 // it did to the desk phone. Exit 0 when every check passes.
@@ -28,7 +31,7 @@ const argv = process.argv.slice(2);
 const opt = (name, dflt) => (argv.includes(`--${name}`) ? argv[argv.indexOf(`--${name}`) + 1] : dflt);
 const base = argv[0];
 const to = opt('to', 'acme/sales');
-const login = opt('login', `alice-${process.pid}`);
+const login = opt('login', 'alice');
 const search = opt('search', '');
 const end = opt('end', 'hangup');
 const seconds = Number(opt('seconds', '4'));
@@ -109,8 +112,19 @@ async function main() {
       result.samples.push({ t: Date.now(), state: await state(), ...s });
     };
 
-    await page.click('#call-btn');
-    mark('call clicked');
+    if (end === 'answer') {
+      // tell the Rust side we are reachable, then wait for the desk phone
+      console.log('READY');
+      await page.waitForSelector('#incoming:not([hidden])', { timeout: 60000 });
+      result.incoming_from = (await page.textContent('#incoming-from')).trim();
+      result.checks.incoming_shown = result.incoming_from.length > 0;
+      mark(`incoming from ${result.incoming_from}`);
+      await page.click('#answer-btn');
+      mark('answer clicked');
+    } else {
+      await page.click('#call-btn');
+      mark('call clicked');
+    }
 
     if (end === 'cancel') {
       await waitState(['ringing', 'ended'], 20000);
@@ -130,7 +144,7 @@ async function main() {
       let pressed = !dtmf;
       while (Date.now() < stop) {
         await sample();
-        if (end === 'remote' && (await state()) === 'ended') break;
+        if ((end === 'remote' || end === 'answer') && (await state()) === 'ended') break;
         if (!pressed && Date.now() > stop - (seconds * 1000) / 2) {
           await page.click(`#keypad button:has-text("${dtmf}")`);
           pressed = true;
@@ -138,8 +152,10 @@ async function main() {
         }
         await page.waitForTimeout(250);
       }
-      const first = result.samples.find((s) => s.state === 'connected') || { energy: 0, bytes: 0 };
-      const last = result.samples[result.samples.length - 1] || { energy: 0, bytes: 0 };
+      // samples taken after the call ended have no peer connection: leave them out
+      const live = result.samples.filter((s) => s.state !== 'ended');
+      const first = live.find((s) => s.state === 'connected') || { energy: 0, bytes: 0 };
+      const last = live[live.length - 1] || { energy: 0, bytes: 0 };
       result.checks.bytes_growing = last.bytes > first.bytes;
       result.checks.audio_energy = last.energy > 0;
       result.codec = last.codec;
@@ -148,7 +164,7 @@ async function main() {
         mark('hangup clicked');
       }
     }
-    await waitState(['ended'], end === 'remote' ? 40000 : 15000);
+    await waitState(['ended'], end === 'remote' || end === 'answer' ? 40000 : 15000);
     mark('ended');
     result.ended = {
       reason: await page.getAttribute('#call-state', 'data-reason'),
