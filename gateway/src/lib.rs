@@ -141,12 +141,14 @@ pub async fn run(
         plans: plans.clone(),
     }));
     let calls = Arc::new(
-        CallRegistry::new(sockets, Arc::clone(&state.metrics)).with_trunks(plans, sip.clone()),
+        CallRegistry::new(sockets, Arc::clone(&state.metrics))
+            .with_trunks(plans.clone(), sip.clone()),
     );
     tokio::spawn(sip::inbound::run_with(
         sip.clone(),
         incoming,
         config.effective_media_ip(),
+        plans.clone(),
         Some(calls.clone()),
     ));
     state.calls = calls;

@@ -5,6 +5,8 @@
 //! registered trunk, we answer, it hangs up; and a CANCEL before answer
 //! leaves no call behind.
 
+mod common;
+
 use std::time::Duration;
 
 use gateway::sip::{self, inbound, trunks};
@@ -33,7 +35,12 @@ async fn lab_with(auto_answer: bool) -> Lab {
     let sip = sip::spawn("127.0.0.1:0".parse().unwrap(), None, itx)
         .await
         .expect("sip");
-    tokio::spawn(inbound::run(sip.clone(), irx, "127.0.0.1".parse().unwrap()));
+    tokio::spawn(inbound::run(
+        sip.clone(),
+        irx,
+        "127.0.0.1".parse().unwrap(),
+        common::lab_plans(&pbx.addr().to_string()),
+    ));
     Lab { pbx, phone, sip }
 }
 
@@ -197,4 +204,41 @@ async fn cancel_before_answer_leaves_nothing_behind() {
         gone.is_ok(),
         "our call leg is still there after the INVITE transaction ended"
     );
+}
+
+/// Toll-fraud guard for inbound calls: a SIP peer that is no company's
+/// trunk (here a user agent on 127.0.0.2, while the lab trunk's peer is
+/// Kamailio on 127.0.0.1) gets 403 and reaches nothing, not even `echo`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_from_unknown_peers_are_refused() {
+    let lab = lab().await;
+    let (itx, _irx) = mpsc::channel(16);
+    let stranger = sip::spawn("127.0.0.2:0".parse().unwrap(), None, itx)
+        .await
+        .expect("a second user agent on 127.0.0.2");
+    for callee in ["echo", "alice"] {
+        let local = Uri::parse(&format!("sip:mallory@{}", stranger.sent_by)).unwrap();
+        let remote = Uri::parse(&format!("sip:{callee}@{}", lab.sip.sent_by)).unwrap();
+        let contact = Uri::parse(&format!("sip:mallory@{}", stranger.sent_by)).unwrap();
+        let cfg = CallConfig::new(
+            local,
+            remote,
+            contact,
+            ("UDP".into(), stranger.sent_by.clone()),
+        );
+        let (_h, mut ev) = stranger
+            .invite(cfg, Some(pcmu_offer(40_010)), lab.sip.local_addr)
+            .await
+            .unwrap();
+        loop {
+            match next_event(&mut ev, 10).await {
+                DialogEvent::Terminated { reason } => {
+                    assert_eq!(reason, TerminatedReason::Rejected(403), "{callee}");
+                    break;
+                }
+                DialogEvent::Answered { .. } => panic!("a stranger reached {callee}"),
+                _ => {}
+            }
+        }
+    }
 }

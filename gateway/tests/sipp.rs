@@ -4,6 +4,8 @@
 //! 100 calls we place, and a caller that never ACKs sees our 200 OK
 //! retransmitted and the dialog ended with BYE after 64*T1.
 
+mod common;
+
 use std::time::Duration;
 
 use gateway::sip::{self, inbound};
@@ -16,7 +18,13 @@ async fn start_gateway_sip() -> sip::Sip {
     let sip = sip::spawn("127.0.0.1:0".parse().unwrap(), None, itx)
         .await
         .expect("sip socket");
-    tokio::spawn(inbound::run(sip.clone(), irx, "127.0.0.1".parse().unwrap()));
+    // SIPp calls from 127.0.0.1, the lab trunk's peer address
+    tokio::spawn(inbound::run(
+        sip.clone(),
+        irx,
+        "127.0.0.1".parse().unwrap(),
+        common::lab_plans("127.0.0.1:5070"),
+    ));
     sip
 }
 

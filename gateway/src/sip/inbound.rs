@@ -1,10 +1,14 @@
 //! Calls that arrive from SIP peers (a trunk, a desk phone through its PBX).
 //!
-//! The Request-URI user is the dialled name: `echo` is answered by the
+//! Only a company's trunk peer may call in: the source address must be one
+//! of a trunk's peers (the registrar of a `register` trunk, the proxy or an
+//! `allow_from` address of an `ip` trunk); anything else gets 403. The
+//! Request-URI user is the dialled name: `echo` is answered by the
 //! built-in RTP echo (a PBX admin can test the trunk's audio path in both
-//! directions without any messenger user); a named login rings that
-//! user's signed-in browsers (`calls::incoming`), or gets 480 when none is
-//! online; anything that is not a valid name gets 404.
+//! directions without any messenger user); a named login that the
+//! company's `inbound.allow` permits rings that user's signed-in browsers
+//! (`calls::incoming`), or gets 480 when none is online; anything that is
+//! not a valid name gets 404.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -17,8 +21,11 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+use dialplans::{Dialplans, TrunkKind};
+
 use super::{IncomingCall, Sip};
 use crate::calls::CallRegistry;
+use crate::plans::SharedPlans;
 
 /// Codecs the RTP echo accepts, in preference order (echo needs no transcoding).
 const ECHO_CODECS: [Codec; 4] = [Codec::Pcmu, Codec::Pcma, Codec::Opus, Codec::TelephoneEvent];
@@ -26,10 +33,16 @@ const ECHO_CODECS: [Codec; 4] = [Codec::Pcmu, Codec::Pcma, Codec::Opus, Codec::T
 /// An echo call with no RTP at all for this long is ended.
 const ECHO_IDLE: Duration = Duration::from_secs(60);
 
-/// Answers incoming calls until `incoming` closes. `media_ip` is where RTP sockets bind.
-/// Without a call registry no messenger user can be rung (named logins get 480).
-pub async fn run(sip: Sip, incoming: mpsc::Receiver<IncomingCall>, media_ip: IpAddr) {
-    run_with(sip, incoming, media_ip, None).await
+/// Answers calls from the trunk peers of `plans` until `incoming` closes.
+/// `media_ip` is where RTP sockets bind. Without a call registry no
+/// messenger user can be rung (named logins get 480).
+pub async fn run(
+    sip: Sip,
+    incoming: mpsc::Receiver<IncomingCall>,
+    media_ip: IpAddr,
+    plans: Arc<SharedPlans>,
+) {
+    run_with(sip, incoming, media_ip, plans, None).await
 }
 
 /// Like [`run`], ringing messenger users through `registry`.
@@ -37,28 +50,80 @@ pub async fn run_with(
     sip: Sip,
     mut incoming: mpsc::Receiver<IncomingCall>,
     media_ip: IpAddr,
+    plans: Arc<SharedPlans>,
     registry: Option<Arc<CallRegistry>>,
 ) {
     while let Some(call) = incoming.recv().await {
         let sip = sip.clone();
         let registry = registry.clone();
-        tokio::spawn(async move { handle(sip, call, media_ip, registry).await });
+        let plans = plans.get();
+        tokio::spawn(async move { handle(sip, call, media_ip, &plans, registry).await });
     }
+}
+
+/// The company whose trunk peer `source` is, if any.
+pub async fn trunk_of(plans: &Dialplans, source: IpAddr) -> Option<String> {
+    for tenant in plans.tenants() {
+        let Some(plan) = plans.get(tenant) else {
+            continue;
+        };
+        for trunk in plan.trunks.values() {
+            let (peer, allow) = match &trunk.kind {
+                TrunkKind::Register { registrar, .. } => (registrar, &[][..]),
+                TrunkKind::Ip { proxy, allow_from } => (proxy, &allow_from[..]),
+            };
+            if allow.contains(&source) {
+                return Some(tenant.to_owned());
+            }
+            if !allow.is_empty() {
+                continue;
+            }
+            let port = peer.port.unwrap_or(5060);
+            if let Ok(mut addrs) = tokio::net::lookup_host((peer.host.as_str(), port)).await
+                && addrs.any(|a| a.ip() == source)
+            {
+                return Some(tenant.to_owned());
+            }
+        }
+    }
+    None
 }
 
 async fn handle(
     sip: Sip,
     call: IncomingCall,
     media_ip: IpAddr,
+    plans: &Dialplans,
     registry: Option<Arc<CallRegistry>>,
 ) {
     let dialled = call.invite.uri.user.clone().unwrap_or_default();
-    info!(%dialled, "incoming sip call");
+    let tenant = match call.source {
+        Some(s) => trunk_of(plans, s.ip()).await,
+        None => None,
+    };
+    let Some(tenant) = tenant else {
+        warn!(%dialled, source = ?call.source, "call from a peer that is no company's trunk refused");
+        let _ = sip
+            .with_call(call.call, |c, _| drop(c.reject(403, "Forbidden")))
+            .await;
+        return;
+    };
+    info!(%dialled, %tenant, "incoming sip call");
     if dialled == "echo" {
         echo(sip, call, media_ip).await;
         return;
     }
     if let (Ok(login), Some(registry)) = (directory::LoginName::parse(&dialled), registry) {
+        let allowed = plans
+            .get(&tenant)
+            .is_some_and(|p| p.inbound.allows(login.as_str()));
+        if !allowed {
+            info!(%dialled, %tenant, "the company's inbound rules do not allow calling this user");
+            let _ = sip
+                .with_call(call.call, |c, _| drop(c.reject(403, "Forbidden")))
+                .await;
+            return;
+        }
         crate::calls::incoming::ring(registry, sip, call, login.to_string()).await;
         return;
     }

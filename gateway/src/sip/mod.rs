@@ -271,6 +271,7 @@ pub async fn spawn(
         trunks: trunks.clone(),
         routes: Routes::default(),
         incoming,
+        last_source: None,
     };
     tokio::spawn(driver.run());
     info!(%local, %sent_by, "sip listening (udp)");
@@ -291,6 +292,8 @@ struct Driver {
     trunks: Arc<TrunkStatus>,
     routes: Routes,
     incoming: mpsc::Sender<IncomingCall>,
+    /// Source of the last datagram fed to the user agent.
+    last_source: Option<SocketAddr>,
 }
 
 impl Driver {
@@ -314,6 +317,8 @@ impl Driver {
             tokio::select! {
                 r = self.socket.recv_from(&mut buf) => match r {
                     Ok((n, from)) => {
+                        // new INVITEs drained right after this input came from here
+                        self.last_source = Some(from);
                         self.ua.handle_input(StdInstant::now(), from, Transport::Udp, &buf[..n]);
                     }
                     // ICMP port-unreachable surfaces as an error on Linux UDP sockets; keep going
@@ -459,7 +464,8 @@ impl Driver {
             } => {
                 let (etx, erx) = mpsc::unbounded_channel();
                 self.routes.calls.insert(call, etx);
-                let source = None;
+                // the user agent reports a new INVITE while draining the input it came in
+                let source = self.last_source;
                 let ic = IncomingCall {
                     call,
                     invite,

@@ -58,3 +58,16 @@ pub fn audio_offer() -> String {
     let (offer, _pending) = api.apply().expect("offer with one m-line");
     offer.to_sdp_string()
 }
+
+/// The lab company's dialplan (`dialplans/examples/acme.yaml`) with its
+/// PBX at `pbx` (`host:port`): its trunk peer is who may call the gateway.
+pub fn lab_plans(pbx: &str) -> std::sync::Arc<gateway::plans::SharedPlans> {
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../dialplans/examples/acme.yaml"),
+    )
+    .expect("example dialplan")
+    .replace("127.0.0.1:5070", pbx);
+    let plans =
+        dialplans::Dialplans::from_sources([("acme.yaml", text.as_str())]).expect("valid plan");
+    std::sync::Arc::new(gateway::plans::SharedPlans::new("unused", plans))
+}
