@@ -135,10 +135,14 @@
         if (f.query === $('search').value.trim()) showResults(f.hits || []);
         break;
       case 'ringing':
-        if (f.id === app.callId && !app.accepted) setState('ringing', 'the callee is being alerted');
+        if (f.id !== app.callId || app.accepted) return;
+        setState('ringing', f.early ? 'the company plays a message' : 'the callee is being alerted');
+        // without the PBX's own early media, play a ringback tone here
+        if (f.early) stopRingback(); else startRingback();
         break;
       case 'accepted':
         if (f.id !== app.callId) return;
+        stopRingback();
         app.accepted = true;
         if (app.mediaUp) setState('connected');
         else setState('answered', 'connecting media');
@@ -283,7 +287,35 @@
     setState('hanging-up');
   }
 
+  // ringback: 425 Hz, 1 s on, 4 s off (ITU-T E.180 common European tone)
+  function startRingback() {
+    if (app.ringback) return;
+    try {
+      const ctx = new AudioContext();
+      const gain = ctx.createGain();
+      gain.gain.value = 0;
+      const osc = ctx.createOscillator();
+      osc.frequency.value = 425;
+      osc.connect(gain).connect(ctx.destination);
+      osc.start();
+      const t0 = ctx.currentTime;
+      for (let i = 0; i < 60; i++) {
+        gain.gain.setValueAtTime(0.08, t0 + i * 5);
+        gain.gain.setValueAtTime(0, t0 + i * 5 + 1);
+      }
+      app.ringback = ctx;
+    } catch (e) {
+      log(`ringback: ${e}`);
+    }
+  }
+
+  function stopRingback() {
+    if (app.ringback) app.ringback.close().catch(() => {});
+    app.ringback = null;
+  }
+
   function endCall(reason, code) {
+    stopRingback();
     log(`call ended: ${reason}${code ? ` (${code})` : ''}`);
     if (app.pc) app.pc.close();
     if (app.stream) for (const t of app.stream.getTracks()) t.stop();

@@ -51,6 +51,11 @@ fn lab_with(auto_answer: bool, ext: &str) -> Lab {
     .expect("wav");
     let pass = format!("pass{ext}");
     let phone = Baresip::start_with(&pbx, ext, &pass, &wav, auto_answer).expect("baresip");
+    lab_around(pbx, phone)
+}
+
+/// The gateway with the lab dialplan pointed at `pbx`, around a started phone.
+fn lab_around(pbx: Kamailio, phone: Baresip) -> Lab {
     let data = tempfile::tempdir().expect("temp dir");
     let plans = data.path().join("plans");
     std::fs::create_dir_all(&plans).expect("plans dir");
@@ -362,5 +367,44 @@ fn desk_phone_calls_a_messenger_user() {
     let (len, rms) = labkit::wav_stats(&rec).expect("recording stats");
     assert!(len >= 3.0, "recording of {len} s");
     assert!(rms > 0.01, "the phone heard the browser, rms {rms}");
+    assert_idle(&lab);
+}
+
+/// The PBX answers 183 with SDP (early media: an announcement or its own
+/// ringback): the gateway bridges the early stream at once, the client is
+/// told not to play its own ringback, and the answered call goes on on the
+/// same stream. baresip 1.0's `early` mode sends no RTP before it accepts,
+/// so the energy of early audio itself is not checked here.
+#[test]
+fn early_media_is_bridged_before_answer() {
+    let pbx = Kamailio::start(&[("trunk", "trunkpass"), ("100", "pass100")]).expect("kamailio");
+    let wav = labkit::speech_wav(
+        "Thank you for calling Acme. Please hold, an agent will answer shortly. \
+         Thank you for calling Acme. Please hold, an agent will answer shortly.",
+        8000,
+        "early100",
+    )
+    .expect("wav");
+    let phone = Baresip::start_mode(&pbx, "100", "pass100", &wav, "early").expect("baresip");
+    let lab = lab_around(pbx, phone);
+    let mut ctl = lab.phone.control().expect("baresip control");
+    let run = call(
+        &lab,
+        &["--to", "acme/sales", "--end", "early", "--seconds", "3"],
+    );
+    run.log
+        .wait_for("EARLY-DONE", Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{e}\n{}\n{}", run.log.tail(20), lab.gw.log.tail(40)));
+    ctl.command("accept", "").expect("accept");
+    ctl.wait_event("CALL_CLOSED", Duration::from_secs(40))
+        .expect("the phone sees our BYE");
+    let verdict = run.verdict(Duration::from_secs(60)).expect("verdict");
+    eprintln!("call.mjs: {verdict}");
+    check(
+        &verdict,
+        &["ringing_early", "connected"],
+        &lab,
+    );
+    assert!(lab.gw.log.contains("early media from the pbx"));
     assert_idle(&lab);
 }

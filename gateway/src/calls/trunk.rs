@@ -152,6 +152,8 @@ impl AnsweredCall {
             dtmf: DigitPlayer::new(48_000, rand::random()),
             out_ts: TsExtender::default(),
             ringing_sent: true,
+            offered: None,
+            early: None,
             ending: None,
         };
         match build_bridge(&negotiated) {
@@ -241,6 +243,11 @@ struct Running {
     /// Extends the bridge's 32-bit WebRTC timestamps for str0m.
     out_ts: TsExtender,
     ringing_sent: bool,
+    /// The negotiator as it was right after our offer: every fork's answer
+    /// (early or final) is applied to a copy of it.
+    offered: Option<RtpSdp>,
+    /// The fork whose early media (183 with SDP) the bridge carries.
+    early: Option<usize>,
     /// Set when the call is over; the loop then waits for the SIP side to settle.
     ending: Option<(Ending, Instant)>,
 }
@@ -293,8 +300,11 @@ impl TrunkCall {
             dtmf: DigitPlayer::new(48_000, rand::random()),
             out_ts: TsExtender::default(),
             ringing_sent: false,
+            offered: None,
+            early: None,
             ending: None,
         };
+        call.offered = Some(call.sdp.clone());
         info!(trunk = %route.trunk_key, dest = %call.route_dest, forks = call.configs.len(), "calling the pbx");
         let first = match call.strategy {
             Strategy::Sequential => 1,
@@ -483,16 +493,23 @@ impl Running {
 
     async fn on_dialog(&mut self, idx: usize, ev: DialogEvent) {
         match ev {
-            DialogEvent::Ringing { status, .. } => {
+            DialogEvent::Ringing { status, body } => {
                 if let Some(f) = self.forks.get_mut(idx)
                     && f.state == ForkState::Trying
                 {
                     f.state = ForkState::Ringing;
                 }
-                if !self.ringing_sent && self.winner.is_none() {
-                    debug!(status, "callee alerted");
+                if self.winner.is_some() || self.ending.is_some() {
+                    return;
+                }
+                let early = self.early.is_none()
+                    && body
+                        .as_ref()
+                        .is_some_and(|b| self.start_early_media(idx, b));
+                if !self.ringing_sent || early {
+                    debug!(status, early, "callee alerted");
                     self.ringing_sent = true;
-                    let _ = self.events.send(LegEvent::Ringing).await;
+                    let _ = self.events.send(LegEvent::Ringing { early }).await;
                 }
             }
             DialogEvent::Answered { body } => self.on_answered(idx, body).await,
@@ -531,9 +548,8 @@ impl Running {
             .and_then(parse_sdp)
             .ok_or("no SDP in the answer")
             .and_then(|sd| {
-                self.sdp
-                    .process_answer(&sd)
-                    .map_err(|_| "no usable audio in the answer")
+                self.apply_answer(&sd)
+                    .ok_or("no usable audio in the answer")
             });
         let neg = match neg {
             Ok(n) => n,
@@ -549,13 +565,25 @@ impl Running {
             }
         };
         info!(codec = ?neg.codec, remote = %neg.remote_addr, "pbx answered");
-        match build_bridge(&neg) {
-            Ok(b) => self.bridge = Some(b),
-            Err(e) => {
-                warn!(cause = %e, "cannot build the media bridge");
-                self.end(("media-error", 500));
-                return;
+        let same_media = self.early == Some(idx)
+            && self
+                .negotiated
+                .is_some_and(|n| n.codec == neg.codec && n.pt == neg.pt);
+        match self.bridge.as_mut() {
+            // the early media stream simply goes on; follow the address if it moved
+            Some(b) if same_media => {
+                if b.rtp_leg().config().remote != neg.remote_addr {
+                    b.rtp_leg_mut().set_remote(neg.remote_addr);
+                }
             }
+            _ => match build_bridge(&neg) {
+                Ok(b) => self.bridge = Some(b),
+                Err(e) => {
+                    warn!(cause = %e, "cannot build the media bridge");
+                    self.end(("media-error", 500));
+                    return;
+                }
+            },
         }
         self.held = neg.remote_hold();
         self.negotiated = Some(neg);
@@ -570,6 +598,37 @@ impl Running {
             }
         }
         let _ = self.events.send(LegEvent::Answered).await;
+    }
+
+    /// Applies a fork's SDP answer to a copy of our negotiator as it was after the
+    /// offer (several forks, or a 183 and then a 200, may each answer it).
+    fn apply_answer(&mut self, sd: &SessionDescription) -> Option<NegotiatedAudio> {
+        let mut sdp = self.offered.clone().unwrap_or_else(|| self.sdp.clone());
+        let neg = sdp.process_answer(sd).ok()?;
+        // later re-INVITEs are answered from the state of the winning answer
+        self.sdp = sdp;
+        Some(neg)
+    }
+
+    /// A 183 with SDP: bridge the PBX's early media (ringback, announcements)
+    /// to the caller before anyone answers. Returns false when it cannot.
+    fn start_early_media(&mut self, idx: usize, body: &Body) -> bool {
+        let Some(neg) = parse_sdp(body).and_then(|sd| self.apply_answer(&sd)) else {
+            return false;
+        };
+        match build_bridge(&neg) {
+            Ok(b) => {
+                info!(codec = ?neg.codec, remote = %neg.remote_addr, "early media from the pbx");
+                self.bridge = Some(b);
+                self.negotiated = Some(neg);
+                self.early = Some(idx);
+                true
+            }
+            Err(e) => {
+                debug!(cause = %e, "early media refused");
+                false
+            }
+        }
     }
 
     /// A re-INVITE or UPDATE from the PBX: hold, resume, or a new address.

@@ -45,8 +45,12 @@ pub enum LegCommand {
 pub enum LegEvent {
     /// ICE and DTLS are up.
     Connected,
-    /// The callee is being alerted (SIP 180/183).
-    Ringing,
+    /// The callee is being alerted (SIP 180/183); `early` when the PBX's
+    /// early media (ringback, announcements) is being played to the caller.
+    Ringing {
+        /// Early media flows.
+        early: bool,
+    },
     /// The callee picked up.
     Answered,
     /// The callee put the call on hold.

@@ -370,7 +370,7 @@ impl Session {
     fn on_leg_event(&mut self, id: String, ev: LegEvent) -> Vec<ServerFrame> {
         match ev {
             LegEvent::Connected => Vec::new(),
-            LegEvent::Ringing => vec![ServerFrame::Ringing { id }],
+            LegEvent::Ringing { early } => vec![ServerFrame::Ringing { id, early }],
             LegEvent::Answered => vec![ServerFrame::Accepted { id }],
             LegEvent::Held => vec![ServerFrame::Hold { id, on: true }],
             LegEvent::Resumed => vec![ServerFrame::Hold { id, on: false }],

@@ -117,6 +117,9 @@ pub enum ServerFrame {
     Ringing {
         /// The call id.
         id: String,
+        /// True when the PBX's early media (ringback, announcements) is
+        /// already playing; otherwise the client should play its own ringback.
+        early: bool,
     },
     /// The gateway's SDP answer for the caller's WebRTC leg; apply it (media
     /// connects while the callee is still being rung).

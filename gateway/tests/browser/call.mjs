@@ -12,6 +12,8 @@
 //   remote  waits for "connected", samples until the call ends by itself
 //           (the desk phone hangs up; at most --seconds);
 //   cancel  waits for "ringing", clicks Hang up before anyone answers;
+//   early   waits for "ringing", samples getStats for --seconds while it
+//           rings (early media), then waits for "connected" and hangs up;
 //   fail    waits for the call to end without connecting;
 //   answer  makes no call: waits (up to 60 s) for a desk phone to call
 //           <login>, clicks Answer, samples getStats until the call ends
@@ -126,7 +128,24 @@ async function main() {
       mark('call clicked');
     }
 
-    if (end === 'cancel') {
+    if (end === 'early') {
+      await waitState(['ringing', 'ended'], 20000);
+      mark('ringing');
+      result.checks.ringing_early = (await page.textContent('#call-detail')).includes('message');
+      const stop = Date.now() + seconds * 1000;
+      while (Date.now() < stop) {
+        await sample();
+        await page.waitForTimeout(250);
+      }
+      const ringingSamples = result.samples.filter((s) => s.state === 'ringing');
+      const lastRinging = ringingSamples[ringingSamples.length - 1] || { energy: 0 };
+      result.early_media_energy = lastRinging.energy;
+      console.log('EARLY-DONE');
+      await waitState(['connected', 'ended'], 30000);
+      result.checks.connected = (await state()) === 'connected';
+      mark('connected');
+      await page.click('#hangup-btn');
+    } else if (end === 'cancel') {
       await waitState(['ringing', 'ended'], 20000);
       result.checks.ringing = (await state()) === 'ringing';
       mark('ringing');

@@ -411,6 +411,20 @@ impl Baresip {
         play: &Path,
         auto_answer: bool,
     ) -> io::Result<Baresip> {
+        let mode = if auto_answer { "auto" } else { "manual" };
+        Baresip::start_mode(pbx, ext, password, play, mode)
+    }
+
+    /// Starts the phone with baresip's `answermode`: `auto`, `manual`, or
+    /// `early` (answers 183 with SDP and plays its WAV as early media until
+    /// told to `accept`).
+    pub fn start_mode(
+        pbx: &Kamailio,
+        ext: &str,
+        password: &str,
+        play: &Path,
+        answermode: &str,
+    ) -> io::Result<Baresip> {
         require("baresip", "baresip-core")?;
         let dir = tempfile::Builder::new()
             .prefix(&format!("labkit-phone-{ext}-"))
@@ -450,7 +464,7 @@ impl Baresip {
             format!(
                 "<sip:{ext}@{}>;auth_user={ext};auth_pass={password};answermode={};regint=300;audio_codecs=PCMU,PCMA\n",
                 pbx.addr(),
-                if auto_answer { "auto" } else { "manual" }
+                answermode
             ),
         )?;
         std::fs::write(dir.path().join("contacts"), "")?;
