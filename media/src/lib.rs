@@ -61,6 +61,7 @@
 //! - [`rtp_leg`]: the PBX-facing RTP session (symmetric RTP, RTCP, stats).
 //! - [`transcode`]: one direction of decode → adapt → encode.
 //! - [`bridge`]: two directions plus DTMF and call quality (E-model MOS).
+//! - [`relay`]: passthrough RTP relay (no decode, no dejitter) for same-codec calls.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
@@ -69,6 +70,7 @@ pub mod bridge;
 pub mod codec;
 pub mod dtmf;
 pub mod jitter;
+pub mod relay;
 pub mod rtp;
 pub mod rtp_leg;
 pub mod sdp;
