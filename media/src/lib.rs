@@ -49,7 +49,8 @@
 //!
 //! Sockets, SRTP/DTLS/ICE (the WebRTC leg, `webrtc.rs`, wraps str0m for those), G.722
 //! encoding (no maintained Rust implementation; negotiating it returns
-//! [`codec::CodecError::Unsupported`]), video.
+//! [`codec::CodecError::Unsupported`]), video transcoding (video is only negotiated for
+//! passthrough, [`sdp::negotiate_video_passthrough`]).
 //!
 //! # Layout
 //!
