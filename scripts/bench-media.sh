@@ -18,6 +18,10 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 # On a shared machine, BENCH_NICE=-10 raises this session's scheduling weight (the kernel
 # shares CPU between sessions first when sched_autogroup is on, so plain nice is not
 # enough); the system under test is otherwise starved by unrelated builds.
+# The weight belongs to the session, so the bench gets a session of its own first.
+if [[ -n "${BENCH_NICE:-}" && -z "${BENCH_SESSION:-}" ]] && command -v setsid >/dev/null; then
+    BENCH_SESSION=1 exec setsid -w "$0" "$@"
+fi
 if [[ -n "${BENCH_NICE:-}" && -w /proc/self/autogroup ]]; then
     echo "$BENCH_NICE" > /proc/self/autogroup || true
 fi
