@@ -19,6 +19,9 @@ pub enum DtmfError {
     /// A character that is no DTMF key.
     #[error("not a DTMF key: {0:?}")]
     NotAKey(char),
+    /// A SIP INFO body that carries no DTMF key (unknown content type, no `Signal=`).
+    #[error("no DTMF key in SIP INFO body ({0})")]
+    BadInfoBody(String),
 }
 
 /// One RFC 4733 event block.
@@ -81,6 +84,106 @@ pub fn digit_to_event(digit: char) -> Option<u8> {
         .iter()
         .position(|&b| b as char == digit.to_ascii_uppercase())
         .map(|p| p as u8)
+}
+
+/// One key press carried in a SIP INFO request: the fallback for PBXs that neither
+/// negotiate telephone-event nor detect in-band tones. Two bodies exist in the wild:
+/// `application/dtmf-relay` (`Signal=5\r\nDuration=160\r\n`, Cisco, Asterisk,
+/// FreeSWITCH) and `application/dtmf` (the key alone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InfoDtmf {
+    /// The keypad character (`0`-`9`, `*`, `#`, `A`-`D`).
+    pub digit: char,
+    /// How long the key was held, in ms.
+    pub duration_ms: u32,
+}
+
+impl InfoDtmf {
+    /// Content type of the `Signal=`/`Duration=` body.
+    pub const DTMF_RELAY: &'static str = "application/dtmf-relay";
+    /// Content type of the bare-key body.
+    pub const DTMF: &'static str = "application/dtmf";
+    /// Duration assumed when a body gives none.
+    pub const DEFAULT_DURATION_MS: u32 = 250;
+
+    /// A press of `digit` held for `duration_ms`.
+    ///
+    /// # Errors
+    /// [`DtmfError::NotAKey`] when `digit` is no DTMF key.
+    pub fn new(digit: char, duration_ms: u32) -> Result<Self, DtmfError> {
+        let event = digit_to_event(digit).ok_or(DtmfError::NotAKey(digit))?;
+        let digit = event_to_digit(event).ok_or(DtmfError::NotAKey(digit))?;
+        Ok(Self { digit, duration_ms })
+    }
+
+    /// Parses an INFO body by its content type (parameters such as `;charset` ignored).
+    /// Keys are case-insensitive, whitespace and LF-only line ends are tolerated, and
+    /// `Signal=10`/`11` (event codes) mean `*`/`#` as some phones send them.
+    ///
+    /// # Errors
+    /// [`DtmfError::BadInfoBody`] for other content types or a body without a key,
+    /// [`DtmfError::NotAKey`] for a signal that is no DTMF key.
+    pub fn parse(content_type: &str, body: &[u8]) -> Result<Self, DtmfError> {
+        let ct = content_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        let text = std::str::from_utf8(body)
+            .map_err(|_| DtmfError::BadInfoBody("body is not UTF-8".into()))?;
+        if ct == Self::DTMF {
+            let key = text.trim();
+            let mut chars = key.chars();
+            return match (chars.next(), chars.next()) {
+                (Some(c), None) => Self::new(c, Self::DEFAULT_DURATION_MS),
+                _ => Self::signal(key, Self::DEFAULT_DURATION_MS),
+            };
+        }
+        if ct != Self::DTMF_RELAY {
+            return Err(DtmfError::BadInfoBody(format!("content type {ct}")));
+        }
+        let mut signal = None;
+        let mut duration = Self::DEFAULT_DURATION_MS;
+        for line in text.lines() {
+            let Some((k, v)) = line.split_once('=') else {
+                continue;
+            };
+            let v = v.trim();
+            match k.trim().to_ascii_lowercase().as_str() {
+                "signal" => signal = Some(v),
+                "duration" => {
+                    // A bad duration is not worth losing the digit over.
+                    duration = v.parse().unwrap_or(Self::DEFAULT_DURATION_MS);
+                }
+                _ => {}
+            }
+        }
+        let signal = signal.ok_or_else(|| DtmfError::BadInfoBody("no Signal= line".into()))?;
+        Self::signal(signal, duration)
+    }
+
+    fn signal(v: &str, duration_ms: u32) -> Result<Self, DtmfError> {
+        let mut chars = v.chars();
+        match (chars.next(), chars.next()) {
+            (Some(c), None) => Self::new(c, duration_ms),
+            (Some(_), Some(_)) => match v.parse::<u8>().ok().and_then(event_to_digit) {
+                Some(d) => Self::new(d, duration_ms),
+                None => Err(DtmfError::BadInfoBody(format!("signal {v:?}"))),
+            },
+            _ => Err(DtmfError::BadInfoBody("empty signal".into())),
+        }
+    }
+
+    /// The `application/dtmf-relay` body for this press.
+    pub fn to_dtmf_relay(&self) -> String {
+        format!("Signal={}\r\nDuration={}\r\n", self.digit, self.duration_ms)
+    }
+
+    /// The RFC 4733 event code of the key.
+    pub fn event(&self) -> u8 {
+        digit_to_event(self.digit).unwrap_or(0)
+    }
 }
 
 /// A telephone-event packet for the outgoing leg.
@@ -494,6 +597,44 @@ impl DigitPlayer {
 mod tests {
     use super::*;
     use crate::codec::g711;
+
+    #[test]
+    fn sip_info_bodies_parse_and_format() {
+        let d = InfoDtmf::parse("application/dtmf-relay", b"Signal=5\r\nDuration=160\r\n")
+            .expect("cisco body");
+        assert_eq!((d.digit, d.duration_ms, d.event()), ('5', 160, 5));
+        assert_eq!(d.to_dtmf_relay(), "Signal=5\r\nDuration=160\r\n");
+        let d = InfoDtmf::parse(
+            "Application/DTMF-Relay; charset=x",
+            b"signal = #\nduration= 90",
+        )
+        .expect("loose body");
+        assert_eq!((d.digit, d.duration_ms), ('#', 90));
+        let d = InfoDtmf::parse("application/dtmf-relay", b"Signal=10\r\n").expect("code");
+        assert_eq!(
+            (d.digit, d.duration_ms),
+            ('*', InfoDtmf::DEFAULT_DURATION_MS)
+        );
+        let d = InfoDtmf::parse("application/dtmf", b" b\r\n").expect("bare key");
+        assert_eq!(d.digit, 'B');
+        assert_eq!(
+            InfoDtmf::parse("application/dtmf-relay", b"Duration=100\r\n"),
+            Err(DtmfError::BadInfoBody("no Signal= line".into()))
+        );
+        assert_eq!(
+            InfoDtmf::parse("application/dtmf-relay", b"Signal=X\r\n"),
+            Err(DtmfError::NotAKey('X'))
+        );
+        assert!(InfoDtmf::parse("application/dtmf-relay", b"Signal=99\r\n").is_err());
+        assert!(InfoDtmf::parse("text/plain", b"Signal=1").is_err());
+        assert!(InfoDtmf::parse("application/dtmf-relay", &[0xff, 0xfe]).is_err());
+        assert!(InfoDtmf::parse("application/dtmf", b"").is_err());
+        let round = InfoDtmf::new('9', 120).expect("key");
+        assert_eq!(
+            InfoDtmf::parse(InfoDtmf::DTMF_RELAY, round.to_dtmf_relay().as_bytes()),
+            Ok(round)
+        );
+    }
 
     /// A browser's 48 kHz event (start, updates, three ends, then a second press) becomes
     /// one 8 kHz event per press with PT, timestamp and durations rewritten.

@@ -49,7 +49,8 @@
 //!
 //! Sockets, SRTP/DTLS/ICE (the WebRTC leg, `webrtc.rs`, wraps str0m for those), G.722
 //! encoding (no maintained Rust implementation; negotiating it returns
-//! [`codec::CodecError::Unsupported`]), video.
+//! [`codec::CodecError::Unsupported`]), video transcoding (video is only negotiated for
+//! passthrough, [`sdp::negotiate_video_passthrough`]).
 //!
 //! # Layout
 //!
@@ -61,6 +62,7 @@
 //! - [`rtp_leg`]: the PBX-facing RTP session (symmetric RTP, RTCP, stats).
 //! - [`transcode`]: one direction of decode → adapt → encode.
 //! - [`bridge`]: two directions plus DTMF and call quality (E-model MOS).
+//! - [`relay`]: passthrough RTP relay (no decode, no dejitter) for same-codec calls.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
@@ -69,6 +71,7 @@ pub mod bridge;
 pub mod codec;
 pub mod dtmf;
 pub mod jitter;
+pub mod relay;
 pub mod rtp;
 pub mod rtp_leg;
 pub mod sdp;

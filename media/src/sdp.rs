@@ -904,6 +904,196 @@ fn negotiate_stream(
     })
 }
 
+/// A video codec the gateway passes through between legs without transcoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VideoCodec {
+    /// VP8 (RFC 7741).
+    Vp8,
+    /// H.264 (RFC 6184).
+    H264,
+}
+
+impl VideoCodec {
+    /// The codec an rtpmap encoding name stands for (case-insensitive), if any.
+    pub fn from_name(name: &str) -> Option<Self> {
+        if name.eq_ignore_ascii_case("VP8") {
+            Some(Self::Vp8)
+        } else if name.eq_ignore_ascii_case("H264") {
+            Some(Self::H264)
+        } else {
+            None
+        }
+    }
+
+    /// The rtpmap encoding name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Vp8 => "VP8",
+            Self::H264 => "H264",
+        }
+    }
+}
+
+/// Video both legs can exchange untouched: the same codec (and, for H.264, the same
+/// profile and packetization mode), with each leg's own payload type so the relay can
+/// rewrite it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NegotiatedVideo {
+    /// The shared codec.
+    pub codec: VideoCodec,
+    /// Its payload type on leg A.
+    pub pt_a: u8,
+    /// Its payload type on leg B.
+    pub pt_b: u8,
+    /// Leg A's fmtp for it, to repeat towards leg B.
+    pub fmtp: Option<String>,
+    /// `a=rtcp-fb` values both legs list for it (e.g. `nack pli`, `ccm fir`), without
+    /// the payload type: keyframe requests are forwarded end to end only for these.
+    pub rtcp_fb: Vec<String>,
+}
+
+fn fmtp_param<'a>(fmtp: &'a str, key: &str) -> Option<&'a str> {
+    fmtp.split(';').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        k.trim().eq_ignore_ascii_case(key).then_some(v.trim())
+    })
+}
+
+/// H.264 streams are compatible when packetization-mode (default 0) and the profile
+/// (profile_idc and constraint flags, the first 4 hex digits of profile-level-id,
+/// default 42e0) agree; the level may differ, the lower one is what both decode.
+fn h264_compatible(a: Option<&str>, b: Option<&str>) -> bool {
+    let mode = |f: Option<&str>| {
+        f.and_then(|f| fmtp_param(f, "packetization-mode"))
+            .unwrap_or("0")
+            .to_string()
+    };
+    let profile = |f: Option<&str>| {
+        f.and_then(|f| fmtp_param(f, "profile-level-id"))
+            .and_then(|p| p.get(..4))
+            .unwrap_or("42e0")
+            .to_ascii_lowercase()
+    };
+    mode(a) == mode(b) && profile(a) == profile(b)
+}
+
+fn rtcp_fb(m: &MediaDescription, pt: u8) -> Vec<String> {
+    let pt_s = pt.to_string();
+    m.attributes
+        .iter()
+        .filter(|a| a.name == "rtcp-fb")
+        .filter_map(|a| a.value.as_deref())
+        .filter_map(|v| {
+            let (p, rest) = v.split_once(' ')?;
+            (p == pt_s || p == "*").then(|| rest.trim().to_string())
+        })
+        .collect()
+}
+
+/// Picks the first codec of `prefer` that video m-lines `a` and `b` (one per leg) both
+/// offer, for passthrough without transcoding. `None` when a side has no video (port 0)
+/// or nothing matches: the video stream is then rejected on both legs.
+pub fn negotiate_video_passthrough(
+    a: &MediaDescription,
+    b: &MediaDescription,
+    prefer: &[VideoCodec],
+) -> Option<NegotiatedVideo> {
+    if a.kind != MediaKind::Video || b.kind != MediaKind::Video || a.port == 0 || b.port == 0 {
+        return None;
+    }
+    let maps = |m: &MediaDescription| -> Vec<(u8, VideoCodec)> {
+        m.payload_types()
+            .filter_map(|pt| {
+                let r = m.rtpmap(pt)?;
+                (r.clock_rate == 90_000).then_some(())?;
+                Some((pt, VideoCodec::from_name(&r.encoding)?))
+            })
+            .collect()
+    };
+    let (ma, mb) = (maps(a), maps(b));
+    for &want in prefer {
+        for &(pt_a, _) in ma.iter().filter(|(_, c)| *c == want) {
+            let fa = a.fmtp(pt_a);
+            let found = mb
+                .iter()
+                .filter(|(_, c)| *c == want)
+                .find(|&&(pt_b, _)| want != VideoCodec::H264 || h264_compatible(fa, b.fmtp(pt_b)));
+            if let Some(&(pt_b, _)) = found {
+                let fb_b = rtcp_fb(b, pt_b);
+                return Some(NegotiatedVideo {
+                    codec: want,
+                    pt_a,
+                    pt_b,
+                    fmtp: fa.map(str::to_string),
+                    rtcp_fb: rtcp_fb(a, pt_a)
+                        .into_iter()
+                        .filter(|f| fb_b.contains(f))
+                        .collect(),
+                });
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod video_tests {
+    use super::*;
+
+    fn video(text: &str) -> MediaDescription {
+        let sd = SessionDescription::parse(&format!(
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n{text}"
+        ))
+        .expect("sdp parses");
+        sd.media.into_iter().next().expect("one m-line")
+    }
+
+    #[test]
+    fn vp8_and_h264_pass_through_with_each_legs_pt() {
+        let browser = video(
+            "m=video 9 UDP/TLS/RTP/SAVPF 96 102 108\r\na=rtpmap:96 VP8/90000\r\n\
+             a=rtcp-fb:96 nack pli\r\na=rtcp-fb:96 ccm fir\r\na=rtcp-fb:96 goog-remb\r\n\
+             a=rtpmap:102 H264/90000\r\n\
+             a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f\r\n\
+             a=rtpmap:108 H264/90000\r\n\
+             a=fmtp:108 packetization-mode=0;profile-level-id=42e01f\r\n",
+        );
+        let pbx = video(
+            "m=video 5004 RTP/AVPF 99 100\r\na=rtpmap:99 H264/90000\r\n\
+             a=fmtp:99 profile-level-id=42e01e\r\na=rtcp-fb:* nack pli\r\n\
+             a=rtpmap:100 VP8/90000\r\n",
+        );
+        let v = negotiate_video_passthrough(&browser, &pbx, &[VideoCodec::Vp8, VideoCodec::H264])
+            .expect("vp8");
+        assert_eq!((v.codec, v.pt_a, v.pt_b), (VideoCodec::Vp8, 96, 100));
+        assert_eq!(v.rtcp_fb, vec!["nack pli".to_string()]);
+        // H.264 pairs only with the same profile and packetization mode (108, not 102).
+        let h = negotiate_video_passthrough(&browser, &pbx, &[VideoCodec::H264]).expect("h264");
+        assert_eq!((h.pt_a, h.pt_b), (108, 99));
+        assert!(h.fmtp.as_deref().is_some_and(|f| f.contains("42e01f")));
+    }
+
+    #[test]
+    fn no_common_video_or_rejected_stream() {
+        let a = video("m=video 9 RTP/AVPF 96\r\na=rtpmap:96 VP8/90000\r\n");
+        let b = video("m=video 5004 RTP/AVPF 97\r\na=rtpmap:97 H264/90000\r\n");
+        assert_eq!(
+            negotiate_video_passthrough(&a, &b, &[VideoCodec::Vp8, VideoCodec::H264]),
+            None
+        );
+        let off = video("m=video 0 RTP/AVPF 96\r\na=rtpmap:96 VP8/90000\r\n");
+        assert_eq!(
+            negotiate_video_passthrough(&a, &off, &[VideoCodec::Vp8]),
+            None
+        );
+        let audio = video("m=audio 4000 RTP/AVP 0\r\n");
+        assert_eq!(
+            negotiate_video_passthrough(&a, &audio, &[VideoCodec::Vp8]),
+            None
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

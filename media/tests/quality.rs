@@ -109,6 +109,17 @@ fn best_lag(
 
 /// Runs the two-bridge chain and returns (reference 8 kHz, received 8 kHz).
 fn run_chain(loss: f64, jitter_ms: f64, secs: f64, min_lost: i64) -> (Vec<i16>, Vec<i16>) {
+    run_chain_with(OpusSettings::narrowband(), loss, jitter_ms, secs, min_lost)
+}
+
+/// As [`run_chain`], with the bridges' Opus settings given.
+fn run_chain_with(
+    opus: OpusSettings,
+    loss: f64,
+    jitter_ms: f64,
+    secs: f64,
+    min_lost: i64,
+) -> (Vec<i16>, Vec<i16>) {
     let t0 = Instant::now();
     let a_addr = addr("10.0.0.1:4000");
     let b_addr = addr("10.0.0.2:5000");
@@ -116,8 +127,12 @@ fn run_chain(loss: f64, jitter_ms: f64, secs: f64, min_lost: i64) -> (Vec<i16>, 
     cfg_a.dtmf_pt = Some(101);
     let mut cfg_b = RtpLegConfig::new(0xb, Codec::Pcmu, 0, a_addr);
     cfg_b.dtmf_pt = Some(101);
-    let mut bridge_a = Bridge::new(t0, BridgeConfig::new(cfg_a)).expect("bridge a");
-    let mut bridge_b = Bridge::new(t0, BridgeConfig::new(cfg_b)).expect("bridge b");
+    let mut bcfg_a = BridgeConfig::new(cfg_a);
+    bcfg_a.opus = opus;
+    let mut bcfg_b = BridgeConfig::new(cfg_b);
+    bcfg_b.opus = opus;
+    let mut bridge_a = Bridge::new(t0, bcfg_a).expect("bridge a");
+    let mut bridge_b = Bridge::new(t0, bcfg_b).expect("bridge b");
 
     let browser = speech_like(48000, secs);
     let reference = speech_like(8000, secs);
@@ -268,6 +283,25 @@ fn quality_with_loss_and_jitter() {
     let (snr, corr, gaps) = measure(&reference, &received);
     println!(
         "5% loss + 40 ms jitter: segmental SNR {snr:.2} dB, mean correlation {corr:.3}, gaps {gaps}"
+    );
+    assert!(received.iter().all(|&v| v.abs() < 32767), "clipping");
+    assert_eq!(gaps, 0, "gaps in active speech");
+    assert!(snr > LOSSY_SNR_MIN, "segmental SNR {snr:.2} dB");
+    assert!(corr > 0.88, "correlation {corr:.3}");
+}
+
+/// The cheaper encoder settings the load benchmark considers (8 kHz, complexity 1: about
+/// half the libopus cost of complexity 5) under the same 5 % loss and 40 ms jitter.
+#[test]
+fn quality_with_loss_and_jitter_at_complexity_1() {
+    let opus = OpusSettings {
+        complexity: 1,
+        ..OpusSettings::narrowband()
+    };
+    let (reference, received) = run_chain_with(opus, 0.05, 40.0, 10.0, 15);
+    let (snr, corr, gaps) = measure(&reference, &received);
+    println!(
+        "complexity 1, 5% loss + 40 ms jitter: segmental SNR {snr:.2} dB, mean correlation {corr:.3}, gaps {gaps}"
     );
     assert!(received.iter().all(|&v| v.abs() < 32767), "clipping");
     assert_eq!(gaps, 0, "gaps in active speech");

@@ -1,0 +1,1254 @@
+//! Whole-flow media load benchmark (issue 4, done-when 4a/4b/4c), each figure printed
+//! next to a peer measured in the same run:
+//!
+//! - `transcode`: N concurrent Opus ⇄ PCMU calls, 20 ms, both directions, real UDP
+//!   sockets on loopback, through our [`Bridge`] and through rtpengine (userspace,
+//!   `table = -1`), plus the bare libopus encode+decode cost at the same settings;
+//! - `relay`: N concurrent passthrough calls through our [`Relay`] and through
+//!   rtpengine's userspace relay: packets/s per core and added latency p50/p99
+//!   (against the same generator sending straight to the receiver);
+//! - memory per call of both (RSS growth per established call).
+//!
+//! A load generator (its own tokio runtime, threads named `load-*`) plays the browser
+//! and the PBX of every call; the system under test runs in threads named `sut-*`
+//! (CPU time read from /proc per thread) or is the rtpengine process.
+//!
+//! Run with `scripts/bench-media.sh` (it passes the arguments through):
+//! `cargo bench -p media --bench load -- transcode --calls 300 --secs 20`.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use media::bridge::{Bridge, BridgeConfig, BridgeStats, MediaFrame, WebrtcOutput};
+use media::codec::Codec;
+use media::codec::g711;
+use media::codec::opus::{OpusDecoder, OpusEncoder, OpusSettings};
+use media::relay::{Relay, Side};
+use media::rtp_leg::RtpLegConfig;
+use tokio::net::UdpSocket;
+use tokio::sync::watch;
+
+const OPUS_PT: u8 = 111;
+const PCMU_PT: u8 = 0;
+
+// ---------------------------------------------------------------- bencode / ng protocol
+
+#[derive(Debug, Clone)]
+enum B {
+    Int(i64),
+    Str(Vec<u8>),
+    List(Vec<B>),
+    Dict(BTreeMap<Vec<u8>, B>),
+}
+
+impl B {
+    fn s(v: &str) -> B {
+        B::Str(v.as_bytes().to_vec())
+    }
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            B::Int(i) => out.extend(format!("i{i}e").bytes()),
+            B::Str(s) => {
+                out.extend(format!("{}:", s.len()).bytes());
+                out.extend(s);
+            }
+            B::List(l) => {
+                out.push(b'l');
+                l.iter().for_each(|x| x.encode(out));
+                out.push(b'e');
+            }
+            B::Dict(d) => {
+                out.push(b'd');
+                for (k, v) in d {
+                    B::Str(k.clone()).encode(out);
+                    v.encode(out);
+                }
+                out.push(b'e');
+            }
+        }
+    }
+    fn decode(buf: &[u8]) -> Option<(B, &[u8])> {
+        match *buf.first()? {
+            b'i' => {
+                let end = buf.iter().position(|&c| c == b'e')?;
+                let v = std::str::from_utf8(&buf[1..end]).ok()?.parse().ok()?;
+                Some((B::Int(v), &buf[end + 1..]))
+            }
+            b'l' => {
+                let mut rest = &buf[1..];
+                let mut l = Vec::new();
+                while *rest.first()? != b'e' {
+                    let (x, r) = B::decode(rest)?;
+                    l.push(x);
+                    rest = r;
+                }
+                Some((B::List(l), &rest[1..]))
+            }
+            b'd' => {
+                let mut rest = &buf[1..];
+                let mut d = BTreeMap::new();
+                while *rest.first()? != b'e' {
+                    let (B::Str(k), r) = B::decode(rest)? else {
+                        return None;
+                    };
+                    let (v, r) = B::decode(r)?;
+                    d.insert(k, v);
+                    rest = r;
+                }
+                Some((B::Dict(d), &rest[1..]))
+            }
+            b'0'..=b'9' => {
+                let colon = buf.iter().position(|&c| c == b':')?;
+                let n: usize = std::str::from_utf8(&buf[..colon]).ok()?.parse().ok()?;
+                let s = buf.get(colon + 1..colon + 1 + n)?;
+                Some((B::Str(s.to_vec()), &buf[colon + 1 + n..]))
+            }
+            _ => None,
+        }
+    }
+    fn get(&self, key: &str) -> Option<&B> {
+        match self {
+            B::Dict(d) => d.get(key.as_bytes()),
+            _ => None,
+        }
+    }
+    fn str(&self) -> Option<String> {
+        match self {
+            B::Str(s) => Some(String::from_utf8_lossy(s).into_owned()),
+            _ => None,
+        }
+    }
+}
+
+fn dict(items: Vec<(&str, B)>) -> B {
+    B::Dict(
+        items
+            .into_iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v))
+            .collect(),
+    )
+}
+
+/// rtpengine started on loopback, controlled over the ng protocol.
+struct Rtpengine {
+    child: Child,
+    ng: StdUdpSocket,
+    ng_addr: SocketAddr,
+    cookie: u64,
+}
+
+impl Rtpengine {
+    fn start() -> Rtpengine {
+        let ng_port = {
+            let s = StdUdpSocket::bind("127.0.0.1:0").expect("probe port");
+            s.local_addr().expect("addr").port()
+        };
+        let child = Command::new("rtpengine")
+            .args([
+                "--config-file=none",
+                "--foreground",
+                "--log-stderr",
+                "--table=-1",
+                "--interface=127.0.0.1",
+                &format!("--listen-ng=127.0.0.1:{ng_port}"),
+                "--port-min=10000",
+                "--port-max=32000",
+                "--num-threads=2",
+                "--log-level=3",
+                "--timeout=120",
+                "--delete-delay=0",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::File::create(std::env::temp_dir().join("bench-rtpengine.log"))
+                    .map_or_else(|_| Stdio::null(), Stdio::from),
+            )
+            .spawn()
+            .expect("start rtpengine (Debian rtpengine-daemon)");
+        let ng = StdUdpSocket::bind("127.0.0.1:0").expect("ng socket");
+        ng.set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("timeout");
+        let mut r = Rtpengine {
+            child,
+            ng,
+            ng_addr: SocketAddr::from(([127, 0, 0, 1], ng_port)),
+            cookie: 0,
+        };
+        let t0 = Instant::now();
+        loop {
+            if let Some(rep) = r.try_command(dict(vec![("command", B::s("ping"))]))
+                && rep.get("result").and_then(B::str).as_deref() == Some("pong")
+            {
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "rtpengine did not answer ping"
+            );
+        }
+        r
+    }
+
+    fn try_command(&mut self, cmd: B) -> Option<B> {
+        self.cookie += 1;
+        let cookie = format!("c{}", self.cookie);
+        let mut msg = format!("{cookie} ").into_bytes();
+        cmd.encode(&mut msg);
+        self.ng.send_to(&msg, self.ng_addr).ok()?;
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let n = self.ng.recv(&mut buf).ok()?;
+            let reply = &buf[..n];
+            if let Some(rest) = reply.strip_prefix(format!("{cookie} ").as_bytes()) {
+                return B::decode(rest).map(|(b, _)| b);
+            }
+        }
+    }
+
+    fn command(&mut self, cmd: B) -> B {
+        for _ in 0..10 {
+            if let Some(r) = self.try_command(cmd.clone()) {
+                let result = r.get("result").and_then(B::str);
+                assert_eq!(result.as_deref(), Some("ok"), "rtpengine: {r:?}");
+                return r;
+            }
+        }
+        panic!("rtpengine does not answer");
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Rtpengine {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn sdp(port: u16, pt: u8, rtpmap: &str) -> String {
+    format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {port} RTP/AVP {pt}\r\na=rtpmap:{pt} {rtpmap}\r\na=ptime:20\r\na=sendrecv\r\n"
+    )
+}
+
+fn sdp_port(sdp: &str) -> u16 {
+    sdp.lines()
+        .find_map(|l| l.strip_prefix("m=audio "))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|p| p.parse().ok())
+        .expect("m=audio port in rtpengine's SDP")
+}
+
+/// Sets up one call in rtpengine between endpoint `a` (offerer) and `b`; returns the
+/// rtpengine addresses that `a` and `b` must send to.
+fn rtpengine_call(
+    r: &mut Rtpengine,
+    id: usize,
+    a: SocketAddr,
+    b: SocketAddr,
+    transcode: bool,
+) -> (SocketAddr, SocketAddr) {
+    let call_id = format!("bench-{id}-{}", if transcode { "t" } else { "r" });
+    let (a_sdp, b_sdp) = if transcode {
+        (
+            sdp(a.port(), OPUS_PT, "opus/48000/2"),
+            sdp(b.port(), PCMU_PT, "PCMU/8000"),
+        )
+    } else {
+        (
+            sdp(a.port(), PCMU_PT, "PCMU/8000"),
+            sdp(b.port(), PCMU_PT, "PCMU/8000"),
+        )
+    };
+    let mut offer = vec![
+        ("command", B::s("offer")),
+        ("call-id", B::s(&call_id)),
+        ("from-tag", B::s("a")),
+        ("sdp", B::s(&a_sdp)),
+        ("ICE", B::s("remove")),
+    ];
+    if transcode {
+        offer.push((
+            "codec",
+            dict(vec![
+                ("transcode", B::List(vec![B::s("PCMU")])),
+                ("mask", B::List(vec![B::s("opus")])),
+            ]),
+        ));
+    }
+    let rep = r.command(dict(offer));
+    let to_b = sdp_port(&rep.get("sdp").and_then(B::str).expect("offer sdp"));
+    let rep = r.command(dict(vec![
+        ("command", B::s("answer")),
+        ("call-id", B::s(&call_id)),
+        ("from-tag", B::s("a")),
+        ("to-tag", B::s("b")),
+        ("sdp", B::s(&b_sdp)),
+        ("ICE", B::s("remove")),
+    ]));
+    let answer = rep.get("sdp").and_then(B::str).expect("answer sdp");
+    if transcode {
+        assert!(
+            answer.contains("opus"),
+            "rtpengine answers A with opus: {answer}"
+        );
+    }
+    let to_a = sdp_port(&answer);
+    (
+        SocketAddr::from(([127, 0, 0, 1], to_a)),
+        SocketAddr::from(([127, 0, 0, 1], to_b)),
+    )
+}
+
+// ---------------------------------------------------------------- CPU and memory
+
+fn clock_ticks(stat: &str) -> Option<u64> {
+    // Fields after the parenthesised comm: state is field 3, utime 14, stime 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+/// CPU seconds used so far by this process's threads whose name starts with `prefix`.
+fn threads_cpu(prefix: &str) -> f64 {
+    let mut ticks = 0;
+    if let Ok(dir) = std::fs::read_dir("/proc/self/task") {
+        for e in dir.flatten() {
+            let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+            if comm.starts_with(prefix) {
+                let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+                ticks += clock_ticks(&stat).unwrap_or(0);
+            }
+        }
+    }
+    ticks as f64 / 100.0
+}
+
+/// Seconds the threads named `prefix*` spent runnable but waiting for a CPU (schedstat):
+/// on a shared machine this tells a slow system under test from a starved one.
+fn threads_wait(prefix: &str) -> f64 {
+    let mut ns = 0u64;
+    if let Ok(dir) = std::fs::read_dir("/proc/self/task") {
+        for e in dir.flatten() {
+            let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+            if comm.starts_with(prefix) {
+                let st = std::fs::read_to_string(e.path().join("schedstat")).unwrap_or_default();
+                ns += st
+                    .split(' ')
+                    .nth(1)
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+        }
+    }
+    ns as f64 / 1e9
+}
+
+fn process_cpu(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    clock_ticks(&stat).unwrap_or(0) as f64 / 100.0
+}
+
+/// Resident set size of `pid` in KiB.
+fn rss_kib(pid: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+// ---------------------------------------------------------------- signals
+
+/// A deterministic speech-like test signal (voiced syllables with pauses) at `rate`.
+fn speech_like(rate: u32, secs: f64) -> Vec<i16> {
+    let n = (f64::from(rate) * secs) as usize;
+    let mut out = vec![0i16; n];
+    let mut t = 0.05;
+    let mut k = 0u32;
+    while t < secs - 0.3 {
+        k += 1;
+        let f0 = 100.0 + f64::from(k % 7) * 9.0;
+        let len = 0.18 + f64::from(k % 5) * 0.03;
+        let start = (t * f64::from(rate)) as usize;
+        let len_n = (len * f64::from(rate)) as usize;
+        for i in 0..len_n {
+            let x = i as f64 / len_n as f64;
+            let env = 0.5 - 0.5 * (2.0 * std::f64::consts::PI * x).cos();
+            let tt = i as f64 / f64::from(rate);
+            let mut s = 0.0;
+            for h in 1..30 {
+                let fh = f0 * f64::from(h);
+                if fh > 3400.0 {
+                    break;
+                }
+                let formant = 1.0
+                    / (1.0 + ((fh - 500.0 - f64::from(k % 4) * 120.0) / 150.0).powi(2))
+                    + 0.5 / (1.0 + ((fh - 1500.0) / 250.0).powi(2));
+                s += formant * (2.0 * std::f64::consts::PI * fh * tt).sin();
+            }
+            if let Some(o) = out.get_mut(start + i) {
+                *o = (3000.0 * env * s).clamp(-32000.0, 32000.0) as i16;
+            }
+        }
+        t += len + 0.08;
+    }
+    out
+}
+
+/// Pre-encoded payloads a generator endpoint cycles through.
+type Frames = Arc<Vec<Vec<u8>>>;
+
+/// 250 Opus frames (5 s) as a browser sends them (48 kHz, complexity 10) and the same
+/// signal as 250 PCMU frames as a desk phone sends them.
+fn test_streams() -> (Frames, Frames) {
+    let wide = speech_like(48000, 5.0);
+    let narrow = speech_like(8000, 5.0);
+    let mut enc = OpusEncoder::new(OpusSettings::fullband()).expect("opus encoder");
+    let opus = wide
+        .chunks_exact(960)
+        .map(|c| {
+            let mut p = Vec::new();
+            enc.encode(c, &mut p).expect("encode");
+            p
+        })
+        .collect();
+    let pcmu = narrow
+        .chunks_exact(160)
+        .map(|c| c.iter().map(|&s| g711::ulaw_encode(s)).collect())
+        .collect();
+    (Arc::new(opus), Arc::new(pcmu))
+}
+
+/// Bare libopus cost of one call-frame at `settings`: one encode of 20 ms and one decode
+/// of the browser's 48 kHz packet to the encoder's rate, on one thread. Returns µs.
+fn bare_libopus_us(settings: OpusSettings, opus: &[Vec<u8>]) -> f64 {
+    let pcm = speech_like(settings.sample_rate, 5.0);
+    let n = settings.frame_samples();
+    let mut enc = OpusEncoder::new(settings).expect("encoder");
+    let mut dec = OpusDecoder::new(settings.sample_rate).expect("decoder");
+    let mut out = Vec::new();
+    let mut pcm_out = Vec::new();
+    let rounds = 4;
+    let t0 = Instant::now();
+    for _ in 0..rounds {
+        for (frame, packet) in pcm.chunks_exact(n).zip(opus.iter()) {
+            out.clear();
+            enc.encode(frame, &mut out).expect("encode");
+            pcm_out.clear();
+            dec.decode(packet, &mut pcm_out).expect("decode");
+        }
+    }
+    t0.elapsed().as_secs_f64() * 1e6 / (rounds * opus.len().min(pcm.len() / n)) as f64
+}
+
+/// RSS growth per live transcoding [`Bridge`] after a second of traffic through each
+/// (codec states, jitter buffers, queues); the kernel's socket buffers are not included,
+/// as they are not in rtpengine's RSS either.
+fn bridge_memory_kib(n: usize, opus: OpusSettings, o: &[Vec<u8>], p: &[Vec<u8>]) -> f64 {
+    let pbx: SocketAddr = "127.0.0.1:9".parse().expect("addr");
+    let rss0 = rss_kib("self");
+    let t0 = Instant::now();
+    let mut bridges = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut cfg = BridgeConfig::new(RtpLegConfig::new(1, Codec::Pcmu, PCMU_PT, pbx));
+        cfg.opus = opus;
+        bridges.push(Bridge::new(t0, cfg).expect("bridge"));
+    }
+    for (k, (op, pp)) in o.iter().zip(p).take(50).enumerate() {
+        let now = t0 + Duration::from_millis(20 * k as u64);
+        let mut pkt = Vec::new();
+        rtp_packet(PCMU_PT, k as u16, 160 * k as u32, 7, pp, &mut pkt);
+        for b in &mut bridges {
+            b.handle_webrtc_media(
+                now,
+                MediaFrame {
+                    seq: k as u16,
+                    timestamp: 960 * k as u32,
+                    marker: k == 0,
+                    payload: op.clone(),
+                },
+            );
+            b.handle_rtp_input(now, pbx, pkt.clone());
+            b.handle_timeout(now);
+            while b.poll_transmit().is_some() {}
+            while b.poll_webrtc().is_some() {}
+        }
+    }
+    let kib = rss_kib("self").saturating_sub(rss0) as f64 / n as f64;
+    drop(bridges);
+    kib
+}
+
+// ---------------------------------------------------------------- load generator
+
+fn rtp_packet(pt: u8, seq: u16, ts: u32, ssrc: u32, payload: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(&[0x80, pt]);
+    out.extend_from_slice(&seq.to_be_bytes());
+    out.extend_from_slice(&ts.to_be_bytes());
+    out.extend_from_slice(&ssrc.to_be_bytes());
+    out.extend_from_slice(payload);
+}
+
+/// One endpoint of one call in the generator: sends one stream, receives the other.
+struct Endpoint {
+    sock: Arc<UdpSocket>,
+    send_to: SocketAddr,
+    pt: u8,
+    samples: u32,
+    frames: Frames,
+    /// Embed the send time (ns since start) in the first 8 payload bytes (relay only).
+    stamp: bool,
+}
+
+/// What one endpoint received.
+#[derive(Default)]
+struct Received {
+    packets: u64,
+    /// Arrival minus RTP-timestamp schedule, µs (transcode), or one-way latency (relay).
+    offsets_us: Vec<i64>,
+}
+
+struct LoadResult {
+    sent: u64,
+    received: Vec<Received>,
+    stamped: bool,
+}
+
+/// Drives `eps` for `secs`: every endpoint sends a 20 ms frame every 20 ms (phases
+/// spread over the 20 ms), and records what it receives. Runs on its own runtime.
+fn run_load(
+    rt: &tokio::runtime::Runtime,
+    eps: Vec<Endpoint>,
+    secs: f64,
+    warmup: f64,
+    marks: Option<watch::Sender<u8>>,
+) -> LoadResult {
+    let gen_cpu0 = threads_cpu("load");
+    let wall0 = Instant::now();
+    let res = rt.block_on(async move {
+        let start = Instant::now();
+        let measure_from = start + Duration::from_secs_f64(warmup);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let stamped = eps.first().is_some_and(|e| e.stamp);
+        let mut receivers = Vec::new();
+        for ep in &eps {
+            let sock = ep.sock.clone();
+            let mut stop = stop_rx.clone();
+            let stamp = ep.stamp;
+            let debug = std::env::var_os("BENCH_DEBUG").is_some() && receivers.len() < 2;
+            receivers.push(tokio::spawn(async move {
+                let mut r = Received::default();
+                let mut buf = vec![0u8; 2048];
+                let mut first: Option<(Instant, u32, u32)> = None;
+                loop {
+                    tokio::select! {
+                        _ = stop.changed() => break,
+                        res = sock.recv_from(&mut buf) => {
+                            let Ok((n, _)) = res else { continue };
+                            let now = Instant::now();
+                            // RTCP (PT 200..=204 with the marker bit folded in) is not media.
+                            if n < 12 || (200..=204).contains(&buf[1]) {
+                                continue;
+                            }
+                            if now < measure_from {
+                                continue;
+                            }
+                            r.packets += 1;
+                            if stamp {
+                                if n >= 20 {
+                                    let sent = u64::from_be_bytes(buf[12..20].try_into().unwrap_or([0; 8]));
+                                    let at = now.duration_since(start).as_nanos() as u64;
+                                    r.offsets_us.push((at.saturating_sub(sent) / 1000) as i64);
+                                }
+                            } else {
+                                let pt = buf[1] & 0x7f;
+                                let clock: u64 = if pt == PCMU_PT { 8000 } else { 48000 };
+                                let ts = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
+                                let (t0, ts0, _) = *first.get_or_insert((now, ts, 0));
+                                let sched = u64::from(ts.wrapping_sub(ts0)) * 1_000_000 / clock;
+                                let at = now.duration_since(t0).as_micros() as i64;
+                                r.offsets_us.push(at - sched as i64);
+                                if debug && r.offsets_us.len() <= 12 {
+                                    eprintln!("debug: pt {pt} seq {} ts {ts} at {at} µs len {n}", u16::from_be_bytes([buf[2], buf[3]]));
+                                }
+                            }
+                        }
+                    }
+                }
+                r
+            }));
+        }
+        let sent = Arc::new(AtomicU64::new(0));
+        let sender = {
+            let sent = sent.clone();
+            let end = measure_from + Duration::from_secs_f64(secs);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(1));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+                let mut ms = 0usize;
+                let mut pkt = Vec::with_capacity(256);
+                let n = eps.len();
+                let mut seq = vec![0u16; n];
+                let mut marked = false;
+                loop {
+                    tick.tick().await;
+                    let now = Instant::now();
+                    if now >= end {
+                        break;
+                    }
+                    if !marked && now >= measure_from {
+                        marked = true;
+                        if let Some(m) = &marks {
+                            let _ = m.send(1);
+                        }
+                    }
+                    let slot = ms % 20;
+                    let frame_no = ms / 20;
+                    for (i, ep) in eps.iter().enumerate() {
+                        // Both ends of a call share a phase; calls are spread over 20 slots.
+                        if (i / 2) % 20 != slot {
+                            continue;
+                        }
+                        let payload = &ep.frames[frame_no % ep.frames.len()];
+                        let ts = (frame_no as u32).wrapping_mul(ep.samples);
+                        rtp_packet(ep.pt, seq[i], ts, 0x1000 + i as u32, payload, &mut pkt);
+                        if ep.stamp {
+                            let at = start.elapsed().as_nanos() as u64;
+                            pkt[12..20].copy_from_slice(&at.to_be_bytes());
+                        }
+                        seq[i] = seq[i].wrapping_add(1);
+                        if ep.sock.try_send_to(&pkt, ep.send_to).is_ok()
+                            && Instant::now() >= measure_from
+                        {
+                            sent.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    ms += 1;
+                }
+                if let Some(m) = &marks {
+                    let _ = m.send(2);
+                }
+            })
+        };
+        sender.await.expect("sender");
+        // Let the last frames drain through jitter buffers.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let _ = stop_tx.send(true);
+        let mut received = Vec::new();
+        for r in receivers {
+            received.push(r.await.expect("receiver"));
+        }
+        LoadResult {
+            sent: sent.load(Ordering::Relaxed),
+            received,
+            stamped,
+        }
+    });
+    println!(
+        "  generator: {:.2} cores",
+        (threads_cpu("load") - gen_cpu0) / wall0.elapsed().as_secs_f64()
+    );
+    res
+}
+
+struct Summary {
+    sent: u64,
+    received: u64,
+    lost_pct: f64,
+    late_pct: f64,
+    p50_us: i64,
+    p99_us: i64,
+}
+
+fn summarize(r: &LoadResult) -> Summary {
+    let received: u64 = r.received.iter().map(|x| x.packets).sum();
+    let mut late = 0usize;
+    let mut late_by_side = [0usize; 2];
+    let mut all = Vec::new();
+    for (k, x) in r.received.iter().enumerate() {
+        let late_before = late;
+        if r.stamped {
+            all.extend_from_slice(&x.offsets_us);
+        } else {
+            // A frame more than one frame time behind its stream's best slot of the last
+            // 2 s is late (a window, so a peer that re-bases its timestamps once is not
+            // counted late for the rest of the run).
+            let mut window: std::collections::VecDeque<(usize, i64)> = Default::default();
+            for (i, &o) in x.offsets_us.iter().enumerate() {
+                while window.back().is_some_and(|&(_, v)| v >= o) {
+                    window.pop_back();
+                }
+                window.push_back((i, o));
+                while window.front().is_some_and(|&(j, _)| j + 100 <= i) {
+                    window.pop_front();
+                }
+                let min = window.front().map_or(o, |&(_, v)| v);
+                if o - min > 20_000 {
+                    late += 1;
+                }
+                all.push(o - min);
+            }
+        }
+        late_by_side[k % 2] += late - late_before;
+    }
+    let rx = |side: usize| -> u64 {
+        r.received
+            .iter()
+            .skip(side)
+            .step_by(2)
+            .map(|x| x.packets)
+            .sum()
+    };
+    let mut per: Vec<u64> = r.received.iter().map(|x| x.packets).collect();
+    per.sort_unstable();
+    println!(
+        "  received towards the browser {}, towards the PBX {}; per endpoint min {} median {} max {}",
+        rx(0),
+        rx(1),
+        per.first().unwrap_or(&0),
+        per.get(per.len() / 2).unwrap_or(&0),
+        per.last().unwrap_or(&0)
+    );
+    if late > 0 {
+        println!(
+            "  late frames towards the browser (Opus) {}, towards the PBX (PCMU) {}",
+            late_by_side[0], late_by_side[1]
+        );
+    }
+    all.sort_unstable();
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 - 1.0) * p) as usize)
+            .copied()
+            .unwrap_or(0)
+    };
+    Summary {
+        sent: r.sent,
+        received,
+        lost_pct: 100.0 * (r.sent.saturating_sub(received)) as f64 / r.sent.max(1) as f64,
+        late_pct: 100.0 * late as f64 / received.max(1) as f64,
+        p50_us: pct(0.5),
+        p99_us: pct(0.99),
+    }
+}
+
+async fn bind() -> Arc<UdpSocket> {
+    let s = UdpSocket::bind("127.0.0.1:0").await.expect("bind loopback");
+    Arc::new(s)
+}
+
+fn generator_sockets(
+    rt: &tokio::runtime::Runtime,
+    calls: usize,
+) -> Vec<(Arc<UdpSocket>, Arc<UdpSocket>)> {
+    rt.block_on(async {
+        let mut v = Vec::new();
+        for _ in 0..calls {
+            v.push((bind().await, bind().await));
+        }
+        v
+    })
+}
+
+// ---------------------------------------------------------------- our system under test
+
+/// Runs our transcoding bridge for one call: `wsock` faces the browser (Opus RTP),
+/// `rsock` the PBX (PCMU RTP).
+async fn our_transcoded_call(
+    wsock: UdpSocket,
+    rsock: UdpSocket,
+    browser: SocketAddr,
+    pbx: SocketAddr,
+    opus: OpusSettings,
+    mut stop: watch::Receiver<bool>,
+    mut marks: watch::Receiver<u8>,
+) -> Vec<BridgeStats> {
+    let mut leg = RtpLegConfig::new(0xabc, Codec::Pcmu, PCMU_PT, pbx);
+    leg.rtcp_mux = true;
+    let mut cfg = BridgeConfig::new(leg);
+    cfg.opus = opus;
+    let mut snapshots = Vec::new();
+    let mut marks_open = true;
+    let Ok(mut bridge) = Bridge::new(Instant::now(), cfg) else {
+        return snapshots;
+    };
+    let mut wbuf = vec![0u8; 1500];
+    let mut rbuf = vec![0u8; 1500];
+    let mut out = Vec::with_capacity(256);
+    let mut seq = 0u16;
+    loop {
+        let deadline = bridge
+            .poll_timeout()
+            .unwrap_or_else(|| Instant::now() + Duration::from_millis(20));
+        tokio::select! {
+            _ = stop.changed() => break,
+            r = marks.changed(), if marks_open => match r {
+                Ok(()) => snapshots.push(bridge.stats()),
+                Err(_) => marks_open = false,
+            },
+            r = wsock.recv_from(&mut wbuf) => {
+                let Ok((n, _)) = r else { continue };
+                if n < 12 { continue; }
+                let b = &wbuf[..n];
+                bridge.handle_webrtc_media(Instant::now(), MediaFrame {
+                    seq: u16::from_be_bytes([b[2], b[3]]),
+                    timestamp: u32::from_be_bytes([b[4], b[5], b[6], b[7]]),
+                    marker: b[1] & 0x80 != 0,
+                    payload: b[12..].to_vec(),
+                });
+            }
+            r = rsock.recv_from(&mut rbuf) => {
+                let Ok((n, from)) = r else { continue };
+                bridge.handle_rtp_input(Instant::now(), from, rbuf[..n].to_vec());
+            }
+            _ = tokio::time::sleep_until(deadline.into()) => {
+                bridge.handle_timeout(Instant::now());
+            }
+        }
+        while let Some(t) = bridge.poll_transmit() {
+            let _ = rsock.try_send_to(&t.data, t.destination);
+        }
+        while let Some(o) = bridge.poll_webrtc() {
+            if let WebrtcOutput::Audio(f) = o {
+                rtp_packet(OPUS_PT, seq, f.timestamp, 0xdef, &f.payload, &mut out);
+                seq = seq.wrapping_add(1);
+                let _ = wsock.try_send_to(&out, browser);
+            }
+        }
+    }
+    snapshots
+}
+
+/// Runs our passthrough relay for one call.
+async fn our_relayed_call(
+    a_sock: UdpSocket,
+    b_sock: UdpSocket,
+    a: SocketAddr,
+    b: SocketAddr,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut relay = Relay::new(Some(a), Some(b), true);
+    let mut abuf = vec![0u8; 1500];
+    let mut bbuf = vec![0u8; 1500];
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            r = a_sock.recv_from(&mut abuf) => {
+                let Ok((n, from)) = r else { continue };
+                if let Some(to) = relay.handle_input(Side::A, from, &abuf[..n]) {
+                    let _ = b_sock.try_send_to(&abuf[..n], to);
+                }
+            }
+            r = b_sock.recv_from(&mut bbuf) => {
+                let Ok((n, from)) = r else { continue };
+                if let Some(to) = relay.handle_input(Side::B, from, &bbuf[..n]) {
+                    let _ = a_sock.try_send_to(&bbuf[..n], to);
+                }
+            }
+        }
+    }
+}
+
+/// The generator's runtime: its sockets must be registered with it, so they are bound
+/// through it too.
+fn load_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("load")
+        .enable_all()
+        .build()
+        .expect("load runtime")
+}
+
+fn sut_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("sut")
+        .enable_all()
+        .build()
+        .expect("sut runtime")
+}
+
+// ---------------------------------------------------------------- scenarios
+
+struct Args {
+    calls: usize,
+    secs: f64,
+    warmup: f64,
+    opus: OpusSettings,
+    skip_rtpengine: bool,
+}
+
+/// CPU µs per frame delivered on time or late (not lost): the cost that stays fair when
+/// a system under test is overloaded and drops frames.
+fn cpu_per_delivered_us(s: &Summary, cpu: f64, wall: f64, secs: f64) -> f64 {
+    cpu * 1e6 / (s.received as f64 * wall / secs).max(1.0)
+}
+
+fn report_line(name: &str, calls: usize, s: &Summary, cpu: f64, wall: f64) -> f64 {
+    let cores = cpu / wall;
+    println!(
+        "{name:<28} calls {calls:>5}  sent {:>8}  recv {:>8}  lost {:>5.2}%  late {:>5.2}%  \
+         p50 {:>6} µs  p99 {:>6} µs  cpu {:>5.2} cores  → {:>6.0} calls/core",
+        s.sent,
+        s.received,
+        s.lost_pct,
+        s.late_pct,
+        s.p50_us,
+        s.p99_us,
+        cores,
+        calls as f64 / cores.max(1e-9)
+    );
+    cores
+}
+
+fn transcode(args: &Args) {
+    let (opus_frames, pcmu_frames) = test_streams();
+    let bare = bare_libopus_us(args.opus, &opus_frames);
+    println!(
+        "bare libopus, {} Hz complexity {}: {bare:.1} µs per call-frame (encode 20 ms + decode 20 ms) \
+         → bound {:.0} calls/core",
+        args.opus.sample_rate,
+        args.opus.complexity,
+        20_000.0 / bare
+    );
+    let gen_rt = load_runtime();
+
+    // ours
+    let sut = sut_runtime();
+    let socks = generator_sockets(&gen_rt, args.calls);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (mark_tx, mark_rx) = watch::channel(0u8);
+    let rss0 = rss_kib("self");
+    let mut eps = Vec::new();
+    let mut tasks = Vec::new();
+    for (browser, pbx) in &socks {
+        let (w, r) = sut.block_on(async {
+            (
+                UdpSocket::bind("127.0.0.1:0").await.expect("bind"),
+                UdpSocket::bind("127.0.0.1:0").await.expect("bind"),
+            )
+        });
+        let (wa, ra) = (w.local_addr().expect("addr"), r.local_addr().expect("addr"));
+        let b_addr = browser.local_addr().expect("addr");
+        let p_addr = pbx.local_addr().expect("addr");
+        tasks.push(sut.spawn(our_transcoded_call(
+            w,
+            r,
+            b_addr,
+            p_addr,
+            args.opus,
+            stop_rx.clone(),
+            mark_rx.clone(),
+        )));
+        eps.push(Endpoint {
+            sock: browser.clone(),
+            send_to: wa,
+            pt: OPUS_PT,
+            samples: 960,
+            frames: opus_frames.clone(),
+            stamp: false,
+        });
+        eps.push(Endpoint {
+            sock: pbx.clone(),
+            send_to: ra,
+            pt: PCMU_PT,
+            samples: 160,
+            frames: pcmu_frames.clone(),
+            stamp: false,
+        });
+    }
+    let cpu0 = threads_cpu("sut");
+    let wait0 = threads_wait("sut");
+    let t0 = Instant::now();
+    let res = run_load(&gen_rt, eps, args.secs, args.warmup, Some(mark_tx));
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu = threads_cpu("sut") - cpu0;
+    println!(
+        "  namecall threads waited {:.2} s for a CPU (run queue) during {wall:.1} s",
+        threads_wait("sut") - wait0
+    );
+    let rss1 = rss_kib("self");
+    let _ = stop_tx.send(true);
+    let (mut concealed, mut dropped_late) = (0u64, 0u64);
+    for t in tasks {
+        // Snapshots at the start and the end of the measured window.
+        if let Ok(snaps) = sut.block_on(t)
+            && let [a, b, ..] = snaps.as_slice()
+        {
+            let c = |s: &BridgeStats| s.webrtc_lost + s.to_webrtc.concealed + s.to_rtp.concealed;
+            concealed += c(b) - c(a);
+            dropped_late += b.rtp.late - a.rtp.late;
+        }
+    }
+    drop(sut);
+    let ours = summarize(&res);
+    let our_cores = report_line("namecall bridge", args.calls, &ours, cpu, wall);
+    let (our_cpu, our_wall) = (cpu, wall);
+    // The bridge's jitter buffers hide input that came too late behind concealment, so
+    // the generator sees a frame on time; count those as late too.
+    println!(
+        "namecall: frames concealed by the bridge {concealed}, dropped late {dropped_late} \
+         → late+lost {:.2}% of {} frames",
+        ours.lost_pct
+            + ours.late_pct
+            + 100.0 * (concealed + dropped_late) as f64 / ours.sent.max(1) as f64,
+        ours.sent
+    );
+    let per_frame = cpu * 1e6 / (args.calls as f64 * wall * 50.0);
+    println!(
+        "namecall: {per_frame:.1} µs CPU per call-frame = {:.0}% of the bare libopus bound",
+        100.0 * bare / per_frame
+    );
+    let _ = (rss0, rss1);
+    println!(
+        "namecall memory: {:.1} KiB per transcoded call (RSS growth per live Bridge, {} bridges)",
+        bridge_memory_kib(args.calls, args.opus, &opus_frames, &pcmu_frames),
+        args.calls
+    );
+    if args.skip_rtpengine {
+        return;
+    }
+
+    // rtpengine, same streams
+    let mut rtpe = Rtpengine::start();
+    let socks = generator_sockets(&gen_rt, args.calls);
+    let rss0 = rss_kib(&rtpe.pid().to_string());
+    let mut eps = Vec::new();
+    for (i, (browser, pbx)) in socks.iter().enumerate() {
+        let (to_a, to_b) = rtpengine_call(
+            &mut rtpe,
+            i,
+            browser.local_addr().expect("addr"),
+            pbx.local_addr().expect("addr"),
+            true,
+        );
+        eps.push(Endpoint {
+            sock: browser.clone(),
+            send_to: to_a,
+            pt: OPUS_PT,
+            samples: 960,
+            frames: opus_frames.clone(),
+            stamp: false,
+        });
+        eps.push(Endpoint {
+            sock: pbx.clone(),
+            send_to: to_b,
+            pt: PCMU_PT,
+            samples: 160,
+            frames: pcmu_frames.clone(),
+            stamp: false,
+        });
+    }
+    let cpu0 = process_cpu(rtpe.pid());
+    let t0 = Instant::now();
+    let res = run_load(&gen_rt, eps, args.secs, args.warmup, None);
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu = process_cpu(rtpe.pid()) - cpu0;
+    let rss1 = rss_kib(&rtpe.pid().to_string());
+    let theirs = summarize(&res);
+    let their_cores = report_line("rtpengine (userspace)", args.calls, &theirs, cpu, wall);
+    println!(
+        "rtpengine memory: {:.1} KiB per transcoded call (RSS growth)",
+        (rss1.saturating_sub(rss0)) as f64 / args.calls as f64
+    );
+    let ours_us = cpu_per_delivered_us(&ours, our_cpu, our_wall, args.secs);
+    let theirs_us = cpu_per_delivered_us(&theirs, cpu, wall, args.secs);
+    println!(
+        "ratio: namecall calls/core ÷ rtpengine calls/core = {:.2}; CPU per delivered frame \
+         namecall {ours_us:.1} µs, rtpengine {theirs_us:.1} µs → {:.2}x",
+        their_cores / our_cores.max(1e-9),
+        theirs_us / ours_us.max(1e-9)
+    );
+}
+
+fn relay(args: &Args) {
+    let gen_rt = load_runtime();
+    let pcmu: Frames = Arc::new(vec![vec![0xffu8; 160]; 50]);
+    let ep = |sock: &Arc<UdpSocket>, to: SocketAddr| Endpoint {
+        sock: sock.clone(),
+        send_to: to,
+        pt: PCMU_PT,
+        samples: 160,
+        frames: pcmu.clone(),
+        stamp: true,
+    };
+
+    // direct: generator to generator, the latency floor of the generator itself
+    let socks = generator_sockets(&gen_rt, args.calls);
+    let mut eps = Vec::new();
+    for (a, b) in &socks {
+        eps.push(ep(a, b.local_addr().expect("addr")));
+        eps.push(ep(b, a.local_addr().expect("addr")));
+    }
+    let direct = summarize(&run_load(&gen_rt, eps, args.secs, args.warmup, None));
+    println!(
+        "{:<28} calls {:>5}  sent {:>8}  recv {:>8}  lost {:>5.2}%  p50 {:>6} µs  p99 {:>6} µs",
+        "direct (no relay)",
+        args.calls,
+        direct.sent,
+        direct.received,
+        direct.lost_pct,
+        direct.p50_us,
+        direct.p99_us
+    );
+
+    // ours
+    let sut = sut_runtime();
+    let socks = generator_sockets(&gen_rt, args.calls);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let rss0 = rss_kib("self");
+    let mut eps = Vec::new();
+    let mut tasks = Vec::new();
+    for (a, b) in &socks {
+        let (sa, sb) = sut.block_on(async {
+            (
+                UdpSocket::bind("127.0.0.1:0").await.expect("bind"),
+                UdpSocket::bind("127.0.0.1:0").await.expect("bind"),
+            )
+        });
+        let (saa, sba) = (
+            sa.local_addr().expect("addr"),
+            sb.local_addr().expect("addr"),
+        );
+        tasks.push(sut.spawn(our_relayed_call(
+            sa,
+            sb,
+            a.local_addr().expect("addr"),
+            b.local_addr().expect("addr"),
+            stop_rx.clone(),
+        )));
+        eps.push(ep(a, saa));
+        eps.push(ep(b, sba));
+    }
+    // Let every task start (buffers, socket registration) before reading RSS.
+    std::thread::sleep(Duration::from_millis(500));
+    let rss1 = rss_kib("self");
+    let cpu0 = threads_cpu("sut");
+    let t0 = Instant::now();
+    let res = run_load(&gen_rt, eps, args.secs, args.warmup, None);
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu = threads_cpu("sut") - cpu0;
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = sut.block_on(t);
+    }
+    drop(sut);
+    let ours = summarize(&res);
+    let our_pps = ours.received as f64 / args.secs;
+    let our_cores = report_line("namecall relay", args.calls, &ours, cpu, wall);
+    println!(
+        "namecall relay: {:.0} packets/s, {:.0} packets/s per core, added latency p50 {} µs p99 {} µs, \
+         {:.1} KiB per call (RSS growth per started relay task)",
+        our_pps,
+        our_pps / our_cores.max(1e-9),
+        ours.p50_us - direct.p50_us,
+        ours.p99_us - direct.p99_us,
+        (rss1.saturating_sub(rss0)) as f64 / args.calls as f64
+    );
+    if args.skip_rtpengine {
+        return;
+    }
+
+    let mut rtpe = Rtpengine::start();
+    let rss0 = rss_kib(&rtpe.pid().to_string());
+    let socks = generator_sockets(&gen_rt, args.calls);
+    let mut eps = Vec::new();
+    for (i, (a, b)) in socks.iter().enumerate() {
+        let (to_a, to_b) = rtpengine_call(
+            &mut rtpe,
+            i,
+            a.local_addr().expect("addr"),
+            b.local_addr().expect("addr"),
+            false,
+        );
+        eps.push(ep(a, to_a));
+        eps.push(ep(b, to_b));
+    }
+    let rss1 = rss_kib(&rtpe.pid().to_string());
+    let cpu0 = process_cpu(rtpe.pid());
+    let t0 = Instant::now();
+    let res = run_load(&gen_rt, eps, args.secs, args.warmup, None);
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu = process_cpu(rtpe.pid()) - cpu0;
+    let theirs = summarize(&res);
+    let their_pps = theirs.received as f64 / args.secs;
+    let their_cores = report_line(
+        "rtpengine relay (userspace)",
+        args.calls,
+        &theirs,
+        cpu,
+        wall,
+    );
+    println!(
+        "rtpengine relay: {:.0} packets/s, {:.0} packets/s per core, added latency p50 {} µs p99 {} µs, \
+         {:.1} KiB per call (RSS growth)",
+        their_pps,
+        their_pps / their_cores.max(1e-9),
+        theirs.p50_us - direct.p50_us,
+        theirs.p99_us - direct.p99_us,
+        (rss1.saturating_sub(rss0)) as f64 / args.calls as f64
+    );
+    println!(
+        "ratio: namecall packets/s per core ÷ rtpengine = {:.2}",
+        (our_pps / our_cores.max(1e-9)) / (their_pps / their_cores.max(1e-9))
+    );
+}
+
+fn main() {
+    let mut it = std::env::args().skip(1).filter(|a| a != "--bench");
+    let mut mode = String::from("all");
+    let mut args = Args {
+        calls: 0,
+        secs: 20.0,
+        warmup: 2.0,
+        opus: OpusSettings::narrowband(),
+        skip_rtpengine: false,
+    };
+    let mut relay_calls = 1000;
+    let mut transcode_calls = 300;
+    while let Some(a) = it.next() {
+        let mut num = |name: &str| -> f64 {
+            it.next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{name} needs a number"))
+        };
+        match a.as_str() {
+            "transcode" | "relay" | "all" => mode = a,
+            "--calls" => {
+                let n = num("--calls") as usize;
+                relay_calls = n;
+                transcode_calls = n;
+            }
+            "--secs" => args.secs = num("--secs"),
+            "--complexity" => args.opus.complexity = num("--complexity") as i32,
+            "--opus-rate" => args.opus.sample_rate = num("--opus-rate") as u32,
+            "--no-fec" => args.opus.inband_fec = false,
+            "--no-rtpengine" => args.skip_rtpengine = true,
+            other => eprintln!("ignoring argument {other}"),
+        }
+    }
+    println!(
+        "opus settings: {:?}; {} s measured after {} s warm-up",
+        args.opus, args.secs, args.warmup
+    );
+    if mode == "transcode" || mode == "all" {
+        args.calls = transcode_calls;
+        transcode(&args);
+    }
+    if mode == "relay" || mode == "all" {
+        args.calls = relay_calls;
+        relay(&args);
+    }
+}
