@@ -4,7 +4,9 @@
 #   build:  cmake + pkg-config (libopus is built from source by the opus crate)
 #   peers:  kamailio (company PBX), baresip (desk phones), sip-tester (SIPp),
 #           rtpengine (media peer for benchmarks), sox + espeak-ng (speech WAVs),
-#           chromium (the messenger client), node + playwright-core (drives it)
+#           chromium + firefox-esr (the messenger client), node with
+#           playwright-core (drives Chromium) and puppeteer-core (drives Firefox
+#           over WebDriver BiDi)
 # Usage: scripts/install-deps.sh [build|all]   (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +16,7 @@ log() { printf '[deps] %s\n' "$*" >&2; }
 pkgs=(cmake pkg-config)
 if [ "$what" = all ]; then
     pkgs+=(kamailio baresip-core sip-tester rtpengine-daemon rtpengine-utils sox libsox-fmt-base espeak-ng
-           chromium iproute2 util-linux procps)
+           chromium firefox-esr iproute2 util-linux procps)
     command -v node >/dev/null 2>&1 || pkgs+=(nodejs npm)
 fi
 
@@ -40,8 +42,8 @@ if [ ${#missing[@]} -gt 0 ]; then
     [ $made_policy = 1 ] && rm -f /usr/sbin/policy-rc.d
 fi
 
-if [ "$what" = all ] && [ ! -d tests/node_modules/playwright-core ]; then
-    log "npm install (playwright-core) in tests/"
+if [ "$what" = all ] && { [ ! -d tests/node_modules/playwright-core ] || [ ! -d tests/node_modules/puppeteer-core ]; }; then
+    log "npm install (playwright-core, puppeteer-core) in tests/"
     (cd tests && npm install --no-audit --no-fund --loglevel=error >&2)
 fi
 log "dependencies ready"
