@@ -400,11 +400,7 @@ fn early_media_is_bridged_before_answer() {
         .expect("the phone sees our BYE");
     let verdict = run.verdict(Duration::from_secs(60)).expect("verdict");
     eprintln!("call.mjs: {verdict}");
-    check(
-        &verdict,
-        &["ringing_early", "connected"],
-        &lab,
-    );
+    check(&verdict, &["ringing_early", "connected"], &lab);
     assert!(lab.gw.log.contains("early media from the pbx"));
     assert_idle(&lab);
 }
