@@ -135,10 +135,7 @@ pub async fn run(
         sip.clone(),
         state.shutdown.clone(),
     ));
-    let chat_db = config.data_dir.join("chat.sqlite");
-    let chat = chat::Chat::open(&chat_db)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot open the chat store {}: {e}", chat_db.display()))?;
+    let chat = chat::Chat::open(&config.data_dir).await?;
     tokio::spawn(Arc::clone(&chat).run_timer(state.shutdown.clone()));
     state.chat = Some(chat);
     let sockets = MediaSockets::new(

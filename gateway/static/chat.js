@@ -247,7 +247,36 @@
     }
   }
 
+  function uploadUrl(id) {
+    return `/v1/uploads/${encodeURIComponent(id)}`;
+  }
+
   function bodyNode(body) {
+    if (body && body.kind === 'image') {
+      const a = document.createElement('a');
+      a.href = uploadUrl(body.upload_id);
+      a.target = '_blank';
+      a.rel = 'noopener';
+      const img = document.createElement('img');
+      img.src = uploadUrl(body.thumbnail_id || body.upload_id);
+      img.alt = 'image';
+      img.loading = 'lazy';
+      a.append(img);
+      return a;
+    }
+    if (body && body.kind === 'video') {
+      const v = document.createElement('video');
+      v.src = uploadUrl(body.upload_id);
+      v.controls = true;
+      v.preload = 'metadata';
+      return v;
+    }
+    if (body && body.kind === 'file') {
+      const a = document.createElement('a');
+      a.href = uploadUrl(body.upload_id);
+      a.textContent = describe(body);
+      return a;
+    }
     if (body && body.kind === 'location') {
       const a = document.createElement('a');
       a.href = `https://www.openstreetmap.org/?mlat=${body.lat}&mlon=${body.lon}#map=16/${body.lat}/${body.lon}`;
@@ -427,6 +456,29 @@
       send({ type: 'typing', conversation: chat.open, on: true });
       chat.typingSentAt = now;
     }
+  });
+
+  // uploads go over HTTP with the session token; the message names the upload
+  async function upload(file) {
+    $('location-error').textContent = '';
+    const token = localStorage.getItem('namecall.token');
+    const r = await fetch('/v1/uploads', {
+      method: 'POST',
+      headers: { 'Content-Type': file.type || 'application/octet-stream', Authorization: `Bearer ${token}` },
+      body: file,
+    });
+    const j = await r.json().catch(() => ({}));
+    if (!r.ok) { $('location-error').textContent = `upload refused: ${j.detail || r.status}`; return; }
+    const body = { kind: j.kind, upload_id: j.upload_id, mime: j.mime, size: j.size };
+    if (j.thumbnail_id) body.thumbnail_id = j.thumbnail_id;
+    if (j.kind === 'file' && file.name) body.name = file.name.slice(0, 255);
+    sendBody(body);
+  }
+
+  $('chat-file').addEventListener('change', () => {
+    const file = $('chat-file').files[0];
+    $('chat-file').value = '';
+    if (file && chat.open) upload(file).catch((e) => { $('location-error').textContent = `upload failed: ${e}`; });
   });
 
   $('location-form').addEventListener('submit', (ev) => {

@@ -2,8 +2,8 @@
 //!
 //! Starts the `namecall` binary on a free port with a temporary data dir,
 //! waits for its readiness line, runs `node tests/browser/chat.mjs <url>`
-//! (playwright-core + Debian's chromium) and checks its JSON verdict: text
-//! and a location arrive, the sender sees delivered then read, typing shows,
+//! (playwright-core + Debian's chromium) and checks its JSON verdict: text,
+//! a location and an uploaded PNG (shown as its thumbnail) arrive, the sender sees delivered then read, typing shows,
 //! and last seen replaces online when the peer's page closes.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -108,10 +108,17 @@ fn two_chromium_users_chat() {
     assert_eq!(status, 200);
     assert!(js.contains("namecall:frame"), "chat.js hooks the frames");
 
+    let picture = data.path().join("photo.png");
+    image::RgbImage::from_fn(640, 400, |x, y| image::Rgb([x as u8, y as u8, 200]))
+        .save(&picture)
+        .expect("write a test PNG");
+
     let script = repo_root().join("gateway/tests/browser/chat.mjs");
     let out = Command::new("node")
         .arg(&script)
         .arg(format!("http://{}/", gw.addr))
+        .arg("--image")
+        .arg(&picture)
         .output()
         .expect("node runs (install nodejs and `npm install` in tests/)");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -134,6 +141,8 @@ fn two_chromium_users_chat() {
         "typing_cleared",
         "location_arrived",
         "location_read",
+        "image_arrived",
+        "image_full_size",
         "online",
         "last_seen",
     ] {

@@ -408,3 +408,222 @@ async fn two_devices_of_one_user_stay_in_sync() {
     );
     assert_eq!(recv(&mut alice).await["read"], 1);
 }
+
+/// One HTTP/1.1 request over a fresh connection; returns (status, head, body).
+async fn http(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).await.expect("write head");
+    // the server may answer (413) before reading a big body
+    let _ = s.write_all(body).await;
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out).await;
+    let split = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a complete HTTP head");
+    let head = String::from_utf8_lossy(&out[..split]).to_string();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status code");
+    (status, head, out[split + 4..].to_vec())
+}
+
+fn png(w: u32, h: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([x as u8, y as u8, 7]));
+    let mut out = Vec::new();
+    image::DynamicImage::ImageRgb8(img)
+        .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        .expect("encode png");
+    out
+}
+
+/// Uploads need a session token, a size within the limit and bytes that
+/// match the declared type; an image gets a thumbnail; both are served
+/// back with their checked type, and an image message can name them.
+#[tokio::test]
+async fn image_upload_with_thumbnail_and_limits() {
+    let (addr, _stop, _dir) = start().await;
+    let mut alice = connect(addr, "alice-dev1").await;
+    send(
+        &mut alice,
+        json!({"type":"register","login":"alice","password":"correct horse"}),
+    )
+    .await;
+    let w = recv(&mut alice).await;
+    let token = w["token"]
+        .as_str()
+        .expect("accounts get a session token")
+        .to_owned();
+    let auth = format!("Bearer {token}");
+    let picture = png(640, 400);
+
+    let (status, head, _) = http(
+        addr,
+        "POST",
+        "/v1/uploads",
+        &[("Content-Type", "image/png")],
+        &picture,
+    )
+    .await;
+    assert_eq!(status, 401, "{head}");
+    let (status, _, _) = http(
+        addr,
+        "POST",
+        "/v1/uploads",
+        &[
+            ("Content-Type", "image/png"),
+            ("Authorization", "Bearer nope"),
+        ],
+        &picture,
+    )
+    .await;
+    assert_eq!(status, 401);
+    for (ct, body, want) in [
+        ("text/html", &b"<script>alert(1)</script>"[..], 415),
+        ("image/jpeg", &picture[..], 415),
+        ("application/pdf", &b"not a pdf"[..], 415),
+        ("image/png", &b""[..], 400),
+        ("image/png", &picture[..40], 422),
+    ] {
+        let (status, _, body) = http(
+            addr,
+            "POST",
+            "/v1/uploads",
+            &[("Content-Type", ct), ("Authorization", &auth)],
+            body,
+        )
+        .await;
+        assert_eq!(status, want, "{ct}: {}", String::from_utf8_lossy(&body));
+    }
+    let huge = vec![0u8; 17 * 1024 * 1024];
+    let (status, _, _) = http(
+        addr,
+        "POST",
+        "/v1/uploads",
+        &[("Content-Type", "image/png"), ("Authorization", &auth)],
+        &huge,
+    )
+    .await;
+    assert_eq!(status, 413);
+
+    let (status, _, body) = http(
+        addr,
+        "POST",
+        "/v1/uploads",
+        &[("Content-Type", "image/png"), ("Authorization", &auth)],
+        &picture,
+    )
+    .await;
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    let up: Value = serde_json::from_slice(&body).expect("json answer");
+    assert_eq!(
+        (up["mime"].as_str(), up["kind"].as_str()),
+        (Some("image/png"), Some("image"))
+    );
+    assert_eq!(up["size"].as_u64(), Some(picture.len() as u64));
+    let id = up["upload_id"].as_str().expect("upload id");
+    let thumb = up["thumbnail_id"].as_str().expect("a png gets a thumbnail");
+
+    let (status, head, bytes) = http(addr, "GET", &format!("/v1/uploads/{id}"), &[], b"").await;
+    assert_eq!(status, 200);
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: image/png"),
+        "{head}"
+    );
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("x-content-type-options: nosniff"),
+        "{head}"
+    );
+    assert_eq!(bytes, picture);
+    let (status, head, bytes) = http(addr, "GET", &format!("/v1/uploads/{thumb}"), &[], b"").await;
+    assert_eq!(status, 200);
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: image/jpeg"),
+        "{head}"
+    );
+    let t = image::load_from_memory(&bytes).expect("thumbnail decodes");
+    assert_eq!((t.width(), t.height()), (320, 200));
+    for missing in [
+        "up_00000000000000000000000000000000",
+        "..%2F..%2Fchat.sqlite",
+        "x",
+    ] {
+        let (status, _, _) = http(addr, "GET", &format!("/v1/uploads/{missing}"), &[], b"").await;
+        assert_eq!(status, 404, "{missing}");
+    }
+
+    // a PDF is a file: stored, no thumbnail, served as a download
+    let (status, _, body) = http(
+        addr,
+        "POST",
+        "/v1/uploads",
+        &[
+            ("Content-Type", "application/pdf"),
+            ("Authorization", &auth),
+        ],
+        b"%PDF-1.7\n%%EOF\n",
+    )
+    .await;
+    assert_eq!(status, 201);
+    let pdf: Value = serde_json::from_slice(&body).expect("json answer");
+    assert_eq!(pdf["kind"], "file");
+    assert!(pdf.get("thumbnail_id").is_none(), "{pdf}");
+    let (_, head, _) = http(
+        addr,
+        "GET",
+        &format!(
+            "/v1/uploads/{}",
+            pdf["upload_id"].as_str().unwrap_or_default()
+        ),
+        &[],
+        b"",
+    )
+    .await;
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-disposition: attachment"),
+        "{head}"
+    );
+
+    // the image message reaches bob with its ids
+    send(&mut alice, json!({"type":"sync"})).await;
+    assert_eq!(recv(&mut alice).await["type"], "batch");
+    let mut bob = account(addr, "bob").await;
+    send(
+        &mut alice,
+        json!({"type":"send","conversation":DM,"client_id":"img1",
+               "body":{"kind":"image","upload_id":id,"mime":"image/png","size":picture.len(),"thumbnail_id":thumb}}),
+    )
+    .await;
+    assert_eq!(recv(&mut alice).await["type"], "ack");
+    let m = recv(&mut bob).await;
+    assert_eq!(
+        (
+            m["body"]["kind"].as_str(),
+            m["body"]["upload_id"].as_str(),
+            m["body"]["thumbnail_id"].as_str()
+        ),
+        (Some("image"), Some(id), Some(thumb)),
+        "{m}"
+    );
+}

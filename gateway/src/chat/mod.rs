@@ -25,6 +25,8 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+
+pub mod uploads;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -32,7 +34,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bridges::delivery::DeliveryConfig;
 use bridges::frames::ServerFrame;
 use bridges::hub::Outbox;
-use bridges::{ChatError, ChatService, ChatStore, DeviceId, Login, Timestamp};
+use bridges::{ChatService, ChatStore, DeviceId, Login, Timestamp};
 use tokio::sync::{Notify, mpsc, watch};
 use tracing::{debug, warn};
 
@@ -121,6 +123,7 @@ struct Route {
 /// The chat of this node: the service and the device routes.
 pub struct Chat {
     service: ChatService,
+    uploads: uploads::UploadStore,
     devices: Mutex<HashMap<DeviceId, Route>>,
     next_token: AtomicU64,
     order: tokio::sync::Mutex<()>,
@@ -135,23 +138,40 @@ impl std::fmt::Debug for Chat {
 }
 
 impl Chat {
-    /// Opens (creating if missing) the chat store at `path` and re-arms the
-    /// expiry timers of messages still waiting for a recipient.
+    /// Opens (creating if missing) the chat store `<data_dir>/chat.sqlite`
+    /// and the upload folder `<data_dir>/uploads`, and re-arms the expiry
+    /// timers of messages still waiting for a recipient.
     ///
     /// # Errors
-    /// When the database cannot be opened or migrated.
-    pub async fn open(path: &Path) -> Result<Arc<Self>, ChatError> {
-        let store = ChatStore::open(&format!("sqlite://{}", path.display())).await?;
+    /// When the database cannot be opened or migrated, or the upload folder
+    /// cannot be created.
+    pub async fn open(data_dir: &Path) -> anyhow::Result<Arc<Self>> {
+        let db = data_dir.join("chat.sqlite");
+        let store = ChatStore::open(&format!("sqlite://{}", db.display()))
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot open the chat store {}: {e}", db.display()))?;
+        let dir = data_dir.join("uploads");
+        let uploads = uploads::UploadStore::open(dir.clone())
+            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
         let service = ChatService::new(store, DeliveryConfig::default());
-        let pending = service.restore().await?;
+        let pending = service
+            .restore()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot restore the chat timers: {e}"))?;
         debug!(pending, "chat store restored");
         Ok(Arc::new(Chat {
             service,
+            uploads,
             devices: Mutex::new(HashMap::new()),
             next_token: AtomicU64::new(1),
             order: tokio::sync::Mutex::new(()),
             timers: Notify::new(),
         }))
+    }
+
+    /// The upload folder.
+    pub fn uploads(&self) -> &uploads::UploadStore {
+        &self.uploads
     }
 
     /// The service, for admin reads.

@@ -1,13 +1,14 @@
 #!/usr/bin/env node
 // Browser test of the chat through the real web client.
 //
-//   node chat.mjs <gateway-url>
+//   node chat.mjs <gateway-url> [--image <png file>]
 //
 // Opens two pages in headless Chromium (Debian's /usr/bin/chromium driven by
 // playwright-core), registers `alice` and `bob` through the UI, and checks:
 // alice's text reaches bob with an unread badge; its state at alice goes
 // delivered, then read once bob opens the thread; bob's typing shows at
-// alice; bob's reply and alice's location arrive; alice sees bob online,
+// alice; bob's reply, alice's location and an uploaded image (as its
+// thumbnail) arrive; alice sees bob online,
 // then "last seen" once bob's page is closed.
 // Prints one JSON line; exit 0 when every check passes.
 //
@@ -17,7 +18,9 @@
 import path from 'node:path';
 import { pathToFileURL, fileURLToPath } from 'node:url';
 
-const base = process.argv.slice(2).find((a) => !a.startsWith('--'));
+const args = process.argv.slice(2);
+const base = args.find((a) => !a.startsWith('--'));
+const imagePath = args.includes('--image') ? args[args.indexOf('--image') + 1] : null;
 const here = path.dirname(fileURLToPath(import.meta.url));
 const pwPath = process.env.PLAYWRIGHT_CORE
   || path.resolve(here, '..', '..', '..', 'tests', 'node_modules', 'playwright-core');
@@ -118,6 +121,17 @@ async function main() {
     result.checks.location_arrived = /Eiffel/.test(await bob.textContent('#messages li.theirs:last-child'));
     await waitState(alice, '📍 Eiffel 48.85840, 2.29450', 'read');
     result.checks.location_read = true;
+
+    // alice attaches a PNG: bob sees its thumbnail (320 px wide) load
+    if (imagePath) {
+      await alice.setInputFiles('#chat-file', imagePath);
+      const img = await bob.waitForSelector('#messages li.theirs img[src^="/v1/uploads/up_"]', WAIT);
+      await bob.waitForFunction((el) => el.complete && el.naturalWidth > 0, img, WAIT);
+      result.thumbnail_px = await img.evaluate((el) => [el.naturalWidth, el.naturalHeight]);
+      result.checks.image_arrived = result.thumbnail_px[0] === 320;
+      const href = await bob.getAttribute('#messages li.theirs:last-child a', 'href');
+      result.checks.image_full_size = !!href && href !== await img.getAttribute('src');
+    }
 
     // presence: bob online, then last seen after his page closes
     await alice.waitForSelector('#peer-presence[data-state="online"]', WAIT);
