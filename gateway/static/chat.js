@@ -447,7 +447,8 @@
   });
 
   $('chat-text').addEventListener('input', () => {
-    if (!chat.open) return;
+    // a one-to-one chat exists from its first message; typing before that is refused
+    if (!chat.open || conv(chat.open).lastSeq === 0) return;
     const now = Date.now();
     if (!$('chat-text').value) {
       if (chat.typingSentAt) send({ type: 'typing', conversation: chat.open, on: false });

@@ -627,3 +627,36 @@ async fn image_upload_with_thumbnail_and_limits() {
         "{m}"
     );
 }
+
+/// A second socket with the same device id takes the device over: the first
+/// is told `chat-closed` and pushes go to the new one; the first socket's
+/// next chat frame attaches it again.
+#[tokio::test]
+async fn a_device_id_reused_by_a_new_socket_takes_over() {
+    let (addr, _stop, _dir) = start().await;
+    let mut alice = account(addr, "alice").await;
+    let mut old = account(addr, "bob").await;
+    let mut new = connect(addr, "bob-dev1").await;
+    send(
+        &mut new,
+        json!({"type":"auth","login":"bob","password":"correct horse"}),
+    )
+    .await;
+    assert_eq!(recv(&mut new).await["type"], "welcome");
+    send(&mut new, json!({"type":"sync"})).await;
+    assert_eq!(recv(&mut new).await["type"], "batch");
+    let e = recv(&mut old).await;
+    assert_eq!(
+        (e["type"].as_str(), e["code"].as_str()),
+        (Some("error"), Some("chat-closed")),
+        "{e}"
+    );
+
+    send(&mut alice, text(DM, "a1", "where are you?")).await;
+    assert_eq!(recv(&mut alice).await["type"], "ack");
+    assert_eq!(recv(&mut new).await["body"]["text"], "where are you?");
+    quiet(&mut old).await;
+    // bob is still online: the takeover did not count as leaving
+    send(&mut alice, json!({"type":"presence","login":"bob"})).await;
+    assert_eq!(recv(&mut alice).await["state"], "online");
+}

@@ -195,7 +195,9 @@ impl Chat {
             .insert(device.clone(), Route { token, tx })
             .is_some();
         if replaced {
+            // start over: the new socket is not live until it has synced
             debug!(device = %device.0, "chat device taken over by a new socket");
+            self.service.disconnect(now(), &device);
         }
         self.service.connect(now(), device.clone(), login.clone());
         ChatLink {
