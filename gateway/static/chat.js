@@ -6,7 +6,7 @@
 // of an account it syncs (sync -> batch ... until more=false, acking each
 // cursor), lists conversations with unread counts, shows one thread with
 // per-message states (sending, sent, delivered, read), typing, and the
-// peer's presence (polled while a one-to-one thread is open).
+// peer's presence (asked when a one-to-one thread opens, then pushed).
 //
 // The page keeps nothing across reloads: each load is a new chat device
 // and syncs the whole stream.
@@ -18,7 +18,6 @@
   const CHAT_FRAMES = new Set(['ack', 'message', 'batch', 'history', 'receipt', 'read_elsewhere',
     'expired', 'typing', 'receipts', 'conversations', 'presence', 'ok']);
   const TYPING_REFRESH_MS = 3000;
-  const PRESENCE_POLL_MS = 2000;
 
   const chat = {
     me: null,
@@ -26,7 +25,6 @@
     open: null, // id of the shown thread
     synced: false,
     typingSentAt: 0,
-    presenceTimer: null,
   };
   app.chat = chat; // for tests and the console
 
@@ -210,15 +208,11 @@
     // after a reload the page knows no receipts yet: ask for the latest own message
     const mine = [...c.messages.values()].filter((m) => m.sender === chat.me && m.op === 'post');
     if (mine.length) send({ type: 'receipts', conversation: id, seq: mine[mine.length - 1].seq });
-    clearInterval(chat.presenceTimer);
     $('peer-presence').textContent = '';
     $('peer-presence').dataset.state = '';
     const peer = peerOf(id);
-    if (peer) {
-      const ask = () => send({ type: 'presence', login: peer });
-      ask();
-      chat.presenceTimer = setInterval(ask, PRESENCE_POLL_MS);
-    }
+    // the answer comes now; later changes are pushed while this socket lives
+    if (peer) send({ type: 'presence', login: peer });
     $('thread').hidden = false;
     render();
     $('chat-text').focus();
@@ -418,7 +412,6 @@
   });
 
   document.addEventListener('namecall:closed', () => {
-    clearInterval(chat.presenceTimer);
     chat.convs.clear();
     chat.open = null;
     chat.synced = false;

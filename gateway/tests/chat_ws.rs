@@ -206,26 +206,32 @@ async fn two_users_exchange_text_with_receipts() {
         .collect();
     assert_eq!(texts, ["hello bob", "hi alice", "how are you?"]);
 
-    // presence: online while connected, last seen after the socket closes
+    // presence: online while connected; bob asked, so alice leaving is pushed
     send(&mut bob, json!({"type":"presence","login":"alice"})).await;
     assert_eq!(
         recv(&mut bob).await,
         json!({"type":"presence","login":"alice","state":"online"})
     );
     drop(alice);
-    let mut last = Value::Null;
-    for _ in 0..50 {
-        send(&mut bob, json!({"type":"presence","login":"alice"})).await;
-        last = recv(&mut bob).await;
-        if last["state"] == "last_seen" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let last = recv(&mut bob).await;
+    assert_eq!(last["type"], "presence", "{last}");
     assert_eq!(last["state"], "last_seen", "{last}");
     assert!(
         last["at"].as_i64().unwrap_or(0) > 1_700_000_000_000,
         "{last}"
+    );
+    // and her coming back is pushed too
+    let mut alice = connect(addr, "alice-dev2").await;
+    send(
+        &mut alice,
+        json!({"type":"auth","login":"alice","password":"correct horse"}),
+    )
+    .await;
+    assert_eq!(recv(&mut alice).await["type"], "welcome");
+    send(&mut alice, json!({"type":"sync"})).await;
+    assert_eq!(
+        recv(&mut bob).await,
+        json!({"type":"presence","login":"alice","state":"online"})
     );
 }
 

@@ -197,9 +197,13 @@ impl Chat {
         if replaced {
             // start over: the new socket is not live until it has synced
             debug!(device = %device.0, "chat device taken over by a new socket");
-            self.service.disconnect(now(), &device);
+            let out = self.service.disconnect_routed(now(), &device);
+            self.route(out);
         }
-        self.service.connect(now(), device.clone(), login.clone());
+        let out = self
+            .service
+            .connect_routed(now(), device.clone(), login.clone());
+        self.route(out);
         ChatLink {
             chat: Arc::clone(self),
             login,
@@ -220,7 +224,8 @@ impl Chat {
             }
         };
         if mine {
-            self.service.disconnect(now(), device);
+            let out = self.service.disconnect_routed(now(), device);
+            self.route(out);
         }
     }
 
