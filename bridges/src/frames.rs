@@ -1,5 +1,5 @@
 //! The JSON frames of the chat part of the client WebSocket protocol
-//! (reference with examples: `docs/chat-protocol.md`).
+//! (reference with examples: `docs/protocol.md`, section "Chat").
 //!
 //! Parsing happens here, once: [`ClientFrame::parse`] turns a text frame
 //! into a typed frame, or into the `error` frame to answer with. Every
@@ -429,7 +429,7 @@ mod shape_tests {
     use super::*;
     use crate::model::{Body, Payload};
 
-    /// The `message` frame shape documented in docs/chat-protocol.md.
+    /// The `message` frame shape documented in docs/protocol.md ("Chat").
     #[test]
     fn message_frame_shape() {
         let f = ServerFrame::Message(Box::new(Entry {

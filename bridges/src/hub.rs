@@ -35,6 +35,11 @@ pub struct Hub {
     audience: HashMap<ConversationId, Vec<Login>>,
     delivery: Delivery,
     presence: Presence,
+    /// Devices that asked for a user's presence, to be told when it
+    /// changes: subject → device → (viewer, shares a conversation).
+    watchers: HashMap<Login, HashMap<DeviceId, (Login, bool)>>,
+    /// Reverse index of `watchers`, to forget a device's watches.
+    watching: HashMap<DeviceId, BTreeSet<Login>>,
 }
 
 impl Hub {
@@ -76,6 +81,75 @@ impl Hub {
             }
         }
         self.presence.disconnect(now, &d.login);
+    }
+
+    /// Like [`Hub::register`], and tells the devices watching `login`
+    /// when the user just came online.
+    pub fn register_routed(&mut self, now: Timestamp, device: DeviceId, login: Login) -> Outbox {
+        let was_online = self.by_user.contains_key(&login);
+        self.register(now, device, login.clone());
+        if was_online {
+            Vec::new()
+        } else {
+            self.presence_changed(&login)
+        }
+    }
+
+    /// Like [`Hub::unregister`], and tells the devices watching the user
+    /// when their last device left (`last_seen`).
+    pub fn unregister_routed(&mut self, now: Timestamp, device: &DeviceId) -> Outbox {
+        self.unwatch(device);
+        let Some(login) = self.login_of(device).cloned() else {
+            return Vec::new();
+        };
+        self.unregister(now, device);
+        if self.by_user.contains_key(&login) {
+            Vec::new()
+        } else {
+            self.presence_changed(&login)
+        }
+    }
+
+    /// `device` (of `viewer`) wants `subject`'s presence changes pushed
+    /// until it disconnects; `contacts`: they share a conversation.
+    pub fn watch(&mut self, device: &DeviceId, viewer: &Login, subject: &Login, contacts: bool) {
+        self.watchers
+            .entry(subject.clone())
+            .or_default()
+            .insert(device.clone(), (viewer.clone(), contacts));
+        self.watching
+            .entry(device.clone())
+            .or_default()
+            .insert(subject.clone());
+    }
+
+    fn unwatch(&mut self, device: &DeviceId) {
+        for subject in self.watching.remove(device).into_iter().flatten() {
+            if let Some(w) = self.watchers.get_mut(&subject) {
+                w.remove(device);
+                if w.is_empty() {
+                    self.watchers.remove(&subject);
+                }
+            }
+        }
+    }
+
+    fn presence_changed(&self, subject: &Login) -> Outbox {
+        self.watchers
+            .get(subject)
+            .into_iter()
+            .flatten()
+            .map(|(dev, (viewer, contacts))| {
+                let view = self.presence.view(viewer, subject, *contacts);
+                (
+                    dev.clone(),
+                    ServerFrame::Presence {
+                        login: subject.clone(),
+                        view,
+                    },
+                )
+            })
+            .collect()
     }
 
     /// The login a device is registered for.
@@ -304,5 +378,85 @@ impl Hub {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::delivery::PresenceView;
+
+    fn login(s: &str) -> Login {
+        Login::parse(s).unwrap()
+    }
+
+    fn dev(s: &str) -> DeviceId {
+        DeviceId(s.to_owned())
+    }
+
+    /// A watcher hears the subject's last device leave and the first come
+    /// back, not the comings and goings of further devices; a watcher that
+    /// left hears nothing.
+    #[test]
+    fn presence_changes_reach_watchers_until_they_leave() {
+        let mut hub = Hub::new(DeliveryConfig::default());
+        let (alice, bob) = (login("alice"), login("bob"));
+        assert!(
+            hub.register_routed(Timestamp(1), dev("b1"), bob.clone())
+                .is_empty()
+        );
+        assert!(
+            hub.register_routed(Timestamp(2), dev("a1"), alice.clone())
+                .is_empty()
+        );
+        hub.watch(&dev("b1"), &bob, &alice, true);
+        assert!(
+            hub.register_routed(Timestamp(3), dev("a2"), alice.clone())
+                .is_empty()
+        );
+        assert!(hub.unregister_routed(Timestamp(4), &dev("a1")).is_empty());
+        let out = hub.unregister_routed(Timestamp(5), &dev("a2"));
+        assert_eq!(
+            out,
+            vec![(
+                dev("b1"),
+                ServerFrame::Presence {
+                    login: alice.clone(),
+                    view: PresenceView::LastSeen { at: Timestamp(5) },
+                }
+            )]
+        );
+        let out = hub.register_routed(Timestamp(6), dev("a3"), alice.clone());
+        assert!(
+            matches!(&out[..], [(d, ServerFrame::Presence { view: PresenceView::Online, .. })] if *d == dev("b1")),
+            "{out:?}"
+        );
+        hub.unregister_routed(Timestamp(7), &dev("b1"));
+        assert!(hub.unregister_routed(Timestamp(8), &dev("a3")).is_empty());
+    }
+
+    /// Privacy applies to pushed presence as to asked presence.
+    #[test]
+    fn pushed_presence_respects_privacy() {
+        let mut hub = Hub::new(DeliveryConfig::default());
+        let (alice, bob) = (login("alice"), login("bob"));
+        hub.register_routed(Timestamp(1), dev("b1"), bob.clone());
+        hub.register_routed(Timestamp(1), dev("a1"), alice.clone());
+        hub.set_visibility(&alice, Visibility::Contacts);
+        hub.watch(&dev("b1"), &bob, &alice, false);
+        let out = hub.unregister_routed(Timestamp(2), &dev("a1"));
+        assert!(
+            matches!(
+                &out[..],
+                [(
+                    _,
+                    ServerFrame::Presence {
+                        view: PresenceView::Hidden,
+                        ..
+                    }
+                )]
+            ),
+            "{out:?}"
+        );
     }
 }

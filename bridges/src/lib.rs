@@ -9,6 +9,7 @@
 //! - [`frames`]: the JSON frames of the chat WebSocket protocol.
 //! - [`hub`]: sans-IO router from store results to per-device server frames.
 //! - [`service`]: [`ChatService`], the async glue the gateway calls.
+//! - [`uploads`]: checks and thumbnails of media uploads (pure functions).
 //!
 //! # Run loop (what the gateway does)
 //! 1. `ChatStore::open(url)`, `ChatService::new(store, config)`, then
@@ -37,6 +38,7 @@ pub mod hub;
 pub mod model;
 pub mod service;
 pub mod store;
+pub mod uploads;
 
 pub use error::{ChatError, Result};
 pub use model::{Body, ClientId, ConversationId, DeviceId, Login, Message, Seq, Timestamp};

@@ -74,6 +74,18 @@ impl ChatService {
         self.hub().unregister(now, device);
     }
 
+    /// Like [`ChatService::connect`]; returns the `presence` frames for the
+    /// devices watching this user when the user just came online.
+    pub fn connect_routed(&self, now: Timestamp, device: DeviceId, login: Login) -> Outbox {
+        self.hub().register_routed(now, device, login)
+    }
+
+    /// Like [`ChatService::disconnect`]; returns the `presence` frames for
+    /// the devices watching this user when their last device left.
+    pub fn disconnect_routed(&self, now: Timestamp, device: &DeviceId) -> Outbox {
+        self.hub().unregister_routed(now, device)
+    }
+
     /// Fires due timers; call at [`ChatService::poll_timeout`].
     pub fn handle_timeout(&self, now: Timestamp) -> Outbox {
         self.hub().handle_timeout(now)
@@ -319,7 +331,12 @@ impl ChatService {
             }
             ClientFrame::Presence { login: subject } => {
                 let contacts = s.share_conversation(login, &subject).await?;
-                let view = self.hub().presence(login, &subject, contacts);
+                let view = {
+                    let mut hub = self.hub();
+                    // later changes are pushed to this device
+                    hub.watch(device, login, &subject, contacts);
+                    hub.presence(login, &subject, contacts)
+                };
                 Ok(one(ServerFrame::Presence {
                     login: subject,
                     view,

@@ -11,6 +11,7 @@
 //! - `http`: the axum router (web client, `/healthz`, `/metrics`, `/v1/ws`) and problem+json errors.
 //! - `ws`: the client WebSocket protocol (`docs/protocol.md`), one task per socket.
 //! - `calls`: the call registry and the built-in `echo` target.
+//! - `chat`: the chat shell: device routes and timers around `bridges::ChatService`.
 //! - `media_io`: the UDP task driving a `media::webrtc::WebRtcLeg`.
 //! - `accounts`: the `Accounts` seam (guest logins until the directory is wired in).
 //! - `metrics`: gauges that show leaked calls and sockets.
@@ -30,6 +31,7 @@
 
 pub mod accounts;
 pub mod calls;
+pub mod chat;
 pub mod config;
 pub mod http;
 pub mod media_io;
@@ -60,6 +62,8 @@ pub struct AppState {
     pub calls: Arc<CallRegistry>,
     /// Gauges and counters.
     pub metrics: Arc<Metrics>,
+    /// The chat; `None` until `run` opened its store.
+    pub chat: Option<Arc<chat::Chat>>,
     /// Flips to `true` when the server shuts down; sessions watch it.
     pub shutdown: watch::Receiver<bool>,
     /// The company admin API (absent without a directory).
@@ -80,6 +84,7 @@ impl AppState {
             accounts: Arc::new(GuestAccounts),
             calls: Arc::new(CallRegistry::new(sockets, Arc::clone(&metrics))),
             metrics,
+            chat: None,
             shutdown: rx,
             admin: None,
         };
@@ -130,6 +135,9 @@ pub async fn run(
         sip.clone(),
         state.shutdown.clone(),
     ));
+    let chat = chat::Chat::open(&config.data_dir).await?;
+    tokio::spawn(Arc::clone(&chat).run_timer(state.shutdown.clone()));
+    state.chat = Some(chat);
     let sockets = MediaSockets::new(
         config.effective_media_ip(),
         config.rtp_ports,

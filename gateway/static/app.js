@@ -112,10 +112,14 @@
       $('call-panel').hidden = true;
       $('logout-btn').hidden = true;
       $('whoami').textContent = '';
+      document.dispatchEvent(new CustomEvent('namecall:closed'));
     };
   }
 
   function onFrame(f) {
+    // chat.js (and other add-ons) see every frame first and cancel the ones they own
+    const ev = new CustomEvent('namecall:frame', { detail: f, cancelable: true });
+    if (!document.dispatchEvent(ev)) return;
     switch (f.type) {
       case 'welcome':
         app.login = f.login;

@@ -25,6 +25,13 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/ws", get(crate::ws::upgrade))
         .route("/v1/admin/trunks", get(admin::trunks))
+        .route(
+            "/v1/uploads",
+            axum::routing::post(crate::chat::uploads::post).layer(
+                axum::extract::DefaultBodyLimit::max(crate::chat::uploads::BODY_LIMIT),
+            ),
+        )
+        .route("/v1/uploads/{id}", get(crate::chat::uploads::get))
         .fallback(|| async { AppError::NotFound })
         .layer(TraceLayer::new_for_http())
         .with_state(state)

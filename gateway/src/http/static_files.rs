@@ -10,8 +10,9 @@ use crate::AppState;
 const INDEX_HTML: &str = include_str!("../../static/index.html");
 const APP_JS: &str = include_str!("../../static/app.js");
 const STYLE_CSS: &str = include_str!("../../static/style.css");
+const CHAT_JS: &str = include_str!("../../static/chat.js");
 
-/// Routes for `/`, `/app.js` and `/style.css`.
+/// Routes for `/`, `/app.js`, `/chat.js` and `/style.css`.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route(
@@ -25,6 +26,10 @@ pub fn router() -> Router<AppState> {
         .route(
             "/app.js",
             get(|| async { page("text/javascript; charset=utf-8", APP_JS) }),
+        )
+        .route(
+            "/chat.js",
+            get(|| async { page("text/javascript; charset=utf-8", CHAT_JS) }),
         )
         .route(
             "/style.css",

@@ -10,8 +10,8 @@ pub mod protocol;
 
 use std::collections::HashMap;
 
-use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
@@ -21,6 +21,7 @@ use crate::AppState;
 use crate::accounts::Identity;
 use crate::calls::CallHandle;
 use crate::calls::incoming::{Answer, Offer, Push, Registration};
+use crate::chat::ChatLink;
 use crate::media_io::{LegCommand, LegEvent};
 use crate::metrics::Gauge;
 use protocol::{ClientFrame, FrameError, MAX_FRAME_BYTES, ServerFrame};
@@ -29,11 +30,26 @@ use protocol::{ClientFrame, FrameError, MAX_FRAME_BYTES, ServerFrame};
 /// [`MAX_FRAME_BYTES`] and this get an `error` frame instead.
 const HARD_MESSAGE_LIMIT: usize = 256 * 1024;
 
+/// Query parameters of `/v1/ws`.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct WsParams {
+    /// The chat device id (`docs/protocol.md`, "Chat"); random when absent.
+    pub device: Option<String>,
+}
+
 /// `GET /v1/ws`: upgrades to the client protocol.
-pub async fn upgrade(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
+pub async fn upgrade(
+    ws: WebSocketUpgrade,
+    Query(params): Query<WsParams>,
+    State(state): State<AppState>,
+) -> Response {
     ws.max_message_size(HARD_MESSAGE_LIMIT)
         .max_frame_size(HARD_MESSAGE_LIMIT)
-        .on_upgrade(move |socket| Session::new(state).run(socket))
+        .on_upgrade(move |socket| {
+            let mut session = Session::new(state);
+            session.device = params.device;
+            session.run(socket)
+        })
 }
 
 /// One client's session state.
@@ -53,6 +69,10 @@ struct Session {
     push_rx: mpsc::Receiver<Push>,
     /// Incoming calls ringing on this session, by id.
     offers: HashMap<String, Offer>,
+    /// The chat device id the client asked for (`?device=`).
+    device: Option<String>,
+    /// Set by the first chat frame of a logged-in account (see `chat`).
+    chat: Option<ChatLink>,
 }
 
 impl Session {
@@ -69,6 +89,8 @@ impl Session {
             push_tx,
             push_rx,
             offers: HashMap::new(),
+            device: None,
+            chat: None,
         }
     }
 
@@ -90,6 +112,18 @@ impl Session {
                 },
                 Some((id, ev)) = self.events_rx.recv() => self.on_leg_event(id, ev),
                 Some(push) = self.push_rx.recv() => self.on_push(push),
+                out = crate::chat::next(&mut self.chat) => match out {
+                    Some(frame) => {
+                        if sink.send(Message::Text(frame.to_json().into())).await.is_err() {
+                            return;
+                        }
+                        Vec::new()
+                    }
+                    None => {
+                        self.chat = None;
+                        vec![error("chat-closed", "chat dropped this device; send sync to resume".into(), None)]
+                    }
+                },
                 _ = shutdown.changed() => {
                     let _ = sink.send(Message::Close(None)).await;
                     break;
@@ -110,6 +144,11 @@ impl Session {
     }
 
     async fn on_text(&mut self, text: &str) -> Vec<ServerFrame> {
+        if text.len() <= MAX_FRAME_BYTES
+            && let Some(kind) = crate::chat::chat_type(text)
+        {
+            return self.on_chat(kind, text).await;
+        }
         match ClientFrame::parse(text) {
             Ok((frame, _)) => self.on_frame(frame).await,
             Err((err, reference)) => {
@@ -363,6 +402,59 @@ impl Session {
         if handle.commands.send(cmd).await.is_err() {
             // the media task is gone; its `ended` event is on the way
             debug!(call = %id, "command to finished call");
+        }
+        Vec::new()
+    }
+
+    /// A chat frame: attaches this socket as a chat device of its account
+    /// on first use, then hands the frame to the chat; answers arrive
+    /// through the device channel.
+    async fn on_chat(&mut self, kind: &str, text: &str) -> Vec<ServerFrame> {
+        let reference = Some(kind.to_owned());
+        let Some(chat) = self.state.chat.clone() else {
+            return vec![error(
+                "chat-unavailable",
+                "chat is not enabled".into(),
+                reference,
+            )];
+        };
+        let login = match &self.identity {
+            // the socket logged in again as a guest (or not at all): no chat
+            None | Some(Identity { guest: true, .. }) if self.chat.is_some() => {
+                self.chat = None;
+                return vec![error(
+                    "account-required",
+                    "chat needs an account".into(),
+                    reference,
+                )];
+            }
+            None => {
+                return vec![error(
+                    "not-logged-in",
+                    "send auth or register first".into(),
+                    reference,
+                )];
+            }
+            Some(id) if id.guest => {
+                return vec![error(
+                    "account-required",
+                    "guests cannot chat; sign in with a password".into(),
+                    reference,
+                )];
+            }
+            Some(id) => match bridges::Login::parse(&id.login) {
+                Ok(login) => login,
+                Err(e) => return vec![error("invalid", e.to_string(), reference)],
+            },
+        };
+        if self.chat.as_ref().is_none_or(|c| *c.login() != login) {
+            // a new login on this socket is a new device session
+            self.chat = None;
+            let device = crate::chat::device_id(self.device.as_deref());
+            self.chat = Some(chat.attach(login, device));
+        }
+        if let Some(link) = &self.chat {
+            chat.handle(link, kind, text).await;
         }
         Vec::new()
     }
