@@ -131,7 +131,10 @@ async function main() {
     if (end === 'early') {
       await waitState(['ringing', 'ended'], 20000);
       mark('ringing');
-      result.checks.ringing_early = (await page.textContent('#call-detail')).includes('message');
+      // a 180 (no early media) may come first; the 183 with SDP follows
+      result.checks.ringing_early = await page.waitForFunction(
+        () => document.getElementById('call-detail').textContent.includes('message'),
+        null, { timeout: 10000 }).then(() => true, () => false);
       const stop = Date.now() + seconds * 1000;
       while (Date.now() < stop) {
         await sample();
