@@ -8,9 +8,8 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
-use labkit::{Gateway, Kamailio, http_request};
+use labkit::{Kamailio, LabGateway, http_request};
 
 fn namecall(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_namecall"))
@@ -24,26 +23,11 @@ fn namecall(args: &[&str]) -> std::process::Output {
 fn api_key_reads_own_trunks_and_is_revocable() {
     let pbx = Kamailio::start(&[("trunk", "trunkpass")]).expect("kamailio");
     let data = tempfile::tempdir().expect("temp dir");
-    let plans = data.path().join("plans");
-    std::fs::create_dir_all(&plans).expect("plans dir");
-    let acme =
-        std::fs::read_to_string(labkit::workspace_root().join("dialplans/examples/acme.yaml"))
-            .expect("example dialplan")
-            .replace("127.0.0.1:5070", &pbx.addr().to_string());
-    std::fs::write(plans.join("acme.yaml"), acme).expect("write dialplan");
-    let data_dir = data.path().join("data");
+    let LabGateway {
+        gw, data: data_dir, ..
+    } = LabGateway::start(Path::new(env!("CARGO_BIN_EXE_namecall")), &pbx, data.path())
+        .expect("gateway starts and registers its trunk");
     let data_arg = data_dir.to_string_lossy().into_owned();
-    let plans_arg = plans.to_string_lossy().into_owned();
-    let gw = Gateway::start(
-        Path::new(env!("CARGO_BIN_EXE_namecall")),
-        &data_dir,
-        &["--dialplans", &plans_arg],
-    )
-    .expect("gateway starts");
-    labkit::wait_for("trunk registered", Duration::from_secs(20), || {
-        (!pbx.contacts("trunk").is_empty()).then_some(())
-    })
-    .unwrap_or_else(|e| panic!("{e}\n{}", gw.log.tail(40)));
 
     // no key, a wrong key: 401 problem+json with a Bearer challenge
     for auth in [None, Some("Bearer nck_not-a-key")] {

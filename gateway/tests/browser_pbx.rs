@@ -13,11 +13,11 @@
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use labkit::{Baresip, Gateway, Kamailio, NodeRun};
+use labkit::{Baresip, Gateway, Kamailio, LabGateway, NodeRun};
 use serde_json::Value;
 
 struct Lab {
-    _pbx: Kamailio,
+    pbx: Kamailio,
     phone: Baresip,
     gw: Gateway,
     _data: tempfile::TempDir,
@@ -57,26 +57,15 @@ fn lab_with(auto_answer: bool, ext: &str) -> Lab {
 /// The gateway with the lab dialplan pointed at `pbx`, around a started phone.
 fn lab_around(pbx: Kamailio, phone: Baresip) -> Lab {
     let data = tempfile::tempdir().expect("temp dir");
-    let plans = data.path().join("plans");
-    std::fs::create_dir_all(&plans).expect("plans dir");
-    let acme =
-        std::fs::read_to_string(labkit::workspace_root().join("dialplans/examples/acme.yaml"))
-            .expect("example dialplan")
-            .replace("127.0.0.1:5070", &pbx.addr().to_string());
-    std::fs::write(plans.join("acme.yaml"), acme).expect("write dialplan");
-    let plans_arg = plans.to_string_lossy().into_owned();
-    let gw = Gateway::start(
+    let gw = LabGateway::start(
         std::path::Path::new(env!("CARGO_BIN_EXE_namecall")),
-        &data.path().join("data"),
-        &["--dialplans", &plans_arg],
+        &pbx,
+        data.path(),
     )
-    .expect("gateway starts");
-    labkit::wait_for("trunk registered", Duration::from_secs(20), || {
-        (!pbx.contacts("trunk").is_empty()).then_some(())
-    })
-    .unwrap_or_else(|e| panic!("{e}\n{}", gw.log.tail(40)));
+    .expect("gateway starts and registers its trunk")
+    .gw;
     Lab {
-        _pbx: pbx,
+        pbx,
         phone,
         gw,
         _data: data,
@@ -340,7 +329,7 @@ fn desk_phone_calls_a_messenger_user() {
     run.log
         .wait_for("READY", Duration::from_secs(60))
         .unwrap_or_else(|e| panic!("{e}\n{}", run.log.tail(20)));
-    ctl.command("dial", &format!("sip:alice@{}", lab._pbx.addr()))
+    ctl.command("dial", &format!("sip:alice@{}", lab.pbx.addr()))
         .expect("dial");
     ctl.wait_event("CALL_ESTABLISHED", Duration::from_secs(40))
         .unwrap_or_else(|e| panic!("{e}\n{}", lab.gw.log.tail(60)));

@@ -14,7 +14,7 @@ mod common;
 use std::time::Duration;
 
 use common::{audio_offer, connect, recv_within, send};
-use labkit::{Baresip, Gateway, Kamailio};
+use labkit::{Baresip, Gateway, Kamailio, LabGateway};
 use serde_json::json;
 
 /// Sockets (UDP and TCP) the process holds open, from `/proc/<pid>/fd`.
@@ -66,25 +66,14 @@ async fn fifty_calls_leave_nothing_behind() {
     let wav = labkit::speech_wav("Extension one hundred.", 8000, "leak100").expect("wav");
     let phone = Baresip::start(&pbx, "100", "pass100", &wav).expect("baresip");
     let data = tempfile::tempdir().expect("temp dir");
-    let plans = data.path().join("plans");
-    std::fs::create_dir_all(&plans).expect("plans dir");
-    let acme =
-        std::fs::read_to_string(labkit::workspace_root().join("dialplans/examples/acme.yaml"))
-            .expect("example dialplan")
-            .replace("127.0.0.1:5070", &pbx.addr().to_string());
-    std::fs::write(plans.join("acme.yaml"), acme).expect("write dialplan");
-    let plans_arg = plans.to_string_lossy().into_owned();
-    let gw = Gateway::start(
+    let gw = LabGateway::start(
         std::path::Path::new(env!("CARGO_BIN_EXE_namecall")),
-        &data.path().join("data"),
-        &["--dialplans", &plans_arg],
+        &pbx,
+        data.path(),
     )
-    .expect("gateway starts");
+    .expect("gateway starts and registers its trunk")
+    .gw;
     let pid = gw.pid().expect("pid");
-    labkit::wait_for("trunk registered", Duration::from_secs(20), || {
-        (!pbx.contacts("trunk").is_empty()).then_some(())
-    })
-    .unwrap_or_else(|e| panic!("{e}\n{}", gw.log.tail(40)));
 
     let mut ws = connect(&gw.addr).await;
     send(

@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{connect, recv, send};
-use labkit::{Gateway, Kamailio};
+use labkit::{Gateway, Kamailio, LabGateway};
 use serde_json::json;
 
 fn hup(gw: &Gateway) {
@@ -25,24 +25,9 @@ async fn sighup_reloads_valid_folders_only() {
     let pbx =
         Kamailio::start(&[("trunk", "trunkpass"), ("globex", "globexpass")]).expect("kamailio");
     let data = tempfile::tempdir().expect("temp dir");
-    let plans = data.path().join("plans");
-    std::fs::create_dir_all(&plans).expect("plans dir");
-    let acme =
-        std::fs::read_to_string(labkit::workspace_root().join("dialplans/examples/acme.yaml"))
-            .expect("example dialplan")
-            .replace("127.0.0.1:5070", &pbx.addr().to_string());
-    std::fs::write(plans.join("acme.yaml"), &acme).expect("write dialplan");
-    let plans_arg = plans.to_string_lossy().into_owned();
-    let gw = Gateway::start(
-        Path::new(env!("CARGO_BIN_EXE_namecall")),
-        &data.path().join("data"),
-        &["--dialplans", &plans_arg],
-    )
-    .expect("gateway starts");
-    labkit::wait_for("acme trunk registered", Duration::from_secs(20), || {
-        (!pbx.contacts("trunk").is_empty()).then_some(())
-    })
-    .unwrap_or_else(|e| panic!("{e}\n{}", gw.log.tail(40)));
+    let LabGateway { gw, plans, .. } =
+        LabGateway::start(Path::new(env!("CARGO_BIN_EXE_namecall")), &pbx, data.path())
+            .expect("gateway starts and registers its trunk");
 
     // a broken file: refused with file:line:column, nothing changes
     std::fs::write(

@@ -295,3 +295,34 @@ fn pcm16(data: &[u8]) -> io::Result<(u32, usize, Vec<i16>)> {
     }
     Err(bad("no data chunk"))
 }
+
+/// The gateway as the lab company sees it: `namecall serve` with
+/// `dialplans/examples/acme.yaml` pointed at `pbx`, data under `root`.
+pub struct LabGateway {
+    /// The running gateway.
+    pub gw: Gateway,
+    /// The dialplan folder it reads (`root/plans`): write files and send SIGHUP.
+    pub plans: std::path::PathBuf,
+    /// Its data directory (`root/data`).
+    pub data: std::path::PathBuf,
+}
+
+impl LabGateway {
+    /// Starts the gateway and waits until its `acme/main` trunk is registered at `pbx`.
+    pub fn start(bin: &Path, pbx: &crate::Kamailio, root: &Path) -> io::Result<LabGateway> {
+        let plans = root.join("plans");
+        let data = root.join("data");
+        std::fs::create_dir_all(&plans)?;
+        let acme =
+            std::fs::read_to_string(crate::workspace_root().join("dialplans/examples/acme.yaml"))?
+                .replace("127.0.0.1:5070", &pbx.addr().to_string());
+        std::fs::write(plans.join("acme.yaml"), acme)?;
+        let plans_arg = plans.to_string_lossy().into_owned();
+        let gw = Gateway::start(bin, &data, &["--dialplans", &plans_arg])?;
+        wait_for("trunk registered", Duration::from_secs(20), || {
+            (!pbx.contacts("trunk").is_empty()).then_some(())
+        })
+        .map_err(|e| io::Error::other(format!("{e}\n{}", gw.log.tail(40))))?;
+        Ok(LabGateway { gw, plans, data })
+    }
+}

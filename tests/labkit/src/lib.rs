@@ -22,7 +22,9 @@
 
 pub mod gateway;
 
-pub use gateway::{Gateway, HttpReply, NodeRun, http_get, http_request, metric, wav_tail_rms};
+pub use gateway::{
+    Gateway, HttpReply, LabGateway, NodeRun, http_get, http_request, metric, wav_tail_rms,
+};
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
