@@ -23,6 +23,7 @@ use bridges::uploads::{self, UploadError};
 use serde::{Deserialize, Serialize};
 
 use crate::AppState;
+use crate::http::error::problem;
 
 /// The request body limit of `POST /v1/uploads` (the check refuses more).
 pub const BODY_LIMIT: usize = uploads::MAX_UPLOAD_BYTES + 1;
@@ -91,28 +92,6 @@ impl UploadStore {
         let bytes = tokio::fs::read(self.dir.join(id)).await?;
         Ok(Some((meta, bytes)))
     }
-}
-
-fn problem(status: StatusCode, detail: impl Into<String>) -> Response {
-    let body = serde_json::json!({
-        "type": "about:blank",
-        "title": status.canonical_reason().unwrap_or("error"),
-        "status": status.as_u16(),
-        "detail": detail.into(),
-    });
-    let mut resp = (
-        status,
-        [(header::CONTENT_TYPE, "application/problem+json")],
-        body.to_string(),
-    )
-        .into_response();
-    if status == StatusCode::UNAUTHORIZED {
-        resp.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            header::HeaderValue::from_static("Bearer"),
-        );
-    }
-    resp
 }
 
 fn internal(e: impl std::fmt::Display) -> Response {
