@@ -71,3 +71,42 @@ pub fn lab_plans(pbx: &str) -> std::sync::Arc<gateway::plans::SharedPlans> {
         dialplans::Dialplans::from_sources([("acme.yaml", text.as_str())]).expect("valid plan");
     std::sync::Arc::new(gateway::plans::SharedPlans::new("unused", plans))
 }
+
+/// Opens `/v1/ws?device=<device>` (a chat device id the client keeps).
+pub async fn connect_device(addr: impl std::fmt::Display, device: &str) -> Ws {
+    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/v1/ws?device={device}"))
+        .await
+        .expect("websocket upgrade");
+    ws
+}
+
+/// The next frame of type `kind`, skipping others, within 5 s.
+pub async fn recv_type(ws: &mut Ws, kind: &str) -> Value {
+    let end = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = end.saturating_duration_since(tokio::time::Instant::now());
+        let msg = tokio::time::timeout(left, ws.next())
+            .await
+            .unwrap_or_else(|_| panic!("no {kind} frame within 5 s"))
+            .expect("socket open")
+            .expect("frame ok");
+        if let Message::Text(t) = msg {
+            let v: Value = serde_json::from_str(t.as_str()).expect("server sends JSON");
+            if v["type"] == kind {
+                return v;
+            }
+        }
+    }
+}
+
+/// Frames arriving within `ms` milliseconds.
+pub async fn drain_for(ws: &mut Ws, ms: u64) -> Vec<Value> {
+    let mut out = Vec::new();
+    let end = tokio::time::Instant::now() + Duration::from_millis(ms);
+    while let Ok(Some(Ok(msg))) = tokio::time::timeout_at(end, ws.next()).await {
+        if let Message::Text(t) = msg {
+            out.push(serde_json::from_str(t.as_str()).expect("server sends JSON"));
+        }
+    }
+    out
+}
