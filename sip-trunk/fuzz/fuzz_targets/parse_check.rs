@@ -23,6 +23,20 @@ pub fn check(data: &[u8]) {
     match parse_message(data) {
         Ok(msg) => {
             let h = msg.headers();
+            // The parser validates these without building them; the typed
+            // accessors must then agree that they are well-formed.
+            assert!(h.vias().is_ok(), "parsed message has bad Via");
+            assert!(
+                h.from().is_ok() && h.to().is_ok(),
+                "parsed message has bad From/To"
+            );
+            assert!(h.call_id().is_ok() && h.cseq().is_ok(), "bad Call-ID/CSeq");
+            if let SipMessage::Request(r) = &msg {
+                assert!(
+                    r.headers.contact().is_ok(),
+                    "parsed request has bad Contact"
+                );
+            }
             let _ = (h.via(), h.vias(), h.from(), h.to(), h.call_id(), h.cseq());
             let _ = (h.contact(), h.route(), h.record_route());
             let _ = (

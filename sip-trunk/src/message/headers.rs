@@ -163,51 +163,75 @@ impl HeaderName {
         if b.len() == 1 {
             return compact(b[0]);
         }
-        // Bucketed by length so a lookup compares at most six names; this
-        // runs for every header line of every message. Must list every KNOWN
-        // name (checked by a test).
-        let bucket: &[&'static str] = match b.len() {
-            2 => &["To"],
-            3 => &["Via"],
-            4 => &["From", "CSeq", "Date", "Path", "RAck", "RSeq"],
-            5 => &["Route", "Allow", "Event"],
-            6 => &["Accept", "Min-SE", "Reason", "Server"],
-            7 => &[
-                "Call-ID", "Contact", "Expires", "Require", "Subject", "Warning",
-            ],
-            8 => &["Priority", "Refer-To", "Reply-To"],
-            9 => &["Call-Info", "Supported", "Timestamp"],
-            10 => &["Alert-Info", "Error-Info", "User-Agent"],
-            11 => &[
-                "In-Reply-To",
-                "Min-Expires",
-                "Referred-By",
-                "Retry-After",
-                "Unsupported",
-            ],
-            12 => &[
-                "Max-Forwards",
-                "Content-Type",
-                "Record-Route",
-                "Allow-Events",
-                "MIME-Version",
-                "Organization",
-            ],
-            13 => &["Authorization", "Proxy-Require", "Service-Route"],
-            14 => &["Content-Length"],
-            15 => &["Accept-Encoding", "Accept-Language", "Session-Expires"],
-            16 => &["Content-Encoding", "Content-Language", "WWW-Authenticate"],
-            18 => &["Proxy-Authenticate", "Subscription-State"],
-            19 => &[
-                "Authentication-Info",
-                "Content-Disposition",
-                "Proxy-Authorization",
-            ],
-            _ => &[],
+        // Keyed by length, first and last letter: at most one full
+        // case-insensitive compare per lookup (two for Refer-To/Reply-To);
+        // this runs for every header line of every message. Must list every
+        // KNOWN name (checked by a test).
+        let (Some(&first), Some(&last)) = (b.first(), b.last()) else {
+            return None;
         };
-        bucket
+        let candidates: &[&'static str] = match (b.len(), first | 0x20, last | 0x20) {
+            (2, b't', b'o') => &["To"],
+            (3, b'v', b'a') => &["Via"],
+            (4, b'c', b'q') => &["CSeq"],
+            (4, b'd', b'e') => &["Date"],
+            (4, b'f', b'm') => &["From"],
+            (4, b'p', b'h') => &["Path"],
+            (4, b'r', b'k') => &["RAck"],
+            (4, b'r', b'q') => &["RSeq"],
+            (5, b'a', b'w') => &["Allow"],
+            (5, b'e', b't') => &["Event"],
+            (5, b'r', b'e') => &["Route"],
+            (6, b'a', b't') => &["Accept"],
+            (6, b'm', b'e') => &["Min-SE"],
+            (6, b'r', b'n') => &["Reason"],
+            (6, b's', b'r') => &["Server"],
+            (7, b'c', b'd') => &["Call-ID"],
+            (7, b'c', b't') => &["Contact"],
+            (7, b'e', b's') => &["Expires"],
+            (7, b'r', b'e') => &["Require"],
+            (7, b's', b't') => &["Subject"],
+            (7, b'w', b'g') => &["Warning"],
+            (8, b'p', b'y') => &["Priority"],
+            (8, b'r', b'o') => &["Refer-To", "Reply-To"],
+            (9, b'c', b'o') => &["Call-Info"],
+            (9, b's', b'd') => &["Supported"],
+            (9, b't', b'p') => &["Timestamp"],
+            (10, b'a', b'o') => &["Alert-Info"],
+            (10, b'e', b'o') => &["Error-Info"],
+            (10, b'u', b't') => &["User-Agent"],
+            (11, b'i', b'o') => &["In-Reply-To"],
+            (11, b'm', b's') => &["Min-Expires"],
+            (11, b'r', b'r') => &["Retry-After"],
+            (11, b'r', b'y') => &["Referred-By"],
+            (11, b'u', b'd') => &["Unsupported"],
+            (12, b'a', b's') => &["Allow-Events"],
+            (12, b'c', b'e') => &["Content-Type"],
+            (12, b'm', b'n') => &["MIME-Version"],
+            (12, b'm', b's') => &["Max-Forwards"],
+            (12, b'o', b'n') => &["Organization"],
+            (12, b'r', b'e') => &["Record-Route"],
+            (13, b'a', b'n') => &["Authorization"],
+            (13, b'p', b'e') => &["Proxy-Require"],
+            (13, b's', b'e') => &["Service-Route"],
+            (14, b'c', b'h') => &["Content-Length"],
+            (15, b'a', b'e') => &["Accept-Language"],
+            (15, b'a', b'g') => &["Accept-Encoding"],
+            (15, b's', b's') => &["Session-Expires"],
+            (16, b'c', b'e') => &["Content-Language"],
+            (16, b'c', b'g') => &["Content-Encoding"],
+            (16, b'w', b'e') => &["WWW-Authenticate"],
+            (18, b'p', b'e') => &["Proxy-Authenticate"],
+            (18, b's', b'e') => &["Subscription-State"],
+            (19, b'a', b'o') => &["Authentication-Info"],
+            (19, b'c', b'n') => &["Content-Disposition"],
+            (19, b'p', b'n') => &["Proxy-Authorization"],
+            _ => return None,
+        };
+        // Most peers write the canonical spelling: try an exact compare first.
+        candidates
             .iter()
-            .find(|k| k.eq_ignore_ascii_case(name))
+            .find(|k| **k == name || k.eq_ignore_ascii_case(name))
             .copied()
     }
 
@@ -452,6 +476,47 @@ impl Headers {
             return Err(HeaderError::Missing(names::VIA));
         }
         Ok(out)
+    }
+
+    /// Checks every Via value like [`Headers::vias`] without building them.
+    pub(crate) fn check_vias(&self) -> Result<(), HeaderError> {
+        let mut any = false;
+        for line in self.canonical_all(names::VIA) {
+            for v in SplitList::new(line) {
+                Via::check(v).map_err(|reason| HeaderError::Invalid {
+                    name: names::VIA,
+                    reason,
+                })?;
+                any = true;
+            }
+        }
+        if any {
+            Ok(())
+        } else {
+            Err(HeaderError::Missing(names::VIA))
+        }
+    }
+
+    /// Checks a single name-addr header like [`Headers::from`] without building it.
+    pub(crate) fn check_name_addr(&self, name: &'static str) -> Result<(), HeaderError> {
+        NameAddr::check(self.required(name)?)
+            .map_err(|reason| HeaderError::Invalid { name, reason })
+    }
+
+    /// Checks every Contact like [`Headers::contact`] without building them.
+    pub(crate) fn check_contact(&self) -> Result<(), HeaderError> {
+        if self.contact_is_wildcard() {
+            return Ok(());
+        }
+        for line in self.canonical_all(names::CONTACT) {
+            for v in SplitList::new(line) {
+                NameAddr::check(v).map_err(|reason| HeaderError::Invalid {
+                    name: names::CONTACT,
+                    reason,
+                })?;
+            }
+        }
+        Ok(())
     }
 
     /// Replaces the top-most Via value, keeping any other values on that line.

@@ -175,11 +175,13 @@ fn find_header_end(buf: &[u8]) -> Option<(usize, usize)> {
     // this SIMD-fast since it runs on every message.
     static LF_CRLF: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\n\r\n"));
     static LF_LF: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\n\n"));
-    let crlf = LF_CRLF.find(buf).map(|j| (j + 1, j + 3));
-    let lf = LF_LF.find(buf).map(|j| (j + 1, j + 2));
-    match (crlf, lf) {
-        (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
-        (a, b) => a.or(b),
+    match LF_CRLF.find(buf) {
+        // A bare-LF end can only win if it comes earlier, so search only there.
+        Some(j) => Some(match LF_LF.find(&buf[..j + 2]) {
+            Some(k) if k < j => (k + 1, k + 2),
+            _ => (j + 1, j + 3),
+        }),
+        None => LF_LF.find(buf).map(|k| (k + 1, k + 2)),
     }
 }
 
@@ -222,16 +224,27 @@ pub fn parse_message(data: &[u8]) -> Result<SipMessage, ParseError> {
     let data = &data[skip_leading_crlf(data)..];
     let (head_len, body_start) = find_header_end(data).ok_or(ParseError::NoHeaderEnd)?;
     let head = std::str::from_utf8(&data[..head_len]).map_err(|_| ParseError::NotUtf8)?;
-    let mut lines = head.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
-    let start = lines.next().ok_or(ParseError::BadStartLine("empty"))?;
+    let hb = head.as_bytes();
+    // Lines are cut with memchr on the bytes; every cut is at an ASCII byte,
+    // so slicing the str there is always on a char boundary.
+    let first_nl = memchr::memchr(b'\n', hb).unwrap_or(hb.len());
+    let start = strip_cr(&head[..first_nl]);
 
     let mut headers = Headers::with_capacity(16);
     headers.reserve_text(head.len());
-    for line in lines {
-        if line.is_empty() {
+    let mut pos = first_nl + 1;
+    // One iterator for the whole head: cheaper than a memchr call per line.
+    let base = pos.min(hb.len());
+    let mut ends = memchr::memchr_iter(b'\n', &hb[base..]).map(move |i| i + base);
+    while pos < hb.len() {
+        let nl = ends.next().unwrap_or(hb.len());
+        let line = strip_cr(&head[pos..nl]);
+        pos = nl + 1;
+        let lb = line.as_bytes();
+        let Some(&c0) = lb.first() else {
             continue;
-        }
-        if line.starts_with([' ', '\t']) {
+        };
+        if c0 == b' ' || c0 == b'\t' {
             // Folded continuation (LWS): join with one space.
             let Some(prev) = headers.last_value() else {
                 return Err(ParseError::BadHeaderLine);
@@ -246,12 +259,18 @@ pub fn parse_message(data: &[u8]) -> Result<SipMessage, ParseError> {
             }
             continue;
         }
-        let colon = line.find(':').ok_or(ParseError::BadHeaderLine)?;
-        let name = line[..colon].trim_end_matches([' ', '\t']);
-        if !is_token(name) {
+        // header-name = token, then optional LWS, then the colon.
+        let name_len = lb.iter().take_while(|&&c| is_token_char(c)).count();
+        let colon = name_len
+            + lb[name_len..]
+                .iter()
+                .take_while(|&&c| c == b' ' || c == b'\t')
+                .count();
+        if name_len == 0 || lb.get(colon) != Some(&b':') {
             return Err(ParseError::BadHeaderLine);
         }
-        let value = line[colon + 1..].trim_matches([' ', '\t']);
+        let name = &line[..name_len];
+        let value = trim_lws_end(trim_lws_start(&line[colon + 1..]));
         headers.push_named(HeaderName::new(name), value);
     }
 
@@ -278,20 +297,38 @@ pub fn parse_message(data: &[u8]) -> Result<SipMessage, ParseError> {
             return Err(ParseError::CSeqMethodMismatch);
         }
         req.headers.max_forwards()?;
-        if !req.headers.contact_is_wildcard() {
-            req.headers.contact()?;
-        }
+        req.headers.check_contact()?;
         Ok(SipMessage::Request(req))
     }
 }
 
-/// Checks the headers every element relies on (RFC 3261 8.1.1).
+/// Checks the headers every element relies on (RFC 3261 8.1.1) with the
+/// same grammar as the typed accessors, but without building the values:
+/// a message that passes here gives `Ok` from `vias()`, `from()`, `to()`.
 fn validate_common(h: &Headers) -> Result<super::CSeq, ParseError> {
-    h.vias()?;
-    h.from()?;
-    h.to()?;
+    h.check_vias()?;
+    h.check_name_addr(names::FROM)?;
+    h.check_name_addr(names::TO)?;
     h.call_id()?;
     Ok(h.cseq()?)
+}
+
+fn strip_cr(line: &str) -> &str {
+    line.strip_suffix('\r').unwrap_or(line)
+}
+
+fn trim_lws_start(s: &str) -> &str {
+    let n = s.bytes().take_while(|&c| c == b' ' || c == b'\t').count();
+    &s[n..]
+}
+
+fn trim_lws_end(s: &str) -> &str {
+    let n = s
+        .bytes()
+        .rev()
+        .take_while(|&c| c == b' ' || c == b'\t')
+        .count();
+    &s[..s.len() - n]
 }
 
 fn parse_status_line(rest: &str, headers: Headers, body: Bytes) -> Result<Response, ParseError> {

@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use super::uri::{Uri, split_host_port, valid_host};
+use super::uri::{Uri, UriParts, find_byte, split_host_port, valid_host};
 use super::{Method, ParamList};
 
 const fn token_table() -> [bool; 256] {
@@ -138,6 +138,11 @@ impl<'a> Iterator for SplitList<'a> {
             return None;
         }
         let b = self.value.as_bytes();
+        if self.pos == 0 && find_byte(b',', b).is_none() {
+            // The common single-value header: no comma, nothing to track.
+            self.done = true;
+            return Some(self.value.trim());
+        }
         let (start, mut i, mut in_q, mut in_a) = (self.pos, self.pos, false, false);
         while i < b.len() {
             match b[i] {
@@ -252,6 +257,40 @@ impl Via {
     /// # Errors
     /// A short static description of the first syntax error.
     pub fn parse(v: &str) -> Result<Via, &'static str> {
+        let mut via = Via {
+            transport: String::new(),
+            host: String::new(),
+            port: None,
+            branch: None,
+            received: None,
+            rport: None,
+            params: Vec::new(),
+        };
+        let (transport, host, port) = Self::scan(v, |n, val| match n {
+            ViaParam::Branch(b) => via.branch = Some(b.to_string()),
+            ViaParam::Received(r) => via.received = Some(r.to_string()),
+            ViaParam::Rport(p) => via.rport = Some(p),
+            ViaParam::Other => via
+                .params
+                .push((val.0.to_string(), val.1.map(str::to_string))),
+        })?;
+        via.transport = transport.to_ascii_uppercase();
+        via.host = host.to_string();
+        via.port = port;
+        Ok(via)
+    }
+
+    /// Checks one Via value without building it (the parse hot path).
+    pub(crate) fn check(v: &str) -> Result<(), &'static str> {
+        Self::scan(v, |_, _| {}).map(|_| ())
+    }
+
+    /// The grammar of one Via value; hands each parameter to `f` and returns
+    /// transport, host and port as slices of `v`.
+    fn scan<'a>(
+        v: &'a str,
+        mut f: impl FnMut(ViaParam<'a>, (&'a str, Option<&'a str>)),
+    ) -> Result<(&'a str, &'a str, Option<u16>), &'static str> {
         let mut c = Cur::new(v);
         c.skip_ws();
         let proto = c.take_while(is_token_char);
@@ -296,31 +335,23 @@ impl Via {
         } else {
             None
         };
-        let mut via = Via {
-            transport: transport.to_ascii_uppercase(),
-            host: host.to_string(),
-            port,
-            branch: None,
-            received: None,
-            rport: None,
-            params: Vec::new(),
-        };
         for_each_param(&mut c, |n, val| {
-            if n.eq_ignore_ascii_case("branch") {
-                via.branch = Some(val.ok_or("empty branch")?.to_string());
+            let kind = if n.eq_ignore_ascii_case("branch") {
+                ViaParam::Branch(val.ok_or("empty branch")?)
             } else if n.eq_ignore_ascii_case("received") {
-                via.received = Some(val.ok_or("empty received")?.to_string());
+                ViaParam::Received(val.ok_or("empty received")?)
             } else if n.eq_ignore_ascii_case("rport") {
-                via.rport = Some(match val {
+                ViaParam::Rport(match val {
                     Some(p) => Some(p.parse::<u16>().map_err(|_| "bad rport")?),
                     None => None,
-                });
+                })
             } else {
-                via.params.push((n.to_string(), val.map(str::to_string)));
-            }
+                ViaParam::Other
+            };
+            f(kind, (n, val));
             Ok(())
         })?;
-        Ok(via)
+        Ok((transport, host, port))
     }
 
     /// `host[:port]` as written.
@@ -337,6 +368,14 @@ impl Via {
             .as_deref()
             .is_some_and(|b| b.starts_with(MAGIC_COOKIE))
     }
+}
+
+/// A Via parameter as [`Via::scan`] classifies it.
+enum ViaParam<'a> {
+    Branch(&'a str),
+    Received(&'a str),
+    Rport(Option<u16>),
+    Other,
 }
 
 impl fmt::Display for Via {
@@ -391,17 +430,45 @@ impl NameAddr {
     /// # Errors
     /// A short static description of the first syntax error.
     pub fn parse(v: &str) -> Result<NameAddr, &'static str> {
+        let mut tag = None;
+        let mut params = Vec::new();
+        let (display, uri) = Self::scan(v, |n, val| {
+            if n.eq_ignore_ascii_case("tag") {
+                tag = val.map(str::to_string);
+            } else {
+                params.push((n.to_string(), val.map(str::to_string)));
+            }
+        })?;
+        Ok(NameAddr {
+            display: display.map(str::to_string),
+            uri: uri.to_uri(),
+            tag,
+            params,
+        })
+    }
+
+    /// Checks one value without building it (the parse hot path).
+    pub(crate) fn check(v: &str) -> Result<(), &'static str> {
+        Self::scan(v, |_, _| {}).map(|_| ())
+    }
+
+    /// The grammar of one value: hands each header parameter to `f` and
+    /// returns the display name and the checked URI as slices of `v`.
+    fn scan<'a>(
+        v: &'a str,
+        mut f: impl FnMut(&'a str, Option<&'a str>),
+    ) -> Result<(Option<&'a str>, UriParts<'a>), &'static str> {
         let mut c = Cur::new(v);
         c.skip_ws();
         let mut display = None;
         let angle = if c.peek() == Some(b'"') {
-            display = Some(c.quoted()?.to_string());
+            display = Some(c.quoted()?);
             c.skip_ws();
             if c.peek() != Some(b'<') {
                 return Err("expected '<' after display name");
             }
             true
-        } else if let Some(lt) = c.rest().find('<') {
+        } else if let Some(lt) = find_byte(b'<', c.rest().as_bytes()) {
             let name = c.rest()[..lt].trim();
             if !name.is_empty() {
                 if !name
@@ -411,7 +478,7 @@ impl NameAddr {
                 {
                     return Err("display name has non-token characters");
                 }
-                display = Some(name.to_string());
+                display = Some(name);
             }
             c.i += lt;
             true
@@ -424,30 +491,23 @@ impl NameAddr {
             if !c.eat(b'>') {
                 return Err("missing '>'");
             }
-            Uri::parse(inner).map_err(|_| "bad uri")?
+            Uri::scan(inner).map_err(|_| "bad uri")?
         } else {
             let text = c.take_while(|b| b != b';');
             let text = text.trim_end();
             if text.contains(['?', ',']) {
                 return Err("uri with headers must be enclosed in <>");
             }
-            Uri::parse(text).map_err(|_| "bad uri")?
-        };
-        let mut na = NameAddr {
-            display,
-            uri,
-            tag: None,
-            params: Vec::new(),
+            Uri::scan(text).map_err(|_| "bad uri")?
         };
         for_each_param(&mut c, |n, val| {
-            if n.eq_ignore_ascii_case("tag") {
-                na.tag = Some(val.ok_or("empty tag")?.to_string());
-            } else {
-                na.params.push((n.to_string(), val.map(str::to_string)));
+            if n.eq_ignore_ascii_case("tag") && val.is_none() {
+                return Err("empty tag");
             }
+            f(n, val);
             Ok(())
         })?;
-        Ok(na)
+        Ok((display, uri))
     }
 
     /// The value of a header parameter other than `tag`.

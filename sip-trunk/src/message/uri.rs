@@ -135,6 +135,12 @@ fn all_chars(s: &str, set: &CharSet) -> bool {
     true
 }
 
+/// Position of `c` in `h`: a plain loop, which beats memchr's SIMD setup on
+/// the few dozen bytes of a URI or header value.
+pub(crate) fn find_byte(c: u8, h: &[u8]) -> Option<usize> {
+    h.iter().position(|&x| x == c)
+}
+
 /// Checks a hostname, IPv4 address or `[IPv6]` reference.
 pub(crate) fn valid_host(h: &str) -> bool {
     if h.is_empty() {
@@ -160,12 +166,12 @@ pub(crate) fn valid_host(h: &str) -> bool {
 /// Splits `host[:port]` where host may be a bracketed IPv6 reference.
 pub(crate) fn split_host_port(s: &str) -> Result<(&str, Option<u16>), UriError> {
     let (host, rest) = if s.starts_with('[') {
-        match s.find(']') {
+        match find_byte(b']', s.as_bytes()) {
             Some(end) => (&s[..=end], &s[end + 1..]),
             None => return Err(UriError::BadHost),
         }
     } else {
-        match s.find(':') {
+        match find_byte(b':', s.as_bytes()) {
             Some(i) => (&s[..i], &s[i..]),
             None => (s, ""),
         }
@@ -185,10 +191,10 @@ pub(crate) fn split_host_port(s: &str) -> Result<(&str, Option<u16>), UriError> 
     Ok((host, port))
 }
 
-fn parse_params(s: &str, set: &CharSet) -> Result<Vec<(String, Option<String>)>, UriError> {
-    let mut out = Vec::new();
+/// Checks `name[=value]` parameters separated by `;` without storing them.
+fn check_params(s: &str, set: &CharSet) -> Result<(), UriError> {
     for p in s.split(';') {
-        let (name, value) = match p.find('=') {
+        let (name, value) = match find_byte(b'=', p.as_bytes()) {
             Some(i) => (&p[..i], Some(&p[i + 1..])),
             None => (p, None),
         };
@@ -200,9 +206,84 @@ fn parse_params(s: &str, set: &CharSet) -> Result<Vec<(String, Option<String>)>,
         {
             return Err(UriError::BadParam);
         }
-        out.push((name.to_string(), value.map(str::to_string)));
     }
-    Ok(out)
+    Ok(())
+}
+
+/// Splits parameters already checked by [`check_params`].
+fn own_params(s: Option<&str>) -> Vec<(String, Option<String>)> {
+    let Some(s) = s else {
+        return Vec::new();
+    };
+    s.split(';')
+        .map(|p| match p.split_once('=') {
+            Some((n, v)) => (n.to_string(), Some(v.to_string())),
+            None => (p.to_string(), None),
+        })
+        .collect()
+}
+
+/// Checks `?name=value&..` URI headers without storing them.
+fn check_headers(h: &str) -> Result<(), UriError> {
+    for pair in h.split('&') {
+        let (n, v) = pair.split_once('=').ok_or(UriError::BadHeader)?;
+        if n.is_empty() || !all_chars(n, &HEADER) || !all_chars(v, &HEADER) {
+            return Err(UriError::BadHeader);
+        }
+    }
+    Ok(())
+}
+
+/// The scheme of a [`UriParts`], without allocating for unknown schemes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SchemeRef<'a> {
+    Sip,
+    Sips,
+    Tel,
+    Other(&'a str),
+}
+
+/// A checked URI as slices of its text: the allocation-free result of
+/// [`Uri::scan`], used to validate messages on the parse hot path and turned
+/// into an owned [`Uri`] only when someone asks for one.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct UriParts<'a> {
+    pub(crate) scheme: SchemeRef<'a>,
+    pub(crate) user: Option<&'a str>,
+    pub(crate) password: Option<&'a str>,
+    pub(crate) host: &'a str,
+    pub(crate) port: Option<u16>,
+    /// Raw `a;b=c` text after the first `;`, already checked.
+    pub(crate) params: Option<&'a str>,
+    /// Raw `a=b&c=d` text after `?`, already checked.
+    pub(crate) headers: Option<&'a str>,
+}
+
+impl UriParts<'_> {
+    /// The owned URI.
+    pub(crate) fn to_uri(self) -> Uri {
+        Uri {
+            scheme: match self.scheme {
+                SchemeRef::Sip => Scheme::Sip,
+                SchemeRef::Sips => Scheme::Sips,
+                SchemeRef::Tel => Scheme::Tel,
+                SchemeRef::Other(s) => Scheme::Other(s.to_ascii_lowercase()),
+            },
+            user: self.user.map(str::to_string),
+            password: self.password.map(str::to_string),
+            host: self.host.to_string(),
+            port: self.port,
+            params: own_params(self.params),
+            headers: match self.headers {
+                Some(h) => h
+                    .split('&')
+                    .filter_map(|pair| pair.split_once('='))
+                    .map(|(n, v)| (n.to_string(), v.to_string()))
+                    .collect(),
+                None => Vec::new(),
+            },
+        }
+    }
 }
 
 impl Uri {
@@ -224,7 +305,12 @@ impl Uri {
     /// # Errors
     /// Returns [`UriError`] naming the first part that does not match the grammar.
     pub fn parse(s: &str) -> Result<Uri, UriError> {
-        let colon = s.find(':').ok_or(UriError::BadScheme)?;
+        Ok(Self::scan(s)?.to_uri())
+    }
+
+    /// Checks a URI and returns it as slices of `s` (no allocation).
+    pub(crate) fn scan(s: &str) -> Result<UriParts<'_>, UriError> {
+        let colon = find_byte(b':', s.as_bytes()).ok_or(UriError::BadScheme)?;
         let scheme_str = &s[..colon];
         let rest = &s[colon + 1..];
         let sb = scheme_str.as_bytes();
@@ -237,111 +323,92 @@ impl Uri {
             return Err(UriError::BadScheme);
         }
         let scheme = if scheme_str.eq_ignore_ascii_case("sip") {
-            Scheme::Sip
+            SchemeRef::Sip
         } else if scheme_str.eq_ignore_ascii_case("sips") {
-            Scheme::Sips
+            SchemeRef::Sips
         } else if scheme_str.eq_ignore_ascii_case("tel") {
-            Scheme::Tel
+            SchemeRef::Tel
         } else {
-            Scheme::Other(scheme_str.to_ascii_lowercase())
+            SchemeRef::Other(scheme_str)
+        };
+        let mut parts = UriParts {
+            scheme,
+            user: None,
+            password: None,
+            host: rest,
+            port: None,
+            params: None,
+            headers: None,
         };
         match scheme {
-            Scheme::Sip | Scheme::Sips => Self::parse_sip(scheme, rest),
-            Scheme::Tel => {
-                let (num, params) = match rest.find(';') {
+            SchemeRef::Sip | SchemeRef::Sips => Self::scan_sip(parts, rest),
+            SchemeRef::Tel => {
+                let (num, params) = match find_byte(b';', rest.as_bytes()) {
                     Some(i) => (&rest[..i], Some(&rest[i + 1..])),
                     None => (rest, None),
                 };
                 if num.is_empty() || !all_chars(num, &TEL) {
                     return Err(UriError::BadHost);
                 }
-                Ok(Uri {
-                    scheme,
-                    user: None,
-                    password: None,
-                    host: num.to_string(),
-                    port: None,
-                    params: match params {
-                        Some(p) => parse_params(p, &PARAM)?,
-                        None => Vec::new(),
-                    },
-                    headers: Vec::new(),
-                })
+                if let Some(p) = params {
+                    check_params(p, &PARAM)?;
+                }
+                parts.host = num;
+                parts.params = params;
+                Ok(parts)
             }
-            Scheme::Other(_) => {
+            SchemeRef::Other(_) => {
                 if rest.is_empty() || rest.bytes().any(|c| c <= b' ' || c == 0x7f || c == b'>') {
                     return Err(UriError::BadOpaque);
                 }
-                Ok(Uri {
-                    scheme,
-                    user: None,
-                    password: None,
-                    host: rest.to_string(),
-                    port: None,
-                    params: Vec::new(),
-                    headers: Vec::new(),
-                })
+                Ok(parts)
             }
         }
     }
 
-    fn parse_sip(scheme: Scheme, rest: &str) -> Result<Uri, UriError> {
+    fn scan_sip<'a>(mut parts: UriParts<'a>, rest: &'a str) -> Result<UriParts<'a>, UriError> {
         // '@' cannot appear unescaped in params or headers (RFC 3261 25.1), so
         // the first one ends the userinfo even when the user holds ';' or '?'.
-        let (userinfo, hostpart) = match rest.find('@') {
+        let (userinfo, hostpart) = match find_byte(b'@', rest.as_bytes()) {
             Some(i) => (Some(&rest[..i]), &rest[i + 1..]),
             None => (None, rest),
         };
-        let (user, password) = match userinfo {
-            Some(ui) => {
-                let (u, p) = match ui.find(':') {
-                    Some(i) => (&ui[..i], Some(&ui[i + 1..])),
-                    None => (ui, None),
-                };
-                if u.is_empty() || !all_chars(u, &USER) {
-                    return Err(UriError::BadUser);
-                }
-                if let Some(p) = p
-                    && !all_chars(p, &PASSWORD)
-                {
-                    return Err(UriError::BadUser);
-                }
-                (Some(u.to_string()), p.map(str::to_string))
+        if let Some(ui) = userinfo {
+            let (u, p) = match find_byte(b':', ui.as_bytes()) {
+                Some(i) => (&ui[..i], Some(&ui[i + 1..])),
+                None => (ui, None),
+            };
+            if u.is_empty() || !all_chars(u, &USER) {
+                return Err(UriError::BadUser);
             }
-            None => (None, None),
-        };
-        let (before_headers, headers) = match hostpart.find('?') {
+            if let Some(p) = p
+                && !all_chars(p, &PASSWORD)
+            {
+                return Err(UriError::BadUser);
+            }
+            parts.user = Some(u);
+            parts.password = p;
+        }
+        let (before_headers, headers) = match find_byte(b'?', hostpart.as_bytes()) {
             Some(i) => (&hostpart[..i], Some(&hostpart[i + 1..])),
             None => (hostpart, None),
         };
-        let (hostport, params) = match before_headers.find(';') {
+        let (hostport, params) = match find_byte(b';', before_headers.as_bytes()) {
             Some(i) => (&before_headers[..i], Some(&before_headers[i + 1..])),
             None => (before_headers, None),
         };
         let (host, port) = split_host_port(hostport)?;
-        let params = match params {
-            Some(p) => parse_params(p, &PARAM)?,
-            None => Vec::new(),
-        };
-        let mut hdrs = Vec::new();
-        if let Some(h) = headers {
-            for pair in h.split('&') {
-                let (n, v) = pair.split_once('=').ok_or(UriError::BadHeader)?;
-                if n.is_empty() || !all_chars(n, &HEADER) || !all_chars(v, &HEADER) {
-                    return Err(UriError::BadHeader);
-                }
-                hdrs.push((n.to_string(), v.to_string()));
-            }
+        if let Some(p) = params {
+            check_params(p, &PARAM)?;
         }
-        Ok(Uri {
-            scheme,
-            user,
-            password,
-            host: host.to_string(),
-            port,
-            params,
-            headers: hdrs,
-        })
+        if let Some(h) = headers {
+            check_headers(h)?;
+        }
+        parts.host = host;
+        parts.port = port;
+        parts.params = params;
+        parts.headers = headers;
+        Ok(parts)
     }
 
     /// True for `sip:` and `sips:` URIs.
