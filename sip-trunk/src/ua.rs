@@ -1458,21 +1458,33 @@ mod tests {
         net.ev_a.clear();
         net.ev_b.clear();
         // The same INVITE arrives again (the UAC never saw our 100 or 200).
-        net.b
-            .handle_input(net.now, addr(A), Transport::Udp, &first.data);
-        let mut replies = Vec::new();
-        loop {
-            match net.b.poll_output() {
-                UaOutput::Transmit(t) => {
-                    replies.push(String::from_utf8_lossy(&t.data).into_owned())
+        let replies = |net: &mut Net| {
+            net.b
+                .handle_input(net.now, addr(A), Transport::Udp, &first.data);
+            let mut replies = Vec::new();
+            loop {
+                match net.b.poll_output() {
+                    UaOutput::Transmit(t) => {
+                        replies.push(String::from_utf8_lossy(&t.data).into_owned())
+                    }
+                    UaOutput::Event(e) => panic!("unexpected event {e:?}"),
+                    UaOutput::Timeout(_) => break,
                 }
-                UaOutput::Event(e) => panic!("unexpected event {e:?}"),
-                UaOutput::Timeout(_) => break,
             }
-        }
+            replies
+        };
+        // RFC 6026 8.5: the Accepted transaction absorbs it silently; the
+        // dialog's own 2xx retransmission covers a lost 200.
+        assert_eq!(replies(&mut net), Vec::<String>::new());
+        // After Timer L the transaction is gone; the dialog still knows the
+        // INVITE and answers it with the 200 instead of starting a new call.
+        net.run_until(net.now + Duration::from_secs(33));
+        net.ev_a.clear();
+        net.ev_b.clear();
+        let again = replies(&mut net);
         assert!(
-            replies.iter().any(|r| r.starts_with("SIP/2.0 200")),
-            "{replies:?}"
+            again.iter().any(|r| r.starts_with("SIP/2.0 200")),
+            "{again:?}"
         );
     }
 

@@ -40,13 +40,19 @@ fn invite_survives_loss_and_retransmissions_are_absorbed() {
     p.respond(sid, &req, 200);
     p.run_for(Duration::from_secs(1));
     assert_eq!(p.uac_responses(), vec![100, 180, 200]);
+    // RFC 6026: both INVITE transactions wait in Accepted for 64*T1
+    // (Timer M on the client, Timer L on the server), then end.
+    assert!(p.uac.layer.timer(id, Timer::M).is_some());
+    assert!(p.uas.layer.timer(sid, Timer::L).is_some());
+    assert!(p.uac.layer.contains(id) && p.uas.layer.contains(sid));
+    p.run_for(Duration::from_secs(33));
     assert!(
         !p.uac.layer.contains(id),
-        "2xx terminates the client INVITE transaction"
+        "Timer M ends the client INVITE transaction"
     );
     assert!(
         !p.uas.layer.contains(sid),
-        "2xx terminates the server INVITE transaction"
+        "Timer L ends the server INVITE transaction"
     );
 }
 

@@ -353,3 +353,174 @@ fn timings_are_configurable() {
     let (tx, _) = run_alone(&mut l, t0, t0 + Duration::from_millis(1000));
     assert_eq!(send_times(&tx, t0), vec![100, 300, 600, 900]);
 }
+
+fn accept(
+    l: &mut TransactionLayer,
+    t0: Instant,
+    id: TransactionId,
+    req: &sip_trunk::message::Request,
+) -> sip_trunk::message::Response {
+    let r = sip_trunk::message::Response::from_request(req, 200, "OK").with_to_tag("x");
+    l.send_response(t0, id, r.clone()).expect("respond");
+    let d = drain(l);
+    assert_eq!(d.transmits.len(), 1, "the 2xx goes out once");
+    r
+}
+
+/// Timer L (RFC 6026): after a 2xx the server INVITE transaction is
+/// Accepted for 64*T1: INVITE retransmissions are absorbed (no event, no
+/// resend), 2xx retransmissions from the TU are sent, the ACK goes to the TU.
+#[test]
+fn timer_l_absorbs_invite_retransmissions_for_64_t1() {
+    let t0 = Instant::now();
+    let mut l = uas(t0);
+    let (id, req) = server_invite(&mut l, t0, "UDP", Transport::Udp);
+    let ok = accept(&mut l, t0, id, &req);
+    assert_eq!(l.timer(id, Timer::L), Some(t0 + Duration::from_secs(32)));
+    assert_eq!(
+        l.timer(id, Timer::G),
+        None,
+        "the TU retransmits 2xx, not the transaction"
+    );
+    assert!(l.contains(id));
+
+    let invite = incoming(Method::Invite, "z9hG4bKsrv1", "UDP");
+    let t1 = t0 + Duration::from_secs(5);
+    let d = receive(&mut l, t1, UAC, Transport::Udp, &invite);
+    assert!(
+        d.events.is_empty(),
+        "retransmission is not a new call: {:?}",
+        d.events
+    );
+    assert!(d.transmits.is_empty(), "absorbed without a resend");
+
+    // The TU's 2xx retransmission passes through the Accepted transaction.
+    l.send_response(t1, id, ok).expect("2xx in Accepted");
+    assert_eq!(drain(&mut l).transmits.len(), 1);
+    // A non-2xx after a 2xx is refused.
+    let busy = sip_trunk::message::Response::from_request(&req, 486, "Busy Here").with_to_tag("x");
+    assert!(l.send_response(t1, id, busy).is_err());
+
+    // An ACK that matches the transaction (RFC 2543 style, reused branch) goes to the TU.
+    let ack = sip_trunk::message::Request::new(
+        Method::Ack,
+        sip_trunk::message::Uri::parse("sip:bob@192.0.2.2").expect("uri"),
+    )
+    .with_header("Via", "SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKsrv1;rport")
+    .with_header("From", "<sip:alice@example.com>;tag=a1")
+    .with_header("To", "<sip:bob@example.com>;tag=x")
+    .with_header("Call-ID", "call-1@example.com")
+    .with_header("CSeq", "1 ACK")
+    .with_header("Max-Forwards", "70");
+    let d = receive(&mut l, t1, UAC, Transport::Udp, &ack.to_bytes());
+    assert!(
+        matches!(d.events.as_slice(), [TxEvent::Ack { .. }]),
+        "{:?}",
+        d.events
+    );
+    assert!(
+        l.contains(id),
+        "the ACK does not end Accepted; Timer L does"
+    );
+
+    let (tx, ev) = run_alone(&mut l, t1, t0 + Duration::from_secs(40));
+    assert!(tx.is_empty() && ev.is_empty(), "Timer L ends it silently");
+    assert!(!l.contains(id));
+    // After Timer L the same INVITE would start a new transaction: the
+    // dialog layer (ua.rs) recognises it there.
+    let d = receive(
+        &mut l,
+        t0 + Duration::from_secs(41),
+        UAC,
+        Transport::Udp,
+        &invite,
+    );
+    assert!(matches!(d.events.as_slice(), [TxEvent::Request { .. }]));
+}
+
+/// A CANCEL that arrives after the 2xx gets its 200 but does not reach the TU.
+#[test]
+fn cancel_after_2xx_has_no_effect() {
+    let t0 = Instant::now();
+    let mut l = uas(t0);
+    let (id, req) = server_invite(&mut l, t0, "UDP", Transport::Udp);
+    accept(&mut l, t0, id, &req);
+    let cancel = incoming(Method::Cancel, "z9hG4bKsrv1", "UDP");
+    let d = receive(
+        &mut l,
+        t0 + Duration::from_millis(10),
+        UAC,
+        Transport::Udp,
+        &cancel,
+    );
+    assert!(d.events.is_empty(), "{:?}", d.events);
+    assert_eq!(d.transmits.len(), 1);
+    assert_eq!(parse_response(&d.transmits[0].data).status.0, 200);
+}
+
+/// Timer M (RFC 6026): after a 2xx the client INVITE transaction is
+/// Accepted for 64*T1 and hands every further 2xx (retransmissions and
+/// other forks) to the TU, which ACKs each; non-2xx are absorbed.
+#[test]
+fn timer_m_passes_further_2xx_to_the_tu_for_64_t1() {
+    let t0 = Instant::now();
+    let mut l = uac(t0);
+    let (id, invite) = start_client(&mut l, t0, Method::Invite, Transport::Udp);
+    let ok = answer(&invite, 200);
+    let t1 = t0 + Duration::from_millis(100);
+    let d = receive(&mut l, t1, UAS, Transport::Udp, &ok);
+    assert!(matches!(d.events.as_slice(), [TxEvent::Response { .. }]));
+    assert!(d.transmits.is_empty(), "the 2xx ACK is the TU's");
+    assert_eq!(l.timer(id, Timer::M), Some(t1 + Duration::from_secs(32)));
+    assert_eq!(l.timer(id, Timer::A), None);
+    assert_eq!(l.timer(id, Timer::B), None);
+
+    // A retransmission and a 2xx from another fork both reach the TU.
+    let d = receive(
+        &mut l,
+        t1 + Duration::from_millis(500),
+        UAS,
+        Transport::Udp,
+        &ok,
+    );
+    assert!(matches!(
+        d.events.as_slice(),
+        [TxEvent::Invite2xxRetransmission { .. }]
+    ));
+    let fork = String::from_utf8(ok.clone())
+        .expect("utf8")
+        .replace("uas-tag", "fork-2");
+    let d = receive(
+        &mut l,
+        t1 + Duration::from_millis(600),
+        UAS,
+        Transport::Udp,
+        fork.as_bytes(),
+    );
+    match d.events.as_slice() {
+        [TxEvent::Invite2xxRetransmission { response }] => {
+            assert_eq!(
+                response.headers.to().expect("to").tag.as_deref(),
+                Some("fork-2")
+            );
+        }
+        other => panic!("expected the fork's 2xx, got {other:?}"),
+    }
+    // A late non-2xx final is absorbed.
+    let busy = answer(&invite, 486);
+    let d = receive(
+        &mut l,
+        t1 + Duration::from_millis(700),
+        UAS,
+        Transport::Udp,
+        &busy,
+    );
+    assert!(d.events.is_empty() && d.transmits.is_empty());
+
+    let (tx, ev) = run_alone(&mut l, t1, t1 + Duration::from_secs(31));
+    assert!(tx.is_empty() && ev.is_empty());
+    assert!(l.contains(id));
+    let (tx, ev) = run_alone(&mut l, t1, t1 + Duration::from_secs(33));
+    assert!(tx.is_empty() && ev.is_empty(), "Timer M ends it silently");
+    assert!(!l.contains(id));
+}

@@ -323,6 +323,8 @@ enum State {
     Proceeding,
     Completed,
     Confirmed,
+    /// RFC 6026: a 2xx to INVITE was sent (server) or received (client).
+    Accepted,
     Terminated,
 }
 
@@ -409,7 +411,9 @@ impl Transaction {
             (Kind::ClientInvite, State::Completed, Timer::D)
             | (Kind::ClientNonInvite, State::Completed, Timer::K)
             | (Kind::ServerInvite, State::Confirmed, Timer::I)
-            | (Kind::ServerNonInvite, State::Completed, Timer::J) => self.terminate(),
+            | (Kind::ServerNonInvite, State::Completed, Timer::J)
+            | (Kind::ServerInvite, State::Accepted, Timer::L)
+            | (Kind::ClientInvite, State::Accepted, Timer::M) => self.terminate(),
             (Kind::ClientNonInvite, State::Trying | State::Proceeding, Timer::E) => {
                 self.send(ctx, self.request_bytes.clone());
                 self.interval = if self.state == State::Trying {
@@ -442,7 +446,10 @@ impl Transaction {
                 if code.is_provisional() {
                     self.state = State::Proceeding;
                 } else if code.is_success() {
-                    self.terminate();
+                    // RFC 6026 7.2: stay to hand 2xx retransmissions and
+                    // other forks' 2xx to the TU until Timer M.
+                    self.state = State::Accepted;
+                    self.arm(ctx, Timer::M, t.t1_x64());
                 } else {
                     let ack = self.build_ack(&resp).to_bytes();
                     self.send(ctx, ack.clone());
@@ -457,6 +464,14 @@ impl Transaction {
                         response: resp,
                     },
                 );
+            }
+            (Kind::ClientInvite, State::Accepted) => {
+                if code.is_success() {
+                    // The TU ACKs every 2xx itself (RFC 3261 13.2.2.4).
+                    Self::event(ctx, TxEvent::Invite2xxRetransmission { response: resp });
+                } else {
+                    ctx.stats.retransmissions_absorbed += 1;
+                }
             }
             (Kind::ClientInvite, State::Completed) => {
                 if code.is_final() && !code.is_success() {
@@ -554,8 +569,13 @@ impl Transaction {
                 if code.is_provisional() {
                     self.last_response = Some(bytes);
                 } else if code.is_success() {
-                    // 2xx retransmission is the dialog layer's job (13.3.1.4).
-                    self.terminate();
+                    // 2xx retransmission is the dialog layer's job (13.3.1.4);
+                    // RFC 6026 7.1: stay Accepted until Timer L so that INVITE
+                    // retransmissions are absorbed, not taken as new calls.
+                    self.last_response = None;
+                    self.state = State::Accepted;
+                    let l = ctx.timings.t1_x64();
+                    self.arm(ctx, Timer::L, l);
                 } else {
                     self.last_response = Some(bytes);
                     self.state = State::Completed;
@@ -566,6 +586,11 @@ impl Transaction {
                     }
                     self.arm(ctx, Timer::H, t.t1_x64());
                 }
+                Ok(())
+            }
+            (Kind::ServerInvite, State::Accepted) if code.is_success() => {
+                // RFC 6026 8.7: 2xx retransmissions from the TU go out as given.
+                self.send(ctx, bytes);
                 Ok(())
             }
             (Kind::ServerNonInvite, State::Trying | State::Proceeding) => {
@@ -827,10 +852,14 @@ impl TransactionLayer {
         };
 
         if req.method == Method::Ack {
-            match self.keys.get(&key).copied() {
+            let accepted =
+                |id: &TransactionId| self.txs.get(id).is_some_and(|t| t.state == State::Accepted);
+            match self.keys.get(&key).copied().filter(|id| !accepted(id)) {
                 Some(id) => {
                     self.with_tx(id, |tx, ctx| tx.on_ack(ctx));
                 }
+                // RFC 6026 8.6: an ACK in Accepted goes to the TU (it is the
+                // ACK for the 2xx), like one that matches nothing.
                 None => self.out.push_back(Output::Event(TxEvent::Ack {
                     request: req,
                     source: from,
@@ -884,6 +913,11 @@ impl TransactionLayer {
                     .get(i)
                     .is_some_and(|t| t.kind == Kind::ServerInvite)
             });
+            // After a 2xx the CANCEL still gets its 200 but has no effect
+            // (RFC 3261 9.2), so the TU is not told.
+            let accepted = live_invite
+                .and_then(|i| self.txs.get(&i))
+                .is_some_and(|t| t.state == State::Accepted);
             let mut resp = match live_invite {
                 Some(_) => Response::from_request(&req, 200, "OK"),
                 None => Response::from_request(&req, 481, "Call/Transaction Does Not Exist"),
@@ -892,7 +926,7 @@ impl TransactionLayer {
                 resp.headers.set(names::TO, to);
             }
             self.with_tx(id, |tx, ctx| tx.respond(ctx, &resp));
-            if let Some(invite_id) = live_invite {
+            if let Some(invite_id) = live_invite.filter(|_| !accepted) {
                 self.out.push_back(Output::Event(TxEvent::Cancelled {
                     id: invite_id,
                     cancel: req,

@@ -29,11 +29,15 @@ pub enum Timer {
     J = 8,
     /// K: "Wait time for response retransmits"; T4 for UDP, 0 s for TCP/SCTP.
     K = 9,
+    /// L (RFC 6026): "Wait time for accepted INVITE request retransmits"; 64*T1.
+    L = 10,
+    /// M (RFC 6026): "Wait time for retransmission of 2xx to INVITE or additional 2xx from other branches of a forked INVITE"; 64*T1.
+    M = 11,
 }
 
 impl Timer {
     /// Every timer, in the order `handle_timeout` checks them.
-    pub const VALUES: [Timer; 10] = [
+    pub const VALUES: [Timer; 12] = [
         Timer::A,
         Timer::B,
         Timer::D,
@@ -44,13 +48,15 @@ impl Timer {
         Timer::I,
         Timer::J,
         Timer::K,
+        Timer::L,
+        Timer::M,
     ];
 }
 
 /// Deadlines of one transaction, indexed by [`Timer`].
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct TimerTable {
-    data: [Option<Instant>; 10],
+    data: [Option<Instant>; 12],
 }
 
 impl TimerTable {
@@ -67,7 +73,7 @@ impl TimerTable {
     }
 
     pub(crate) fn stop_all(&mut self) {
-        self.data = [None; 10];
+        self.data = [None; 12];
     }
 
     pub(crate) fn next_timeout(&self) -> Option<Instant> {
@@ -104,7 +110,7 @@ impl Default for Timings {
 }
 
 impl Timings {
-    /// 64*T1: Timers B, F, H and J.
+    /// 64*T1: Timers B, F, H, J, L and M.
     pub fn t1_x64(&self) -> Duration {
         self.t1 * 64
     }
