@@ -51,6 +51,9 @@ pub struct CallConfig {
     pub user_agent: Option<String>,
     /// How long the initial INVITE may stay unanswered: the UAC then cancels, the UAS answers 480.
     pub answer_timeout: Option<Duration>,
+    /// UAC: advertise `Supported: 100rel` (RFC 3262) so the peer may send
+    /// reliable provisional responses. Reliable ones are PRACKed either way.
+    pub supports_100rel: bool,
 }
 
 impl CallConfig {
@@ -70,6 +73,7 @@ impl CallConfig {
             t2: Duration::from_secs(4),
             user_agent: None,
             answer_timeout: Some(Duration::from_secs(180)),
+            supports_100rel: true,
         }
     }
 }
@@ -107,6 +111,9 @@ enum Purpose {
     Refer,
     /// NOTIFY about a REFER we accepted.
     Notify,
+    /// PRACK for a reliable provisional response (RFC 3262); its outcome
+    /// changes nothing here: a UAS that misses it gives up on the INVITE.
+    Prack,
     Other,
 }
 
@@ -133,6 +140,16 @@ struct Pending2xx {
     give_up: Instant,
     /// The 2xx answered the initial INVITE (its ACK reports `Answered`).
     initial: bool,
+}
+
+/// What RFC 3262 says to do with a provisional response.
+enum Reliable {
+    /// Not reliable: handle as usual.
+    No,
+    /// Reliable and next in sequence: handle and PRACK with this RSeq.
+    Prack(u32),
+    /// A retransmission or out of order: ignore.
+    Discard,
 }
 
 /// Our re-INVITE/UPDATE to resend when the glare timer fires.
@@ -199,6 +216,8 @@ pub struct Call {
     /// Peer's re-INVITE/UPDATE waiting for `accept_refresh`/`reject_refresh`.
     incoming_offer: Option<Request>,
     glare: Option<GlareRetry>,
+    /// UAC: highest RSeq acknowledged per early dialog (remote tag), RFC 3262 4.
+    prack_rseq: Vec<(String, u32)>,
     transmit: VecDeque<Send>,
     events: VecDeque<DialogEvent>,
 }
@@ -247,6 +266,7 @@ impl Call {
             gave_up: false,
             incoming_offer: None,
             glare: None,
+            prack_rseq: Vec::new(),
             transmit: VecDeque::new(),
             events: VecDeque::new(),
             config,
@@ -316,6 +336,7 @@ impl Call {
             gave_up: false,
             incoming_offer: None,
             glare: None,
+            prack_rseq: Vec::new(),
             transmit: VecDeque::new(),
             events: VecDeque::new(),
             config,
@@ -872,7 +893,7 @@ impl Call {
             Purpose::Refer if status >= 200 => {
                 self.events.push_back(DialogEvent::ReferResult { status });
             }
-            Purpose::Refer | Purpose::Notify => {}
+            Purpose::Refer | Purpose::Notify | Purpose::Prack => {}
             Purpose::Other => {
                 if status == 481 || status == 408 {
                     self.send_bye();
@@ -912,7 +933,7 @@ impl Call {
             Purpose::Refer => self
                 .events
                 .push_back(DialogEvent::ReferResult { status: 408 }),
-            Purpose::Cancel | Purpose::Bye | Purpose::Notify => {}
+            Purpose::Cancel | Purpose::Bye | Purpose::Notify | Purpose::Prack => {}
         }
     }
 
@@ -935,7 +956,14 @@ impl Call {
                 NameAddr::new(self.config.contact.clone()).to_string(),
             )
             .with_header("Allow", ALLOW)
-            .with_header("Supported", "timer");
+            .with_header(
+                "Supported",
+                if self.config.supports_100rel {
+                    "timer, 100rel"
+                } else {
+                    "timer"
+                },
+            );
         if let Some(se) = self.session_expires {
             req = req
                 .with_header("Session-Expires", se.to_string())
@@ -998,12 +1026,22 @@ impl Call {
         match status {
             100 => {}
             101..=199 => {
+                let prack = match self.reliable_provisional(resp, to_tag.as_deref()) {
+                    Reliable::No => None,
+                    // Already acknowledged, or ahead of a lost one that the
+                    // UAS will retransmit first: discard (RFC 3262 4).
+                    Reliable::Discard => return,
+                    Reliable::Prack(rseq) => Some(rseq),
+                };
                 self.provisional_seen = true;
                 if let Some(tag) = to_tag {
                     self.establish(resp, tag);
                     if self.state == DialogState::Initial {
                         self.state = DialogState::Early;
                     }
+                }
+                if let Some(rseq) = prack {
+                    self.send_prack(rseq, cseq);
                 }
                 self.events.push_back(DialogEvent::Ringing {
                     status,
@@ -1070,6 +1108,55 @@ impl Call {
                 self.terminate(reason);
             }
         }
+    }
+
+    /// Classifies a provisional response for RFC 3262: unreliable, a reliable
+    /// one to PRACK, or a retransmitted/out-of-order one to discard. The
+    /// first RSeq of each early dialog is taken as is; later ones must be one
+    /// higher than the last acknowledged.
+    fn reliable_provisional(&mut self, resp: &Response, to_tag: Option<&str>) -> Reliable {
+        let required = resp.headers.get_all("Require").any(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("100rel"))
+        });
+        let rseq = resp
+            .headers
+            .get("RSeq")
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .filter(|&r| r >= 1);
+        // Without RSeq or To tag there is no early dialog to PRACK in.
+        let (true, Some(rseq), Some(tag)) = (required, rseq, to_tag) else {
+            return Reliable::No;
+        };
+        match self.prack_rseq.iter_mut().find(|(t, _)| t == tag) {
+            None => {
+                self.prack_rseq.push((tag.to_string(), rseq));
+                Reliable::Prack(rseq)
+            }
+            Some((_, last)) if rseq == last.wrapping_add(1) => {
+                *last = rseq;
+                Reliable::Prack(rseq)
+            }
+            Some(_) => Reliable::Discard,
+        }
+    }
+
+    /// PRACK in the early dialog the provisional response created (RFC 3262 7.2).
+    fn send_prack(&mut self, rseq: u32, invite_cseq: u32) {
+        self.local_cseq += 1;
+        let cseq = self.local_cseq;
+        let req = self
+            .build_request(Method::Prack, cseq, None)
+            .with_header("RAck", format!("{rseq} {invite_cseq} INVITE"));
+        self.clients.push(ClientTx {
+            cseq,
+            method: Method::Prack,
+            purpose: Purpose::Prack,
+            body: None,
+            request: Some(req.clone()),
+            auth_answered: false,
+        });
+        self.transmit.push_back(Send::Request(req));
     }
 
     /// Answers a 401/407 on the initial INVITE once; `false` means give up.

@@ -1269,3 +1269,105 @@ fn uac_from_carries_escaped_display_name() {
     };
     assert_eq!(from.display.as_deref(), Some("Alice \\\"A\\\\B\\\""));
 }
+
+/// RFC 3262 as UAC: we advertise 100rel, PRACK each reliable provisional in
+/// its early dialog with the right RAck, discard retransmitted and
+/// out-of-order ones, and leave unreliable ones alone.
+#[test]
+fn uac_pracks_reliable_provisionals() {
+    let t0 = Instant::now();
+    let mut call = Call::outgoing(uac_config(), t0, Some(sdp("v=0 offer")), 1);
+    let invite = one_request(&mut call);
+    let supported = invite.headers.get("Supported").expect("Supported");
+    assert!(
+        supported.split(',').any(|t| t.trim() == "100rel"),
+        "{supported}"
+    );
+
+    let reliable = |status: u16, rseq: &str| {
+        peer_reply(
+            &invite,
+            status,
+            &[
+                ("Require", "100rel"),
+                ("RSeq", rseq),
+                ("Record-Route", "<sip:p1.example.com;lr>"),
+            ],
+        )
+    };
+    call.handle_response(t0, &reliable(180, "7"));
+    assert_eq!(
+        events(&mut call),
+        vec![DialogEvent::Ringing {
+            status: 180,
+            body: None
+        }]
+    );
+    let prack = one_request(&mut call);
+    assert_eq!(prack.method, Method::Prack);
+    assert_eq!(prack.headers.get("RAck"), Some("7 1 INVITE"));
+    assert_eq!(cseq(&prack), 2);
+    assert_eq!(
+        prack.headers.to().expect("to").tag.as_deref(),
+        Some("pbxtag"),
+        "in the early dialog"
+    );
+    assert_eq!(
+        prack.uri.to_string(),
+        "sip:200@10.0.0.9:5060",
+        "to the remote target"
+    );
+    assert_eq!(
+        prack.headers.get("Route"),
+        Some("<sip:p1.example.com;lr>"),
+        "along the early route set"
+    );
+    assert_ne!(branch(&prack), branch(&invite));
+
+    // The UAS retransmits the 180 until our PRACK arrives: no second event or PRACK.
+    call.handle_response(t0, &reliable(180, "7"));
+    assert!(events(&mut call).is_empty());
+    assert!(drain(&mut call).is_empty());
+    // RSeq 9 before 8 is out of order: discarded; the UAS resends 8 first.
+    call.handle_response(t0, &reliable(183, "9"));
+    assert!(events(&mut call).is_empty() && drain(&mut call).is_empty());
+    call.handle_response(t0, &reliable(183, "8"));
+    assert_eq!(events(&mut call).len(), 1);
+    let prack2 = one_request(&mut call);
+    assert_eq!(prack2.headers.get("RAck"), Some("8 1 INVITE"));
+    assert_eq!(cseq(&prack2), 3);
+    // The PRACKs' 200s change nothing.
+    call.handle_response(t0, &peer_reply(&prack, 200, &[]));
+    call.handle_response(t0, &peer_reply(&prack2, 200, &[]));
+    assert!(events(&mut call).is_empty() && drain(&mut call).is_empty());
+    // An unreliable 180 is not PRACKed.
+    call.handle_response(t0, &peer_reply(&invite, 180, &[]));
+    assert_eq!(events(&mut call).len(), 1);
+    assert!(drain(&mut call).is_empty());
+
+    // The 200 to the INVITE is ACKed with the INVITE's CSeq, not the PRACK's.
+    call.handle_response(t0, &peer_reply(&invite, 200, &[]));
+    match drain(&mut call).as_slice() {
+        [Send::Ack(a)] => assert_eq!(cseq(a), 1),
+        other => panic!("expected ACK, got {other:?}"),
+    }
+    assert_eq!(call.state(), DialogState::Confirmed);
+    // In-dialog requests continue after the PRACKs' CSeqs.
+    call.hangup().expect("confirmed");
+    let bye = one_request(&mut call);
+    assert_eq!(cseq(&bye), 4);
+}
+
+/// A reliable provisional without RSeq cannot be acknowledged: treated as unreliable.
+#[test]
+fn uac_reliable_provisional_without_rseq_is_not_pracked() {
+    let t0 = Instant::now();
+    let mut cfg = uac_config();
+    cfg.supports_100rel = false;
+    let mut call = Call::outgoing(cfg, t0, None, 1);
+    let invite = one_request(&mut call);
+    assert_eq!(invite.headers.get("Supported"), Some("timer"));
+    call.handle_response(t0, &peer_reply(&invite, 180, &[("Require", "100rel")]));
+    assert_eq!(events(&mut call).len(), 1);
+    assert!(drain(&mut call).is_empty());
+}
