@@ -13,6 +13,7 @@
 //! the channel the call's owner gave when it placed or accepted the call,
 //! and new incoming calls go to the `incoming` channel of [`spawn`].
 
+pub mod dns;
 pub mod inbound;
 pub mod trunks;
 

@@ -1,0 +1,541 @@
+//! RFC 3263 DNS for the SIP shell: hickory-resolver answers the questions of
+//! the sans-IO planner in `sip_trunk::resolve` (NAPTR → SRV → A/AAAA).
+//!
+//! The planner decides what to ask and how to order the answers (RFC 3263
+//! section 4, RFC 2782 weights); this file only performs the lookups and maps
+//! hickory's records onto the planner's types. [`DnsLookup::resolve`] drives
+//! a planner asynchronously inside the runtime; [`BlockingLookup`] implements
+//! the synchronous [`Lookup`] trait for threads outside it. Every failure
+//! (NXDOMAIN, SERVFAIL, timeout, a malformed name) is an empty answer, as the
+//! planner expects, so the configured fallback address is used.
+
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+use std::time::Duration;
+
+use hickory_resolver::TokioResolver;
+use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::proto::rr::{Name, RData, RecordType};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use sip_trunk::resolve::{
+    Answer, Lookup, NaptrRecord, Query, ResolveConfig, ResolveRequest, Resolver, SrvRecord,
+    TargetList,
+};
+use tracing::debug;
+
+/// Why a resolver could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum DnsError {
+    /// The system configuration (`/etc/resolv.conf`) could not be read.
+    #[error("reading the system dns configuration: {0}")]
+    SystemConfig(String),
+    /// The blocking adapter could not start its runtime.
+    #[error("starting the dns runtime: {0}")]
+    Runtime(#[from] std::io::Error),
+}
+
+/// Asynchronous NAPTR/SRV/A/AAAA lookups through hickory-resolver.
+#[derive(Clone)]
+pub struct DnsLookup {
+    resolver: TokioResolver,
+}
+
+impl std::fmt::Debug for DnsLookup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DnsLookup").finish_non_exhaustive()
+    }
+}
+
+/// A name as a fully qualified DNS name, so no search domain is appended to
+/// SRV owner names and targets the planner already has in full.
+fn fqdn(name: &str) -> Option<Name> {
+    let trimmed = name.trim_end_matches('.');
+    if trimmed.is_empty() {
+        return None;
+    }
+    Name::from_str(&format!("{trimmed}.")).ok()
+}
+
+/// A DNS name as the planner writes hosts: no trailing dot, `.` for the root.
+fn host_of(name: &Name) -> String {
+    let s = name.to_ascii();
+    match s.trim_end_matches('.') {
+        "" => ".".to_string(),
+        h => h.to_string(),
+    }
+}
+
+impl DnsLookup {
+    /// Uses the name servers of `/etc/resolv.conf`.
+    ///
+    /// # Errors
+    /// The system configuration cannot be read.
+    pub fn system() -> Result<Self, DnsError> {
+        let builder =
+            TokioResolver::builder_tokio().map_err(|e| DnsError::SystemConfig(e.to_string()))?;
+        Ok(Self {
+            resolver: builder
+                .build()
+                .map_err(|e| DnsError::SystemConfig(e.to_string()))?,
+        })
+    }
+
+    /// Uses exactly these name servers (UDP, then TCP for truncated
+    /// answers), with `timeout` per query and `attempts` tries.
+    ///
+    /// # Errors
+    /// Never in practice; hickory reports configuration errors here.
+    pub fn with_servers(
+        servers: &[SocketAddr],
+        timeout: Duration,
+        attempts: usize,
+    ) -> Result<Self, DnsError> {
+        let mut config = ResolverConfig::from_parts(None, Vec::new(), Vec::new());
+        for s in servers {
+            let mut udp = ConnectionConfig::udp();
+            udp.port = s.port();
+            let mut tcp = ConnectionConfig::tcp();
+            tcp.port = s.port();
+            config.add_name_server(NameServerConfig::new(s.ip(), true, vec![udp, tcp]));
+        }
+        let mut builder =
+            TokioResolver::builder_with_config(config, TokioRuntimeProvider::default());
+        let opts = builder.options_mut();
+        opts.timeout = timeout;
+        opts.attempts = attempts;
+        Ok(Self {
+            resolver: builder
+                .build()
+                .map_err(|e| DnsError::SystemConfig(e.to_string()))?,
+        })
+    }
+
+    /// NAPTR records of `domain` (RFC 3403); empty on any failure.
+    pub async fn naptr(&self, domain: &str) -> Vec<NaptrRecord> {
+        let Some(name) = fqdn(domain) else {
+            return Vec::new();
+        };
+        match self.resolver.lookup(name, RecordType::NAPTR).await {
+            Ok(l) => l
+                .answers()
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::NAPTR(n) => Some(NaptrRecord {
+                        order: n.order,
+                        preference: n.preference,
+                        flags: String::from_utf8_lossy(&n.flags).into_owned(),
+                        services: String::from_utf8_lossy(&n.services).into_owned(),
+                        replacement: host_of(&n.replacement),
+                    }),
+                    _ => None,
+                })
+                .collect(),
+            Err(e) => {
+                debug!(domain, error = %e, "NAPTR lookup failed");
+                Vec::new()
+            }
+        }
+    }
+
+    /// SRV records of `name` such as `_sip._udp.example.com`; empty on any failure.
+    pub async fn srv(&self, name: &str) -> Vec<SrvRecord> {
+        let Some(n) = fqdn(name) else {
+            return Vec::new();
+        };
+        match self.resolver.lookup(n, RecordType::SRV).await {
+            Ok(l) => l
+                .answers()
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::SRV(s) => Some(SrvRecord {
+                        priority: s.priority,
+                        weight: s.weight,
+                        port: s.port,
+                        target: host_of(&s.target),
+                    }),
+                    _ => None,
+                })
+                .collect(),
+            Err(e) => {
+                debug!(name, error = %e, "SRV lookup failed");
+                Vec::new()
+            }
+        }
+    }
+
+    /// A and AAAA records of `host`; empty on any failure.
+    pub async fn ip(&self, host: &str) -> Vec<IpAddr> {
+        if let Ok(ip) = host.trim_matches(['[', ']']).parse::<IpAddr>() {
+            return vec![ip];
+        }
+        let Some(n) = fqdn(host) else {
+            return Vec::new();
+        };
+        match self.resolver.lookup_ip(n).await {
+            Ok(l) => l.iter().collect(),
+            Err(e) => {
+                debug!(host, error = %e, "A/AAAA lookup failed");
+                Vec::new()
+            }
+        }
+    }
+
+    /// The answer to one planner question.
+    pub async fn answer(&self, query: &Query) -> Answer {
+        match query {
+            Query::Naptr(d) => Answer::Naptr(self.naptr(d).await),
+            Query::Srv(n) => Answer::Srv(self.srv(n).await),
+            Query::Ip(h) => Answer::Ip(self.ip(h).await),
+        }
+    }
+
+    /// Runs the RFC 3263 planner for `req` to completion: the ordered targets
+    /// to try, ending with `config.fallback` when DNS yields nothing.
+    pub async fn resolve(&self, req: &ResolveRequest, config: ResolveConfig) -> TargetList {
+        let mut planner = Resolver::new(req, config);
+        // StdRng is Send, so the future can move between worker threads.
+        let mut rng = StdRng::from_rng(&mut rand::rng());
+        while let Some(q) = planner.poll_query() {
+            let answer = self.answer(&q).await;
+            planner.handle_answer(answer, &mut rng);
+        }
+        planner.into_targets()
+    }
+}
+
+/// The synchronous [`Lookup`] over [`DnsLookup`], with its own
+/// single-threaded runtime. Use it from plain threads (or `spawn_blocking`),
+/// never from inside an async task: blocking there would stall the runtime.
+pub struct BlockingLookup {
+    lookup: DnsLookup,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl BlockingLookup {
+    /// Wraps a lookup built by [`DnsLookup::system`] or [`DnsLookup::with_servers`].
+    ///
+    /// # Errors
+    /// The runtime cannot start.
+    pub fn new(lookup: DnsLookup) -> Result<Self, DnsError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        Ok(Self { lookup, runtime })
+    }
+}
+
+impl Lookup for BlockingLookup {
+    fn naptr(&mut self, domain: &str) -> Vec<NaptrRecord> {
+        self.runtime.block_on(self.lookup.naptr(domain))
+    }
+
+    fn srv(&mut self, name: &str) -> Vec<SrvRecord> {
+        self.runtime.block_on(self.lookup.srv(name))
+    }
+
+    fn ip(&mut self, host: &str) -> Vec<IpAddr> {
+        self.runtime.block_on(self.lookup.ip(host))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::net::UdpSocket;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    use hickory_resolver::proto::op::{Message, OpCode, ResponseCode};
+    use hickory_resolver::proto::rr::Record;
+    use hickory_resolver::proto::rr::rdata::{A, NAPTR, SRV};
+    use sip_trunk::message::Uri;
+    use sip_trunk::resolve::{Target, Transport, resolve};
+
+    use super::*;
+
+    fn name(s: &str) -> Name {
+        Name::from_str(s).expect("test name")
+    }
+
+    /// The zone of `example.test`: NAPTR prefers TCP, two TCP SRV priorities, one UDP SRV.
+    fn zone() -> HashMap<(String, RecordType), Vec<RData>> {
+        let mut z = HashMap::new();
+        z.insert(
+            ("example.test.".into(), RecordType::NAPTR),
+            vec![
+                RData::NAPTR(NAPTR::new(
+                    10,
+                    10,
+                    b"S".to_vec().into(),
+                    b"SIP+D2T".to_vec().into(),
+                    Vec::new().into(),
+                    name("_sip._tcp.example.test."),
+                )),
+                RData::NAPTR(NAPTR::new(
+                    20,
+                    10,
+                    b"S".to_vec().into(),
+                    b"SIP+D2U".to_vec().into(),
+                    Vec::new().into(),
+                    name("_sip._udp.example.test."),
+                )),
+            ],
+        );
+        z.insert(
+            ("_sip._tcp.example.test.".into(), RecordType::SRV),
+            vec![
+                RData::SRV(SRV::new(20, 0, 5080, name("sip2.example.test."))),
+                RData::SRV(SRV::new(10, 60, 5070, name("sip1.example.test."))),
+            ],
+        );
+        z.insert(
+            ("_sip._udp.example.test.".into(), RecordType::SRV),
+            vec![RData::SRV(SRV::new(
+                10,
+                0,
+                5060,
+                name("sip1.example.test."),
+            ))],
+        );
+        z.insert(
+            ("sip1.example.test.".into(), RecordType::A),
+            vec![RData::A(A::new(127, 0, 0, 10))],
+        );
+        z.insert(
+            ("sip2.example.test.".into(), RecordType::A),
+            vec![RData::A(A::new(127, 0, 0, 20))],
+        );
+        z
+    }
+
+    /// A tiny authoritative DNS server on loopback UDP, answering from
+    /// [`zone`] (NXDOMAIN for unknown names), on its own thread.
+    struct Responder {
+        addr: SocketAddr,
+        queries: Arc<AtomicUsize>,
+        stop: Arc<AtomicBool>,
+    }
+
+    impl Responder {
+        fn start() -> Self {
+            let sock = UdpSocket::bind("127.0.0.1:0").expect("bind dns responder");
+            sock.set_read_timeout(Some(Duration::from_millis(50)))
+                .expect("timeout");
+            let addr = sock.local_addr().expect("addr");
+            let queries = Arc::new(AtomicUsize::new(0));
+            let stop = Arc::new(AtomicBool::new(false));
+            let (q, st) = (queries.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let zone = zone();
+                let known: Vec<String> = zone.keys().map(|(n, _)| n.clone()).collect();
+                let mut buf = [0u8; 1500];
+                while !st.load(Ordering::Relaxed) {
+                    let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                        continue;
+                    };
+                    let Ok(req) = Message::from_vec(&buf[..n]) else {
+                        continue;
+                    };
+                    q.fetch_add(1, Ordering::Relaxed);
+                    let mut resp = Message::response(req.metadata.id, OpCode::Query);
+                    resp.metadata.recursion_available = true;
+                    resp.metadata.authoritative = true;
+                    for query in &req.queries {
+                        resp.add_query(query.clone());
+                        let owner = query.name.to_ascii().to_ascii_lowercase();
+                        if !known.contains(&owner) {
+                            resp.metadata.response_code = ResponseCode::NXDomain;
+                        }
+                        for data in zone.get(&(owner, query.query_type)).into_iter().flatten() {
+                            resp.add_answer(Record::from_rdata(
+                                query.name.clone(),
+                                60,
+                                data.clone(),
+                            ));
+                        }
+                    }
+                    if let Ok(bytes) = resp.to_vec() {
+                        let _ = sock.send_to(&bytes, from);
+                    }
+                }
+            });
+            Self {
+                addr,
+                queries,
+                stop,
+            }
+        }
+
+        fn lookup(&self) -> DnsLookup {
+            DnsLookup::with_servers(&[self.addr], Duration::from_millis(500), 2).expect("resolver")
+        }
+    }
+
+    impl Drop for Responder {
+        fn drop(&mut self) {
+            self.stop.store(true, Ordering::Relaxed);
+        }
+    }
+
+    fn target(t: Transport, a: &str) -> Target {
+        Target {
+            transport: t,
+            addr: a.parse().expect("addr"),
+        }
+    }
+
+    fn request(uri: &str) -> ResolveRequest {
+        ResolveRequest::from_uri(&Uri::parse(uri).expect("uri"))
+    }
+
+    /// The same records through the table planner, for comparison.
+    struct Table(HashMap<(String, RecordType), Vec<RData>>);
+
+    impl Lookup for Table {
+        fn naptr(&mut self, domain: &str) -> Vec<NaptrRecord> {
+            let key = (format!("{domain}."), RecordType::NAPTR);
+            self.0
+                .get(&key)
+                .into_iter()
+                .flatten()
+                .filter_map(|r| match r {
+                    RData::NAPTR(n) => Some(NaptrRecord {
+                        order: n.order,
+                        preference: n.preference,
+                        flags: String::from_utf8_lossy(&n.flags).into_owned(),
+                        services: String::from_utf8_lossy(&n.services).into_owned(),
+                        replacement: host_of(&n.replacement),
+                    }),
+                    _ => None,
+                })
+                .collect()
+        }
+        fn srv(&mut self, name: &str) -> Vec<SrvRecord> {
+            let key = (format!("{name}."), RecordType::SRV);
+            self.0
+                .get(&key)
+                .into_iter()
+                .flatten()
+                .filter_map(|r| match r {
+                    RData::SRV(s) => Some(SrvRecord {
+                        priority: s.priority,
+                        weight: s.weight,
+                        port: s.port,
+                        target: host_of(&s.target),
+                    }),
+                    _ => None,
+                })
+                .collect()
+        }
+        fn ip(&mut self, host: &str) -> Vec<IpAddr> {
+            let key = (format!("{host}."), RecordType::A);
+            self.0
+                .get(&key)
+                .into_iter()
+                .flatten()
+                .filter_map(|r| match r {
+                    RData::A(a) => Some(IpAddr::V4(a.0)),
+                    _ => None,
+                })
+                .collect()
+        }
+    }
+
+    #[test]
+    fn names_are_made_fully_qualified_and_back() {
+        assert_eq!(
+            fqdn("_sip._udp.example.com").map(|n| n.to_ascii()),
+            Some("_sip._udp.example.com.".to_string())
+        );
+        assert_eq!(fqdn("example.com.").map(|n| n.is_fqdn()), Some(true));
+        assert!(fqdn("").is_none() && fqdn(".").is_none());
+        assert_eq!(host_of(&Name::root()), ".");
+        assert_eq!(host_of(&name("sip1.example.test.")), "sip1.example.test");
+    }
+
+    /// NAPTR → SRV (by priority) → A over real DNS packets on loopback.
+    #[tokio::test]
+    async fn naptr_srv_a_over_loopback_dns() {
+        let dns = Responder::start();
+        let lookup = dns.lookup();
+        let naptr = lookup.naptr("example.test").await;
+        assert_eq!(naptr.len(), 2);
+        let srv = lookup.srv("_sip._tcp.example.test").await;
+        assert_eq!(srv.len(), 2);
+        assert_eq!(
+            lookup.ip("sip1.example.test").await,
+            vec![IpAddr::from([127, 0, 0, 10])]
+        );
+
+        let targets = lookup
+            .resolve(&request("sip:pbx@example.test"), ResolveConfig::default())
+            .await;
+        assert_eq!(
+            targets.as_slice(),
+            &[
+                target(Transport::Tcp, "127.0.0.10:5070"),
+                target(Transport::Tcp, "127.0.0.20:5080"),
+            ],
+            "NAPTR order 10 (TCP) wins; SRV priority 10 before 20"
+        );
+        // The planner over a table of the same records agrees with real DNS.
+        let mut rng = StdRng::seed_from_u64(1);
+        let table = resolve(
+            &request("sip:pbx@example.test"),
+            ResolveConfig::default(),
+            &mut Table(zone()),
+            &mut rng,
+        );
+        assert_eq!(table.as_slice(), targets.as_slice());
+        // transport=udp skips NAPTR and asks _sip._udp directly.
+        let udp = lookup
+            .resolve(
+                &request("sip:pbx@example.test;transport=udp"),
+                ResolveConfig::default(),
+            )
+            .await;
+        assert_eq!(udp.as_slice(), &[target(Transport::Udp, "127.0.0.10:5060")]);
+        assert!(dns.queries.load(Ordering::Relaxed) >= 5);
+    }
+
+    /// An unknown domain (NXDOMAIN everywhere) ends in the configured fallback.
+    #[tokio::test]
+    async fn nxdomain_falls_back_to_the_configured_address() {
+        let dns = Responder::start();
+        let lookup = dns.lookup();
+        assert!(lookup.naptr("nowhere.test").await.is_empty());
+        assert!(lookup.ip("nowhere.test").await.is_empty());
+        let fallback = target(Transport::Udp, "192.0.2.7:5060");
+        let config = ResolveConfig {
+            fallback: vec![fallback],
+            ..ResolveConfig::default()
+        };
+        let targets = lookup
+            .resolve(&request("sip:pbx@nowhere.test"), config)
+            .await;
+        assert_eq!(targets.as_slice(), &[fallback]);
+    }
+
+    /// The blocking adapter implements `Lookup` for the synchronous planner.
+    #[test]
+    fn blocking_lookup_drives_the_sync_planner() {
+        let dns = Responder::start();
+        let mut lookup = BlockingLookup::new(dns.lookup()).expect("runtime");
+        let mut rng = StdRng::seed_from_u64(2);
+        let targets = resolve(
+            &request("sip:pbx@example.test;transport=tcp"),
+            ResolveConfig::default(),
+            &mut lookup,
+            &mut rng,
+        );
+        assert_eq!(
+            targets.as_slice(),
+            &[
+                target(Transport::Tcp, "127.0.0.10:5070"),
+                target(Transport::Tcp, "127.0.0.20:5080"),
+            ]
+        );
+    }
+}
