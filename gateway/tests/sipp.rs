@@ -1,8 +1,8 @@
 //! Interop with SIPp (Debian `sip-tester`), the SIP load and conformance tool
 //! nobody here wrote: its stock `uac` scenario calls our user agent 100
-//! times (answered by the built-in echo), its stock `uas` scenario answers
-//! 100 calls we place, and a caller that never ACKs sees our 200 OK
-//! retransmitted and the dialog ended with BYE after 64*T1.
+//! times over UDP and 50 times over TCP (answered by the built-in echo), its
+//! stock `uas` scenario answers 100 calls we place, and a caller that never
+//! ACKs sees our 200 OK retransmitted and the dialog ended with BYE after 64*T1.
 
 mod common;
 
@@ -87,6 +87,58 @@ async fn sipp_uac_calls_us_100_times() {
         .collect::<String>();
     assert!(ok, "sipp uac failed:\n{out}\n{screen}");
     assert_eq!(stat(&screen, "Successful call"), Some(100), "{screen}");
+    assert_eq!(stat(&screen, "Failed call"), Some(0), "{screen}");
+}
+
+/// The same stock `uac` scenario over TCP (`-t t1`: one connection for all
+/// calls): our listener accepts, frames by Content-Length and answers on the
+/// connection the requests came on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sipp_uac_calls_us_over_tcp() {
+    let sip = start_gateway_sip().await;
+    let dir = tempfile::tempdir().unwrap();
+    let target = sip.local_addr.to_string();
+    let d = dir.path().to_path_buf();
+    let (ok, out) = tokio::task::spawn_blocking(move || {
+        labkit::sipp(
+            &[
+                "-sn",
+                "uac",
+                "-t",
+                "t1",
+                "-s",
+                "echo",
+                "-m",
+                "50",
+                "-r",
+                "20",
+                "-l",
+                "10",
+                "-i",
+                "127.0.0.1",
+                "-p",
+                "0",
+                "-nostdin",
+                "-trace_screen",
+                "-timeout",
+                "60s",
+                &target,
+            ],
+            &d,
+            Duration::from_secs(90),
+        )
+    })
+    .await
+    .unwrap()
+    .expect("sipp runs");
+    let screen = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with("_screen.log"))
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .collect::<String>();
+    assert!(ok, "sipp uac over tcp failed:\n{out}\n{screen}");
+    assert_eq!(stat(&screen, "Successful call"), Some(50), "{screen}");
     assert_eq!(stat(&screen, "Failed call"), Some(0), "{screen}");
 }
 

@@ -1,5 +1,6 @@
 //! The tokio shell around `sip_trunk::ua::UserAgent`: one task owns one SIP
-//! UDP socket and the user agent that speaks on it.
+//! UDP socket, the TCP connections on the same port ([`tcp`]) and the user
+//! agent that speaks on them.
 //!
 //! Every protocol decision (transactions, retransmissions, dialogs, digest
 //! answers, registration refresh and back-off) is made by the sans-IO user
@@ -15,6 +16,7 @@
 
 pub mod dns;
 pub mod inbound;
+mod tcp;
 pub mod trunks;
 
 use std::collections::HashMap;
@@ -27,7 +29,7 @@ use sip_trunk::message::{NameAddr, Request, Uri};
 use sip_trunk::registration::{RegistrationConfig, RegistrationEvent};
 use sip_trunk::transaction::Transport;
 use sip_trunk::ua::{CallHandle, RegistrationHandle, UaConfig, UaEvent, UaOutput, UserAgent};
-use tokio::net::UdpSocket;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
@@ -263,10 +265,22 @@ pub async fn spawn(
     let mut config = UaConfig::new(contact, &sent_by, rand::random());
     config.user_agent = Some(format!("namecall/{}", env!("CARGO_PKG_VERSION")));
     let ua = UserAgent::new(config, StdInstant::now());
+    // TCP listens on the same address and port; without it we stay UDP-only.
+    let listener = match TcpListener::bind(local).await {
+        Ok(l) => Some(l),
+        Err(e) => {
+            warn!(cause = %e, %local, "sip tcp listener not started");
+            None
+        }
+    };
+    let tcp_up = listener.is_some();
+    let (tcp, tcp_rx) = tcp::TcpTransport::start(listener);
     let (tx, rx) = mpsc::channel(256);
     let trunks = Arc::new(TrunkStatus::default());
     let driver = Driver {
         socket,
+        tcp,
+        tcp_rx,
         ua,
         rx,
         trunks: trunks.clone(),
@@ -275,7 +289,7 @@ pub async fn spawn(
         last_source: None,
     };
     tokio::spawn(driver.run());
-    info!(%local, %sent_by, "sip listening (udp)");
+    info!(%local, %sent_by, tcp = tcp_up, "sip listening (udp)");
     Ok(Sip {
         tx,
         local_addr: local,
@@ -288,6 +302,8 @@ pub async fn spawn(
 #[must_use = "the SIP driver must be spawned to do anything"]
 struct Driver {
     socket: UdpSocket,
+    tcp: tcp::TcpTransport,
+    tcp_rx: mpsc::Receiver<tcp::TcpInput>,
     ua: UserAgent,
     rx: mpsc::Receiver<Command>,
     trunks: Arc<TrunkStatus>,
@@ -324,6 +340,11 @@ impl Driver {
                     }
                     // ICMP port-unreachable surfaces as an error on Linux UDP sockets; keep going
                     Err(e) => debug!(cause = %e, "sip recv error"),
+                },
+                Some(input) = self.tcp_rx.recv() => {
+                    if let Some((from, data)) = self.tcp.handle(input) {
+                        self.ua.handle_input(StdInstant::now(), from, Transport::Tcp, &data);
+                    }
                 },
                 _ = tokio::time::sleep_until(wake) => {
                     self.ua.handle_timeout(StdInstant::now());
@@ -394,6 +415,12 @@ impl Driver {
     async fn drain(&mut self) -> Instant {
         loop {
             match self.ua.poll_output() {
+                UaOutput::Transmit(t) if t.transport == Transport::Tcp => {
+                    if !self.tcp.send(t.dest, t.data.clone()) {
+                        warn!(dest = %t.dest, "sip tcp send failed");
+                        self.ua.handle_transport_error(StdInstant::now(), &t);
+                    }
+                }
                 UaOutput::Transmit(t) => {
                     if let Err(e) = self.socket.send_to(&t.data, t.dest).await {
                         warn!(cause = %e, dest = %t.dest, "sip send failed");
