@@ -213,7 +213,8 @@ pub struct UserAgent {
     rng: StdRng,
     now: Instant,
     next_handle: u64,
-    calls: HashMap<CallHandle, CallSlot>,
+    /// Boxed so that growing the map moves pointers, not whole calls.
+    calls: HashMap<CallHandle, Box<CallSlot>>,
     /// Call-ID to leg, for routing requests and stray 2xx.
     by_call_id: HashMap<String, CallHandle>,
     regs: HashMap<RegistrationHandle, RegSlot>,
@@ -364,13 +365,13 @@ impl UserAgent {
         self.by_call_id.insert(call.call_id().to_owned(), h);
         self.calls.insert(
             h,
-            CallSlot {
+            Box::new(CallSlot {
                 call,
                 dest,
                 transport,
                 server: HashMap::new(),
                 targets,
-            },
+            }),
         );
         self.pump();
         h
@@ -923,13 +924,13 @@ impl UserAgent {
                 self.by_call_id.insert(call.call_id().to_owned(), h);
                 self.calls.insert(
                     h,
-                    CallSlot {
+                    Box::new(CallSlot {
                         call,
                         dest: source,
                         transport,
                         server,
                         targets: None,
-                    },
+                    }),
                 );
                 let offer = Body::of(&req.headers, &req.body);
                 self.events.push_back(UaEvent::IncomingCall {
