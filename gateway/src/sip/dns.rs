@@ -477,8 +477,9 @@ mod tests {
             &[
                 target(Transport::Tcp, "127.0.0.10:5070"),
                 target(Transport::Tcp, "127.0.0.20:5080"),
+                target(Transport::Udp, "127.0.0.10:5060"),
             ],
-            "NAPTR order 10 (TCP) wins; SRV priority 10 before 20"
+            "NAPTR order 10 (TCP) first, SRV priority 10 before 20, then order 20 (UDP)"
         );
         // The planner over a table of the same records agrees with real DNS.
         let mut rng = StdRng::seed_from_u64(1);

@@ -343,6 +343,7 @@ impl Driver {
                 },
                 Some(input) = self.tcp_rx.recv() => {
                     if let Some((from, data)) = self.tcp.handle(input) {
+                        self.last_source = Some(from);
                         self.ua.handle_input(StdInstant::now(), from, Transport::Tcp, &data);
                     }
                 },
