@@ -86,7 +86,7 @@ pub struct ServeConfig {
     #[arg(long, env = "NAMECALL_DIALPLANS", default_value = "dialplans/examples")]
     pub dialplans: PathBuf,
 
-    /// SIP listening address (UDP): trunks register from it, PBXs call it.
+    /// SIP listening address (UDP and TCP): trunks register from it, PBXs call it.
     #[arg(long, env = "NAMECALL_SIP", default_value = "0.0.0.0:5060")]
     pub sip: SocketAddr,
 }
