@@ -37,6 +37,9 @@ pub enum ChatError {
     /// A stored row could not be decoded (corrupt or newer schema).
     #[error("corrupt stored row: {0}")]
     Corrupt(String),
+    /// A push notification could not be built (encryption failed).
+    #[error("push: {0}")]
+    Push(String),
 }
 
 impl ChatError {
@@ -48,7 +51,10 @@ impl ChatError {
             ChatError::NotFound => "not_found",
             ChatError::ClientIdReused => "client_id_reused",
             ChatError::Conflict(_) => "conflict",
-            ChatError::Storage(_) | ChatError::Migrate(_) | ChatError::Corrupt(_) => "internal",
+            ChatError::Storage(_)
+            | ChatError::Migrate(_)
+            | ChatError::Corrupt(_)
+            | ChatError::Push(_) => "internal",
         }
     }
 

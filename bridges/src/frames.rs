@@ -159,6 +159,23 @@ pub enum ClientFrame {
         /// Everyone, contacts or nobody.
         visibility: Visibility,
     },
+    /// Register this device's Web Push subscription (`PushSubscription`
+    /// of the browser); replaces an earlier one of the device.
+    PushSubscribe {
+        /// The push service URL.
+        endpoint: String,
+        /// The browser's P-256 key, base64url.
+        p256dh: String,
+        /// The browser's auth secret, base64url.
+        auth: String,
+    },
+    /// Drop this device's push subscription.
+    PushUnsubscribe {},
+    /// Allow or forbid a text preview in this user's notifications.
+    PushPreview {
+        /// True to show previews.
+        on: bool,
+    },
 }
 
 impl ClientFrame {

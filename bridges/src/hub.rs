@@ -229,6 +229,23 @@ impl Hub {
         out
     }
 
+    /// Who should get a push notification for `stored`: the recipients
+    /// of a new post none of whose devices is connected. Call right after
+    /// [`Hub::on_stored`], under the same lock, so "connected" is the state
+    /// the post was routed with.
+    pub fn wants_push(&self, stored: &Stored) -> Vec<Login> {
+        let msg = &stored.message;
+        if stored.duplicate || !matches!(msg.payload, Some(Payload::Post { .. })) {
+            return Vec::new();
+        }
+        stored
+            .audience
+            .iter()
+            .filter(|l| **l != msg.sender && !self.by_user.contains_key(*l))
+            .cloned()
+            .collect()
+    }
+
     /// Watermarks moved in the store (`from_read`: by a `read` frame from
     /// `origin`); routes receipts to the conversation's members.
     pub fn on_watermarks(
@@ -392,6 +409,46 @@ mod tests {
 
     fn dev(s: &str) -> DeviceId {
         DeviceId(s.to_owned())
+    }
+
+    /// Push goes to recipients with no connected device, only for new
+    /// posts, never to the sender, never for a retry.
+    #[test]
+    fn push_is_wanted_only_for_offline_recipients_of_new_posts() {
+        use crate::model::{Body, ConversationId, Message, Seq};
+        let mut hub = Hub::new(DeliveryConfig::default());
+        let (alice, bob, carol) = (login("alice"), login("bob"), login("carol"));
+        hub.register(Timestamp(1), dev("a1"), alice.clone());
+        hub.register(Timestamp(1), dev("c1"), carol.clone());
+        let post = |payload: Payload, duplicate: bool| Stored {
+            message: Message {
+                conversation: ConversationId::parse("g:alice:x1").unwrap(),
+                seq: Seq(1),
+                sender: alice.clone(),
+                client_id: "k".into(),
+                ts: Timestamp(2),
+                payload: Some(payload),
+                edited_at: None,
+                deleted: false,
+            },
+            cursor: 1,
+            duplicate,
+            audience: vec![alice.clone(), bob.clone(), carol.clone()],
+        };
+        let text = || Payload::Post {
+            body: Body::Text { text: "hi".into() },
+        };
+        assert_eq!(hub.wants_push(&post(text(), false)), vec![bob.clone()]);
+        assert!(hub.wants_push(&post(text(), true)).is_empty());
+        assert!(
+            hub.wants_push(&post(Payload::Delete { target: Seq(1) }, false))
+                .is_empty()
+        );
+        // a connected but not yet live device counts as online: it syncs
+        hub.register(Timestamp(3), dev("b1"), bob.clone());
+        assert!(hub.wants_push(&post(text(), false)).is_empty());
+        hub.unregister(Timestamp(4), &dev("c1"));
+        assert_eq!(hub.wants_push(&post(text(), false)), vec![carol]);
     }
 
     /// A watcher hears the subject's last device leave and the first come

@@ -9,6 +9,7 @@
 //! - [`frames`]: the JSON frames of the chat WebSocket protocol.
 //! - [`hub`]: sans-IO router from store results to per-device server frames.
 //! - [`service`]: [`ChatService`], the async glue the gateway calls.
+//! - [`push`]: Web Push subscriptions, encryption and VAPID (sans-IO).
 //! - [`uploads`]: checks and thumbnails of media uploads (pure functions).
 //!
 //! # Run loop (what the gateway does)
@@ -36,6 +37,7 @@ pub mod error;
 pub mod frames;
 pub mod hub;
 pub mod model;
+pub mod push;
 pub mod service;
 pub mod store;
 pub mod uploads;

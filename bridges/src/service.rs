@@ -11,13 +11,16 @@
 //!   sync page and it going live (it would be neither synced nor pushed).
 //!   SQLite has a single writer anyway, so this costs little throughput.
 
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+
+use tokio::sync::mpsc;
 
 use crate::delivery::DeliveryConfig;
 use crate::error::{ChatError, Result};
 use crate::frames::{ClientFrame, ConversationItem, Entry, ServerFrame};
 use crate::hub::{Hub, Outbox};
-use crate::model::{ConversationId, DeviceId, Login, Timestamp};
+use crate::model::{Body, ConversationId, DeviceId, Login, Payload, Timestamp};
+use crate::push::{Notice, PushJob, Subscription, preview_of};
 use crate::store::{ChatStore, Stored};
 
 /// Default page size for `sync` and `history`.
@@ -29,6 +32,8 @@ pub struct ChatService {
     store: ChatStore,
     hub: Mutex<Hub>,
     order: tokio::sync::Mutex<()>,
+    /// Where push jobs go; unset means no push (and no store reads for it).
+    push: OnceLock<mpsc::Sender<PushJob>>,
 }
 
 impl ChatService {
@@ -38,7 +43,16 @@ impl ChatService {
             store,
             hub: Mutex::new(Hub::new(config)),
             order: tokio::sync::Mutex::new(()),
+            push: OnceLock::new(),
         }
+    }
+
+    /// Turns push on: from now on a new post for a user with no connected
+    /// device becomes one [`PushJob`] per subscribed device of theirs, put
+    /// into `sink` without waiting (a full sink drops the job: chat never
+    /// waits for push). Only the first call has an effect.
+    pub fn set_push_sink(&self, sink: mpsc::Sender<PushJob>) {
+        let _ = self.push.set(sink);
     }
 
     /// The store, for admin reads.
@@ -129,7 +143,66 @@ impl ChatService {
     }
 
     async fn stored(&self, now: Timestamp, device: &DeviceId, stored: Stored) -> Outbox {
-        self.hub().on_stored(now, device, &stored)
+        let (out, offline) = {
+            let mut hub = self.hub();
+            let out = hub.on_stored(now, device, &stored);
+            let offline = if self.push.get().is_some() {
+                hub.wants_push(&stored)
+            } else {
+                Vec::new()
+            };
+            (out, offline)
+        };
+        for login in offline {
+            if let Err(err) = self.queue_push(&login, &stored).await {
+                // the message is stored and will sync; only the nudge is lost
+                tracing::warn!(login = %login, cause = %err, "push not queued");
+            }
+        }
+        out
+    }
+
+    async fn queue_push(&self, login: &Login, stored: &Stored) -> Result<()> {
+        let Some(sink) = self.push.get() else {
+            return Ok(());
+        };
+        let subs = self.store.push_subscriptions(login).await?;
+        if subs.is_empty() {
+            return Ok(());
+        }
+        let preview = if self.store.push_preview(login).await? {
+            match &stored.message.payload {
+                Some(Payload::Post { body }) => Some(match body {
+                    Body::Text { text } => preview_of(text),
+                    Body::Image(_) => "[image]".to_owned(),
+                    Body::Video(_) => "[video]".to_owned(),
+                    Body::File(_) => "[file]".to_owned(),
+                    Body::Location(_) => "[location]".to_owned(),
+                    Body::Contact(_) => "[contact]".to_owned(),
+                }),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        let notice = Notice {
+            conversation: stored.message.conversation.clone(),
+            seq: stored.message.seq,
+            sender: stored.message.sender.clone(),
+            preview,
+        };
+        for (device, subscription) in subs {
+            let job = PushJob {
+                login: login.clone(),
+                device,
+                subscription,
+                notice: notice.clone(),
+            };
+            if sink.try_send(job).is_err() {
+                tracing::warn!(login = %login, "push queue full; notification dropped");
+            }
+        }
+        Ok(())
     }
 
     async fn ensure_audience(&self, login: &Login, conversation: &ConversationId) -> Result<()> {
@@ -344,6 +417,23 @@ impl ChatService {
             }
             ClientFrame::Privacy { visibility } => {
                 self.hub().set_visibility(login, visibility);
+                Ok(one(ServerFrame::Ok {}))
+            }
+            ClientFrame::PushSubscribe {
+                endpoint,
+                p256dh,
+                auth,
+            } => {
+                let sub = Subscription::parse(&endpoint, &p256dh, &auth)?;
+                s.push_subscribe(login, device, &sub, now).await?;
+                Ok(one(ServerFrame::Ok {}))
+            }
+            ClientFrame::PushUnsubscribe {} => {
+                s.push_unsubscribe(login, device).await?;
+                Ok(one(ServerFrame::Ok {}))
+            }
+            ClientFrame::PushPreview { on } => {
+                s.set_push_preview(login, on).await?;
                 Ok(one(ServerFrame::Ok {}))
             }
         }

@@ -27,6 +27,7 @@ use crate::model::{
     Body, ClientId, ConversationId, DeviceId, GroupEvent, Login, MAX_GROUP_MEMBERS,
     MAX_TITLE_CHARS, Message, Payload, Seq, Timestamp,
 };
+use crate::push::Subscription;
 
 /// Largest page returned by `fetch` and `sync`.
 pub const MAX_PAGE: u32 = 500;
@@ -1383,4 +1384,110 @@ async fn own_post(
         ));
     }
     Ok(())
+}
+
+/// Web Push subscriptions and settings (`migrations/*_push.sql`).
+impl ChatStore {
+    /// Stores (or replaces) the push subscription of `device` of `user`.
+    /// An endpoint moves with its browser: the same endpoint under another
+    /// device or login is dropped, so one browser is never pushed twice.
+    pub async fn push_subscribe(
+        &self,
+        user: &Login,
+        device: &DeviceId,
+        sub: &Subscription,
+        now: Timestamp,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query("DELETE FROM chat_push_subscriptions WHERE endpoint = $1")
+            .bind(&sub.endpoint)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO chat_push_subscriptions (login, device, endpoint, p256dh, auth, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (login, device) DO UPDATE SET endpoint = $3, p256dh = $4, auth = $5, \
+               created_at = $6",
+        )
+        .bind(user.as_str())
+        .bind(&device.0)
+        .bind(&sub.endpoint)
+        .bind(sub.p256dh_b64())
+        .bind(sub.auth_b64())
+        .bind(now.0)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Drops the push subscription of `device` of `user`; true if there was one.
+    pub async fn push_unsubscribe(&self, user: &Login, device: &DeviceId) -> Result<bool> {
+        let mut conn = self.pool.acquire().await?;
+        let done =
+            sqlx::query("DELETE FROM chat_push_subscriptions WHERE login = $1 AND device = $2")
+                .bind(user.as_str())
+                .bind(&device.0)
+                .execute(&mut *conn)
+                .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Drops a subscription the push service says is gone (404/410).
+    pub async fn push_forget_endpoint(&self, endpoint: &str) -> Result<bool> {
+        let mut conn = self.pool.acquire().await?;
+        let done = sqlx::query("DELETE FROM chat_push_subscriptions WHERE endpoint = $1")
+            .bind(endpoint)
+            .execute(&mut *conn)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// The subscribed devices of `user`, with their subscriptions.
+    pub async fn push_subscriptions(&self, user: &Login) -> Result<Vec<(DeviceId, Subscription)>> {
+        let mut conn = self.pool.acquire().await?;
+        let rows = sqlx::query(
+            "SELECT device, endpoint, p256dh, auth FROM chat_push_subscriptions \
+             WHERE login = $1 ORDER BY device",
+        )
+        .bind(user.as_str())
+        .fetch_all(&mut *conn)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let device: String = r.try_get("device")?;
+                let endpoint: String = r.try_get("endpoint")?;
+                let p256dh: String = r.try_get("p256dh")?;
+                let auth: String = r.try_get("auth")?;
+                let sub = Subscription::parse(&endpoint, &p256dh, &auth)
+                    .map_err(|e| ChatError::Corrupt(format!("push subscription: {e}")))?;
+                Ok((DeviceId(device), sub))
+            })
+            .collect()
+    }
+
+    /// Sets whether `user`'s notifications may carry a text preview.
+    pub async fn set_push_preview(&self, user: &Login, on: bool) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        sqlx::query(
+            "INSERT INTO chat_push_settings (login, preview) VALUES ($1, $2) \
+             ON CONFLICT (login) DO UPDATE SET preview = $2",
+        )
+        .bind(user.as_str())
+        .bind(i64::from(on))
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+
+    /// Whether `user` allowed previews (default: no).
+    pub async fn push_preview(&self, user: &Login) -> Result<bool> {
+        let mut conn = self.pool.acquire().await?;
+        let on: Option<i64> =
+            sqlx::query_scalar("SELECT preview FROM chat_push_settings WHERE login = $1")
+                .bind(user.as_str())
+                .fetch_optional(&mut *conn)
+                .await?;
+        Ok(on.unwrap_or(0) != 0)
+    }
 }
