@@ -89,6 +89,19 @@ pub struct ServeConfig {
     /// SIP listening address (UDP and TCP): trunks register from it, PBXs call it.
     #[arg(long, env = "NAMECALL_SIP", default_value = "0.0.0.0:5060")]
     pub sip: SocketAddr,
+
+    /// Contact push services see in VAPID tokens (`mailto:` or `https:` URL).
+    #[arg(
+        long,
+        env = "NAMECALL_PUSH_SUBJECT",
+        default_value = "mailto:push@localhost"
+    )]
+    pub push_subject: String,
+
+    /// Accept plain `http://` Web Push endpoints (a local push service, as
+    /// in tests); browsers' push services are all HTTPS.
+    #[arg(long, env = "NAMECALL_PUSH_ALLOW_HTTP")]
+    pub push_allow_http: bool,
 }
 
 impl ServeConfig {
@@ -101,6 +114,8 @@ impl ServeConfig {
             rtp_ports: PortRange { first: 0, last: 0 },
             dialplans: PathBuf::from("dialplans/examples"),
             sip: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            push_subject: "mailto:push@localhost".to_owned(),
+            push_allow_http: true,
         }
     }
 

@@ -37,6 +37,7 @@ pub mod http;
 pub mod media_io;
 pub mod metrics;
 pub mod plans;
+pub mod push;
 pub mod sip;
 pub mod ws;
 
@@ -137,6 +138,14 @@ pub async fn run(
     ));
     let chat = chat::Chat::open(&config.data_dir).await?;
     tokio::spawn(Arc::clone(&chat).run_timer(state.shutdown.clone()));
+    chat.start_push(
+        &config.data_dir,
+        &push::PushSettings {
+            subject: config.push_subject.clone(),
+            allow_http: config.push_allow_http,
+        },
+        state.shutdown.clone(),
+    )?;
     state.chat = Some(chat);
     let sockets = MediaSockets::new(
         config.effective_media_ip(),

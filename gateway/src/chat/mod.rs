@@ -28,7 +28,7 @@ use std::path::Path;
 
 pub mod uploads;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bridges::delivery::DeliveryConfig;
@@ -64,6 +64,9 @@ pub const CHAT_TYPES: &[&str] = &[
     "group_leave",
     "presence",
     "privacy",
+    "push_subscribe",
+    "push_unsubscribe",
+    "push_preview",
 ];
 
 /// Chat frame types that only read and answer the asking device; they skip
@@ -129,6 +132,8 @@ pub struct Chat {
     order: tokio::sync::Mutex<()>,
     /// Wakes the timer task when a frame may have armed an earlier timer.
     timers: Notify,
+    /// The VAPID public key, once push is on (`crate::push::start`).
+    vapid: OnceLock<String>,
 }
 
 impl std::fmt::Debug for Chat {
@@ -166,12 +171,34 @@ impl Chat {
             next_token: AtomicU64::new(1),
             order: tokio::sync::Mutex::new(()),
             timers: Notify::new(),
+            vapid: OnceLock::new(),
         }))
     }
 
     /// The upload folder.
     pub fn uploads(&self) -> &uploads::UploadStore {
         &self.uploads
+    }
+
+    /// Turns Web Push on (see [`crate::push`]); the key is served at
+    /// `GET /v1/push/vapid`.
+    ///
+    /// # Errors
+    /// When the VAPID key cannot be loaded or made.
+    pub fn start_push(
+        &self,
+        data_dir: &Path,
+        settings: &crate::push::PushSettings,
+        shutdown: watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        let key = crate::push::start(self, data_dir, settings, shutdown)?;
+        let _ = self.vapid.set(key);
+        Ok(())
+    }
+
+    /// The VAPID public key (base64url) when push is on.
+    pub fn vapid_public(&self) -> Option<&str> {
+        self.vapid.get().map(String::as_str)
     }
 
     /// The service, for admin reads.

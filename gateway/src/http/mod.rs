@@ -32,6 +32,7 @@ pub fn router(state: AppState) -> Router {
             ),
         )
         .route("/v1/uploads/{id}", get(crate::chat::uploads::get))
+        .route("/v1/push/vapid", get(vapid))
         .fallback(|| async { AppError::NotFound })
         .layer(TraceLayer::new_for_http())
         .with_state(state)
@@ -40,6 +41,15 @@ pub fn router(state: AppState) -> Router {
 /// `GET /healthz`: 200 `ok` while the process serves.
 async fn healthz() -> &'static str {
     "ok\n"
+}
+
+/// `GET /v1/push/vapid`: the VAPID public key browsers subscribe with
+/// (`applicationServerKey`), as `{"public_key": "<base64url>"}`.
+async fn vapid(State(state): State<AppState>) -> axum::response::Response {
+    match state.chat.as_ref().and_then(|c| c.vapid_public()) {
+        Some(key) => axum::Json(serde_json::json!({ "public_key": key })).into_response(),
+        None => AppError::NotFound.into_response(),
+    }
 }
 
 /// `GET /metrics`: Prometheus text format.
