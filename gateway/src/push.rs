@@ -248,3 +248,118 @@ pub fn start(
     ));
     Ok(public)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bridges::push::{Notice, Subscription};
+    use bridges::{ConversationId, DeviceId, Login, Seq, Timestamp};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Answers `Gone` for endpoints ending in `/gone`, counts sends, and
+    /// tracks the most sends it saw in flight at once.
+    struct Fake {
+        sent: AtomicUsize,
+        in_flight: AtomicUsize,
+        peak: AtomicUsize,
+    }
+
+    impl PushProvider for Fake {
+        fn name(&self) -> &'static str {
+            "fake"
+        }
+        fn deliver<'a>(&'a self, job: &'a PushJob) -> BoxFuture<'a, PushOutcome> {
+            Box::pin(async move {
+                let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                self.peak.fetch_max(now, Ordering::SeqCst);
+                tokio::task::yield_now().await;
+                self.in_flight.fetch_sub(1, Ordering::SeqCst);
+                self.sent.fetch_add(1, Ordering::SeqCst);
+                if job.subscription.endpoint.ends_with("/gone") {
+                    PushOutcome::Gone
+                } else {
+                    PushOutcome::Accepted
+                }
+            })
+        }
+    }
+
+    fn sub(endpoint: &str) -> Subscription {
+        let key = "BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4";
+        Subscription::parse(endpoint, key, "BTBZMqHH6r4Tts7J_aSIgg").expect("valid")
+    }
+
+    fn job(login: &Login, device: &str, endpoint: &str) -> PushJob {
+        PushJob {
+            login: login.clone(),
+            device: DeviceId(device.into()),
+            subscription: sub(endpoint),
+            notice: Notice {
+                conversation: ConversationId::parse("dm:alice+bob").expect("id"),
+                seq: Seq(1),
+                sender: Login::parse("alice").expect("login"),
+                preview: None,
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn gone_subscriptions_are_removed_and_sends_are_bounded() {
+        let store = ChatStore::open("sqlite::memory:").await.expect("store");
+        let bob = Login::parse("bob").expect("login");
+        for (dev, ep) in [
+            ("laptop", "https://p.example/ok"),
+            ("phone", "https://p.example/gone"),
+        ] {
+            store
+                .push_subscribe(&bob, &DeviceId(dev.into()), &sub(ep), Timestamp(1))
+                .await
+                .expect("subscribe");
+        }
+        let fake = Arc::new(Fake {
+            sent: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+        });
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let (_stop, shutdown) = watch::channel(false);
+        let task = tokio::spawn(run_sender(
+            Arc::clone(&fake) as Arc<dyn PushProvider>,
+            store.clone(),
+            rx,
+            shutdown,
+        ));
+        let total = 3 * MAX_IN_FLIGHT;
+        for i in 0..total {
+            let ep = if i == 0 {
+                "https://p.example/gone"
+            } else {
+                "https://p.example/ok"
+            };
+            tx.send(job(&bob, "x", ep)).await.expect("queued");
+        }
+        drop(tx);
+        task.await.expect("sender ends when the queue closes");
+        // the spawned sends finish after the loop; wait for them by count
+        while fake.sent.load(Ordering::SeqCst) < total {
+            tokio::task::yield_now().await;
+        }
+        while store.push_subscriptions(&bob).await.expect("read").len() > 1 {
+            tokio::task::yield_now().await;
+        }
+        let left = store.push_subscriptions(&bob).await.expect("read");
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].0, DeviceId("laptop".into()));
+        assert!(fake.peak.load(Ordering::SeqCst) <= MAX_IN_FLIGHT);
+    }
+
+    #[test]
+    fn vapid_key_is_made_once_and_kept() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let a = load_or_create_vapid(dir.path(), "mailto:a@b.c").expect("made");
+        let b = load_or_create_vapid(dir.path(), "mailto:a@b.c").expect("loaded");
+        assert_eq!(a.public_b64(), b.public_b64());
+        std::fs::write(dir.path().join(VAPID_FILE), "not a key").expect("write");
+        assert!(load_or_create_vapid(dir.path(), "mailto:a@b.c").is_err());
+    }
+}
