@@ -297,6 +297,11 @@ async fn web_push_reaches_an_offline_browser_encrypted() {
     let raw = B64.decode(&vapid_public).expect("base64url");
     assert_eq!(raw.len(), 65, "uncompressed P-256 point");
 
+    // the web client's service worker is served from the root (its scope)
+    let (status, sw) = http_get(addr, "/sw.js").await;
+    assert_eq!(status, 200);
+    assert!(sw.contains("showNotification"), "{sw}");
+
     let browser = Browser::new();
     let mut alice = login(addr, "alice", "alice-phone", true).await;
     let mut bob = login(addr, "bob", "bob-laptop", true).await;

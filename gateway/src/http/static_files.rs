@@ -11,8 +11,10 @@ const INDEX_HTML: &str = include_str!("../../static/index.html");
 const APP_JS: &str = include_str!("../../static/app.js");
 const STYLE_CSS: &str = include_str!("../../static/style.css");
 const CHAT_JS: &str = include_str!("../../static/chat.js");
+const PUSH_JS: &str = include_str!("../../static/push.js");
+const SW_JS: &str = include_str!("../../static/sw.js");
 
-/// Routes for `/`, `/app.js`, `/chat.js` and `/style.css`.
+/// Routes for `/`, `/app.js`, `/chat.js`, `/push.js`, `/sw.js` and `/style.css`.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route(
@@ -30,6 +32,15 @@ pub fn router() -> Router<AppState> {
         .route(
             "/chat.js",
             get(|| async { page("text/javascript; charset=utf-8", CHAT_JS) }),
+        )
+        .route(
+            "/push.js",
+            get(|| async { page("text/javascript; charset=utf-8", PUSH_JS) }),
+        )
+        // served from the root so the service worker's scope is the whole app
+        .route(
+            "/sw.js",
+            get(|| async { page("text/javascript; charset=utf-8", SW_JS) }),
         )
         .route(
             "/style.css",
