@@ -153,53 +153,47 @@ impl ChatService {
             };
             (out, offline)
         };
-        for login in offline {
-            if let Err(err) = self.queue_push(&login, &stored).await {
-                // the message is stored and will sync; only the nudge is lost
-                tracing::warn!(login = %login, cause = %err, "push not queued");
-            }
+        if !offline.is_empty()
+            && let Err(err) = self.queue_push(&offline, &stored).await
+        {
+            // the message is stored and will sync; only the nudge is lost
+            tracing::warn!(cause = %err, "push not queued");
         }
         out
     }
 
-    async fn queue_push(&self, login: &Login, stored: &Stored) -> Result<()> {
+    async fn queue_push(&self, offline: &[Login], stored: &Stored) -> Result<()> {
         let Some(sink) = self.push.get() else {
             return Ok(());
         };
-        let subs = self.store.push_subscriptions(login).await?;
-        if subs.is_empty() {
-            return Ok(());
-        }
-        let preview = if self.store.push_preview(login).await? {
-            match &stored.message.payload {
-                Some(Payload::Post { body }) => Some(match body {
-                    Body::Text { text } => preview_of(text),
-                    Body::Image(_) => "[image]".to_owned(),
-                    Body::Video(_) => "[video]".to_owned(),
-                    Body::File(_) => "[file]".to_owned(),
-                    Body::Location(_) => "[location]".to_owned(),
-                    Body::Contact(_) => "[contact]".to_owned(),
-                }),
-                _ => None,
-            }
-        } else {
-            None
+        let msg = &stored.message;
+        let preview = match &msg.payload {
+            Some(Payload::Post { body }) => match body {
+                Body::Text { text } => preview_of(text),
+                Body::Image(_) => "[image]".to_owned(),
+                Body::Video(_) => "[video]".to_owned(),
+                Body::File(_) => "[file]".to_owned(),
+                Body::Location(_) => "[location]".to_owned(),
+                Body::Contact(_) => "[contact]".to_owned(),
+            },
+            _ => return Ok(()),
         };
-        let notice = Notice {
-            conversation: stored.message.conversation.clone(),
-            seq: stored.message.seq,
-            sender: stored.message.sender.clone(),
-            preview,
-        };
-        for (device, subscription) in subs {
+        for (login, device, subscription, allows_preview) in
+            self.store.push_targets(offline).await?
+        {
             let job = PushJob {
-                login: login.clone(),
+                notice: Notice {
+                    conversation: msg.conversation.clone(),
+                    seq: msg.seq,
+                    sender: msg.sender.clone(),
+                    preview: allows_preview.then(|| preview.clone()),
+                },
+                login,
                 device,
                 subscription,
-                notice: notice.clone(),
             };
             if sink.try_send(job).is_err() {
-                tracing::warn!(login = %login, "push queue full; notification dropped");
+                tracing::warn!("push queue full; notification dropped");
             }
         }
         Ok(())

@@ -1466,6 +1466,42 @@ impl ChatStore {
             .collect()
     }
 
+    /// Every subscribed device of `users`, with whether its user allowed
+    /// previews: one query, however many offline members a group has.
+    pub async fn push_targets(
+        &self,
+        users: &[Login],
+    ) -> Result<Vec<(Login, DeviceId, Subscription, bool)>> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.pool.acquire().await?;
+        let mut q = sqlx::QueryBuilder::<Sqlite>::new(
+            "SELECT s.login, s.device, s.endpoint, s.p256dh, s.auth, \
+               COALESCE(p.preview, 0) AS preview \
+             FROM chat_push_subscriptions s \
+             LEFT JOIN chat_push_settings p ON p.login = s.login WHERE s.login IN (",
+        );
+        let mut list = q.separated(", ");
+        for u in users {
+            list.push_bind(u.as_str());
+        }
+        q.push(") ORDER BY s.login, s.device");
+        let rows = q.build().fetch_all(&mut *conn).await?;
+        rows.iter()
+            .map(|r| {
+                let device: String = r.try_get("device")?;
+                let endpoint: String = r.try_get("endpoint")?;
+                let p256dh: String = r.try_get("p256dh")?;
+                let auth: String = r.try_get("auth")?;
+                let preview: i64 = r.try_get("preview")?;
+                let sub = Subscription::parse(&endpoint, &p256dh, &auth)
+                    .map_err(|e| ChatError::Corrupt(format!("push subscription: {e}")))?;
+                Ok((login_col(r, "login")?, DeviceId(device), sub, preview != 0))
+            })
+            .collect()
+    }
+
     /// Sets whether `user`'s notifications may carry a text preview.
     pub async fn set_push_preview(&self, user: &Login, on: bool) -> Result<()> {
         let mut conn = self.pool.acquire().await?;

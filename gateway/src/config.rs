@@ -98,8 +98,8 @@ pub struct ServeConfig {
     )]
     pub push_subject: String,
 
-    /// Accept plain `http://` Web Push endpoints (a local push service, as
-    /// in tests); browsers' push services are all HTTPS.
+    /// Accept `http://` and loopback/private-address Web Push endpoints (a
+    /// local push service, as in tests); browsers' push services are public HTTPS.
     #[arg(long, env = "NAMECALL_PUSH_ALLOW_HTTP")]
     pub push_allow_http: bool,
 }

@@ -70,8 +70,8 @@ pub trait PushProvider: Send + Sync + 'static {
 pub struct PushSettings {
     /// VAPID `sub` claim: a `mailto:` or `https:` contact for push services.
     pub subject: String,
-    /// Accept `http://` endpoints (a local push service in tests); real
-    /// push services are all HTTPS.
+    /// Accept `http://` and private-address endpoints (a local push
+    /// service in tests); real push services are public HTTPS.
     pub allow_http: bool,
 }
 
@@ -106,7 +106,7 @@ impl WebPushProvider {
 
     async fn send(&self, job: &PushJob) -> PushOutcome {
         let endpoint = &job.subscription.endpoint;
-        if endpoint.starts_with("http://") && !self.allow_http {
+        if !self.allow_http && !public_https(endpoint) {
             return PushOutcome::Gone;
         }
         let now = SystemTime::now()
@@ -134,6 +134,44 @@ impl WebPushProvider {
                 code => PushOutcome::Failed(format!("push service answered {code}")),
             },
         }
+    }
+}
+
+/// True for an `https://` URL whose host is a name or a public IP: a
+/// client must not make the gateway POST to its own network (push
+/// services are public). Names that resolve inward are not caught here.
+fn public_https(endpoint: &str) -> bool {
+    let Ok(uri) = endpoint.parse::<hyper::Uri>() else {
+        return false;
+    };
+    if uri.scheme_str() != Some("https") {
+        return false;
+    }
+    let Some(host) = uri.host() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.eq_ignore_ascii_case("localhost") || host.ends_with(".localhost") {
+        return false;
+    }
+    match host.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(ip)) => {
+            !(ip.is_loopback()
+                || ip.is_private()
+                || ip.is_link_local()
+                || ip.is_unspecified()
+                || ip.is_broadcast()
+                || ip.is_documentation())
+        }
+        Ok(std::net::IpAddr::V6(ip)) => {
+            let seg0 = ip.segments()[0];
+            !(ip.is_loopback()
+                || ip.is_unspecified()
+                || (seg0 & 0xfe00) == 0xfc00 // unique local
+                || (seg0 & 0xffc0) == 0xfe80 // link local
+                || ip.to_ipv4_mapped().is_some())
+        }
+        Err(_) => true,
     }
 }
 
@@ -351,6 +389,31 @@ mod tests {
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].0, DeviceId("laptop".into()));
         assert!(fake.peak.load(Ordering::SeqCst) <= MAX_IN_FLIGHT);
+    }
+
+    #[test]
+    fn only_public_https_endpoints_without_allow_http() {
+        for ok in [
+            "https://fcm.googleapis.com/fcm/send/x",
+            "https://updates.push.services.mozilla.com/wpush/v2/x",
+            "https://8.8.8.8/x",
+        ] {
+            assert!(public_https(ok), "{ok}");
+        }
+        for bad in [
+            "http://fcm.googleapis.com/x",
+            "https://localhost/x",
+            "https://127.0.0.1:8443/x",
+            "https://10.1.2.3/x",
+            "https://192.168.0.1/x",
+            "https://169.254.169.254/latest",
+            "https://[::1]/x",
+            "https://[fd00::1]/x",
+            "https://[::ffff:127.0.0.1]/x",
+            "not a url",
+        ] {
+            assert!(!public_https(bad), "{bad}");
+        }
     }
 
     #[test]
