@@ -42,6 +42,15 @@ if [ ${#missing[@]} -gt 0 ]; then
     [ $made_policy = 1 ] && rm -f /usr/sbin/policy-rc.d
 fi
 
+# playwright-core needs Node.js 20 or newer (Debian 12's own nodejs is 18)
+if [ "$what" = all ]; then
+    major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+    if [ "$major" -lt 20 ]; then
+        log "Node.js $(node --version 2>/dev/null || echo none) found; the browser tests need Node.js >= 20"
+        exit 1
+    fi
+fi
+
 if [ "$what" = all ] && { [ ! -d tests/node_modules/playwright-core ] || [ ! -d tests/node_modules/puppeteer-core ]; }; then
     log "npm install (playwright-core, puppeteer-core) in tests/"
     (cd tests && npm install --no-audit --no-fund --loglevel=error >&2)
