@@ -9,9 +9,11 @@
 //!   (against the same generator sending straight to the receiver);
 //! - memory per call of both (RSS growth per established call).
 //!
-//! A load generator (its own tokio runtime, threads named `load-*`) plays the browser
-//! and the PBX of every call; the system under test runs in threads named `sut-*`
-//! (CPU time read from /proc per thread) or is the rtpengine process.
+//! A load generator (`load/generator.rs`: two threads named `gen-*`, `sendmmsg` and
+//! `recvmmsg` with kernel receive timestamps, at the lowest scheduling weight) plays
+//! the browser and the PBX of every call; the system under test runs in threads named
+//! `sut-*` (one single-threaded tokio runtime per core, each call on one of them; CPU
+//! time read from /proc per thread) or is the rtpengine process.
 //!
 //! Run with `scripts/bench-media.sh` (it passes the arguments through):
 //! `cargo bench -p media --bench load -- transcode --calls 300 --secs 20`.
@@ -20,7 +22,6 @@ use std::collections::BTreeMap;
 use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use media::bridge::{Bridge, BridgeConfig, BridgeStats, MediaFrame, WebrtcOutput};
@@ -31,6 +32,10 @@ use media::relay::{Relay, Side};
 use media::rtp_leg::RtpLegConfig;
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
+
+#[path = "load/generator.rs"]
+mod load_gen;
+use load_gen::{Endpoint, Generator, LoadResult, run_load};
 
 const OPUS_PT: u8 = 111;
 const PCMU_PT: u8 = 0;
@@ -501,168 +506,6 @@ fn rtp_packet(pt: u8, seq: u16, ts: u32, ssrc: u32, payload: &[u8], out: &mut Ve
     out.extend_from_slice(payload);
 }
 
-/// One endpoint of one call in the generator: sends one stream, receives the other.
-struct Endpoint {
-    sock: Arc<UdpSocket>,
-    send_to: SocketAddr,
-    pt: u8,
-    samples: u32,
-    frames: Frames,
-    /// Embed the send time (ns since start) in the first 8 payload bytes (relay only).
-    stamp: bool,
-}
-
-/// What one endpoint received.
-#[derive(Default)]
-struct Received {
-    packets: u64,
-    /// Arrival minus RTP-timestamp schedule, µs (transcode), or one-way latency (relay).
-    offsets_us: Vec<i64>,
-}
-
-struct LoadResult {
-    sent: u64,
-    received: Vec<Received>,
-    stamped: bool,
-}
-
-/// Drives `eps` for `secs`: every endpoint sends a 20 ms frame every 20 ms (phases
-/// spread over the 20 ms), and records what it receives. Runs on its own runtime.
-fn run_load(
-    rt: &tokio::runtime::Runtime,
-    eps: Vec<Endpoint>,
-    secs: f64,
-    warmup: f64,
-    marks: Option<watch::Sender<u8>>,
-) -> LoadResult {
-    let gen_cpu0 = threads_cpu("load");
-    let wall0 = Instant::now();
-    let res = rt.block_on(async move {
-        let start = Instant::now();
-        let measure_from = start + Duration::from_secs_f64(warmup);
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let stamped = eps.first().is_some_and(|e| e.stamp);
-        let mut receivers = Vec::new();
-        for ep in &eps {
-            let sock = ep.sock.clone();
-            let mut stop = stop_rx.clone();
-            let stamp = ep.stamp;
-            let debug = std::env::var_os("BENCH_DEBUG").is_some() && receivers.len() < 2;
-            receivers.push(tokio::spawn(async move {
-                let mut r = Received::default();
-                let mut buf = vec![0u8; 2048];
-                let mut first: Option<(Instant, u32, u32)> = None;
-                loop {
-                    tokio::select! {
-                        _ = stop.changed() => break,
-                        res = sock.recv_from(&mut buf) => {
-                            let Ok((n, _)) = res else { continue };
-                            let now = Instant::now();
-                            // RTCP (PT 200..=204 with the marker bit folded in) is not media.
-                            if n < 12 || (200..=204).contains(&buf[1]) {
-                                continue;
-                            }
-                            if now < measure_from {
-                                continue;
-                            }
-                            r.packets += 1;
-                            if stamp {
-                                if n >= 20 {
-                                    let sent = u64::from_be_bytes(buf[12..20].try_into().unwrap_or([0; 8]));
-                                    let at = now.duration_since(start).as_nanos() as u64;
-                                    r.offsets_us.push((at.saturating_sub(sent) / 1000) as i64);
-                                }
-                            } else {
-                                let pt = buf[1] & 0x7f;
-                                let clock: u64 = if pt == PCMU_PT { 8000 } else { 48000 };
-                                let ts = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
-                                let (t0, ts0, _) = *first.get_or_insert((now, ts, 0));
-                                let sched = u64::from(ts.wrapping_sub(ts0)) * 1_000_000 / clock;
-                                let at = now.duration_since(t0).as_micros() as i64;
-                                r.offsets_us.push(at - sched as i64);
-                                if debug && r.offsets_us.len() <= 12 {
-                                    eprintln!("debug: pt {pt} seq {} ts {ts} at {at} µs len {n}", u16::from_be_bytes([buf[2], buf[3]]));
-                                }
-                            }
-                        }
-                    }
-                }
-                r
-            }));
-        }
-        let sent = Arc::new(AtomicU64::new(0));
-        let sender = {
-            let sent = sent.clone();
-            let end = measure_from + Duration::from_secs_f64(secs);
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_millis(1));
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-                let mut ms = 0usize;
-                let mut pkt = Vec::with_capacity(256);
-                let n = eps.len();
-                let mut seq = vec![0u16; n];
-                let mut marked = false;
-                loop {
-                    tick.tick().await;
-                    let now = Instant::now();
-                    if now >= end {
-                        break;
-                    }
-                    if !marked && now >= measure_from {
-                        marked = true;
-                        if let Some(m) = &marks {
-                            let _ = m.send(1);
-                        }
-                    }
-                    let slot = ms % 20;
-                    let frame_no = ms / 20;
-                    for (i, ep) in eps.iter().enumerate() {
-                        // Both ends of a call share a phase; calls are spread over 20 slots.
-                        if (i / 2) % 20 != slot {
-                            continue;
-                        }
-                        let payload = &ep.frames[frame_no % ep.frames.len()];
-                        let ts = (frame_no as u32).wrapping_mul(ep.samples);
-                        rtp_packet(ep.pt, seq[i], ts, 0x1000 + i as u32, payload, &mut pkt);
-                        if ep.stamp {
-                            let at = start.elapsed().as_nanos() as u64;
-                            pkt[12..20].copy_from_slice(&at.to_be_bytes());
-                        }
-                        seq[i] = seq[i].wrapping_add(1);
-                        if ep.sock.try_send_to(&pkt, ep.send_to).is_ok()
-                            && Instant::now() >= measure_from
-                        {
-                            sent.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    ms += 1;
-                }
-                if let Some(m) = &marks {
-                    let _ = m.send(2);
-                }
-            })
-        };
-        sender.await.expect("sender");
-        // Let the last frames drain through jitter buffers.
-        tokio::time::sleep(Duration::from_millis(400)).await;
-        let _ = stop_tx.send(true);
-        let mut received = Vec::new();
-        for r in receivers {
-            received.push(r.await.expect("receiver"));
-        }
-        LoadResult {
-            sent: sent.load(Ordering::Relaxed),
-            received,
-            stamped,
-        }
-    });
-    println!(
-        "  generator: {:.2} cores",
-        (threads_cpu("load") - gen_cpu0) / wall0.elapsed().as_secs_f64()
-    );
-    res
-}
-
 struct Summary {
     sent: u64,
     received: u64,
@@ -743,37 +586,22 @@ fn summarize(r: &LoadResult) -> Summary {
     }
 }
 
-async fn bind() -> Arc<UdpSocket> {
-    let s = UdpSocket::bind("127.0.0.1:0").await.expect("bind loopback");
-    Arc::new(s)
-}
-
-fn generator_sockets(
-    rt: &tokio::runtime::Runtime,
-    calls: usize,
-) -> Vec<(Arc<UdpSocket>, Arc<UdpSocket>)> {
-    rt.block_on(async {
-        let mut v = Vec::new();
-        for _ in 0..calls {
-            v.push((bind().await, bind().await));
-        }
-        v
-    })
-}
-
 // ---------------------------------------------------------------- our system under test
 
 /// Runs our transcoding bridge for one call: `wsock` faces the browser (Opus RTP),
 /// `rsock` the PBX (PCMU RTP).
 async fn our_transcoded_call(
-    wsock: UdpSocket,
-    rsock: UdpSocket,
+    wsock: StdUdpSocket,
+    rsock: StdUdpSocket,
     browser: SocketAddr,
     pbx: SocketAddr,
     opus: OpusSettings,
     mut stop: watch::Receiver<bool>,
     mut marks: watch::Receiver<u8>,
 ) -> Vec<BridgeStats> {
+    let (Ok(wsock), Ok(rsock)) = (UdpSocket::from_std(wsock), UdpSocket::from_std(rsock)) else {
+        return Vec::new();
+    };
     let mut leg = RtpLegConfig::new(0xabc, Codec::Pcmu, PCMU_PT, pbx);
     leg.rtcp_mux = true;
     let mut cfg = BridgeConfig::new(leg);
@@ -832,13 +660,17 @@ async fn our_transcoded_call(
 
 /// Runs our passthrough relay for one call.
 async fn our_relayed_call(
-    a_sock: UdpSocket,
-    b_sock: UdpSocket,
+    a_sock: StdUdpSocket,
+    b_sock: StdUdpSocket,
     a: SocketAddr,
     b: SocketAddr,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut relay = Relay::new(Some(a), Some(b), true);
+    let (Ok(a_sock), Ok(b_sock)) = (UdpSocket::from_std(a_sock), UdpSocket::from_std(b_sock))
+    else {
+        return;
+    };
     let mut abuf = vec![0u8; 1500];
     let mut bbuf = vec![0u8; 1500];
     loop {
@@ -860,24 +692,103 @@ async fn our_relayed_call(
     }
 }
 
-/// The generator's runtime: its sockets must be registered with it, so they are bound
-/// through it too.
-fn load_runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("load")
-        .enable_all()
-        .build()
-        .expect("load runtime")
+/// The system under test's threads: one single-threaded runtime per core (named
+/// `sut-<k>`), each call pinned to one of them, as the gateway runs media; or, with
+/// `BENCH_SUT=mt`, one work-stealing runtime with two workers, for comparison.
+struct Sut {
+    handles: Vec<tokio::runtime::Handle>,
+    stops: Vec<tokio::sync::oneshot::Sender<()>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    mt: Option<tokio::runtime::Runtime>,
+    /// Waits for tasks from the bench's main thread.
+    ctl: tokio::runtime::Runtime,
 }
 
-fn sut_runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("sut")
-        .enable_all()
-        .build()
-        .expect("sut runtime")
+impl Sut {
+    fn new() -> Sut {
+        let ctl = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("control runtime");
+        if std::env::var("BENCH_SUT").as_deref() == Ok("mt") {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("sut")
+                .enable_all()
+                .build()
+                .expect("sut runtime");
+            return Sut {
+                handles: vec![rt.handle().clone()],
+                stops: Vec::new(),
+                threads: Vec::new(),
+                mt: Some(rt),
+                ctl,
+            };
+        }
+        let (mut handles, mut stops, mut threads) = (Vec::new(), Vec::new(), Vec::new());
+        for k in 0..2 {
+            let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+            let (h_tx, h_rx) = std::sync::mpsc::channel();
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("sut-{k}"))
+                    .spawn(move || {
+                        let rt = tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()
+                            .expect("sut runtime");
+                        let _ = h_tx.send(rt.handle().clone());
+                        rt.block_on(async {
+                            let _ = stop_rx.await;
+                        });
+                    })
+                    .expect("sut thread"),
+            );
+            handles.push(h_rx.recv().expect("sut handle"));
+            stops.push(stop_tx);
+        }
+        Sut {
+            handles,
+            stops,
+            threads,
+            mt: None,
+            ctl,
+        }
+    }
+
+    /// Runs call `i` on its runtime.
+    fn spawn<F>(&self, i: usize, f: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.handles[i % self.handles.len()].spawn(f)
+    }
+
+    fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.ctl.block_on(f)
+    }
+}
+
+impl Drop for Sut {
+    fn drop(&mut self) {
+        for s in self.stops.drain(..) {
+            let _ = s.send(());
+        }
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        drop(self.mt.take());
+    }
+}
+
+/// A loopback socket for the system under test, registered with the runtime of the
+/// task that converts it.
+fn sut_socket() -> (StdUdpSocket, SocketAddr) {
+    let s = StdUdpSocket::bind("127.0.0.1:0").expect("bind loopback");
+    s.set_nonblocking(true).expect("nonblocking");
+    let a = s.local_addr().expect("addr");
+    (s, a)
 }
 
 // ---------------------------------------------------------------- scenarios
@@ -923,37 +834,32 @@ fn transcode(args: &Args) {
         args.opus.complexity,
         20_000.0 / bare
     );
-    let gen_rt = load_runtime();
-
     // ours
-    let sut = sut_runtime();
-    let socks = generator_sockets(&gen_rt, args.calls);
+    let sut = Sut::new();
+    let generator = Generator::new();
     let (stop_tx, stop_rx) = watch::channel(false);
     let (mark_tx, mark_rx) = watch::channel(0u8);
     let rss0 = rss_kib("self");
     let mut eps = Vec::new();
     let mut tasks = Vec::new();
-    for (browser, pbx) in &socks {
-        let (w, r) = sut.block_on(async {
-            (
-                UdpSocket::bind("127.0.0.1:0").await.expect("bind"),
-                UdpSocket::bind("127.0.0.1:0").await.expect("bind"),
-            )
-        });
-        let (wa, ra) = (w.local_addr().expect("addr"), r.local_addr().expect("addr"));
-        let b_addr = browser.local_addr().expect("addr");
-        let p_addr = pbx.local_addr().expect("addr");
-        tasks.push(sut.spawn(our_transcoded_call(
-            w,
-            r,
-            b_addr,
-            p_addr,
-            args.opus,
-            stop_rx.clone(),
-            mark_rx.clone(),
-        )));
+    for i in 0..args.calls {
+        let (browser, pbx) = generator.call(i);
+        let ((w, wa), (r, ra)) = (sut_socket(), sut_socket());
+        let (b_addr, p_addr) = (generator.addr(browser), generator.addr(pbx));
+        tasks.push(sut.spawn(
+            i,
+            our_transcoded_call(
+                w,
+                r,
+                b_addr,
+                p_addr,
+                args.opus,
+                stop_rx.clone(),
+                mark_rx.clone(),
+            ),
+        ));
         eps.push(Endpoint {
-            sock: browser.clone(),
+            sock: browser,
             send_to: wa,
             pt: OPUS_PT,
             samples: 960,
@@ -961,7 +867,7 @@ fn transcode(args: &Args) {
             stamp: false,
         });
         eps.push(Endpoint {
-            sock: pbx.clone(),
+            sock: pbx,
             send_to: ra,
             pt: PCMU_PT,
             samples: 160,
@@ -972,7 +878,7 @@ fn transcode(args: &Args) {
     let cpu0 = threads_cpu("sut");
     let wait0 = threads_wait("sut");
     let t0 = Instant::now();
-    let res = run_load(&gen_rt, eps, args.secs, args.warmup, Some(mark_tx));
+    let res = run_load(&generator, &eps, args.secs, args.warmup, Some(mark_tx));
     let wall = t0.elapsed().as_secs_f64();
     let cpu = threads_cpu("sut") - cpu0;
     println!(
@@ -1023,19 +929,20 @@ fn transcode(args: &Args) {
 
     // rtpengine, same streams
     let mut rtpe = Rtpengine::start();
-    let socks = generator_sockets(&gen_rt, args.calls);
+    let generator = Generator::new();
     let rss0 = rss_kib(&rtpe.pid().to_string());
     let mut eps = Vec::new();
-    for (i, (browser, pbx)) in socks.iter().enumerate() {
+    for i in 0..args.calls {
+        let (browser, pbx) = generator.call(i);
         let (to_a, to_b) = rtpengine_call(
             &mut rtpe,
             i,
-            browser.local_addr().expect("addr"),
-            pbx.local_addr().expect("addr"),
+            generator.addr(browser),
+            generator.addr(pbx),
             true,
         );
         eps.push(Endpoint {
-            sock: browser.clone(),
+            sock: browser,
             send_to: to_a,
             pt: OPUS_PT,
             samples: 960,
@@ -1043,7 +950,7 @@ fn transcode(args: &Args) {
             stamp: false,
         });
         eps.push(Endpoint {
-            sock: pbx.clone(),
+            sock: pbx,
             send_to: to_b,
             pt: PCMU_PT,
             samples: 160,
@@ -1053,7 +960,7 @@ fn transcode(args: &Args) {
     }
     let cpu0 = process_cpu(rtpe.pid());
     let t0 = Instant::now();
-    let res = run_load(&gen_rt, eps, args.secs, args.warmup, None);
+    let res = run_load(&generator, &eps, args.secs, args.warmup, None);
     let wall = t0.elapsed().as_secs_f64();
     let cpu = process_cpu(rtpe.pid()) - cpu0;
     let rss1 = rss_kib(&rtpe.pid().to_string());
@@ -1074,10 +981,9 @@ fn transcode(args: &Args) {
 }
 
 fn relay(args: &Args) {
-    let gen_rt = load_runtime();
     let pcmu: Frames = Arc::new(vec![vec![0xffu8; 160]; 50]);
-    let ep = |sock: &Arc<UdpSocket>, to: SocketAddr| Endpoint {
-        sock: sock.clone(),
+    let ep = |sock: usize, to: SocketAddr| Endpoint {
+        sock,
         send_to: to,
         pt: PCMU_PT,
         samples: 160,
@@ -1086,13 +992,14 @@ fn relay(args: &Args) {
     };
 
     // direct: generator to generator, the latency floor of the generator itself
-    let socks = generator_sockets(&gen_rt, args.calls);
+    let generator = Generator::new();
     let mut eps = Vec::new();
-    for (a, b) in &socks {
-        eps.push(ep(a, b.local_addr().expect("addr")));
-        eps.push(ep(b, a.local_addr().expect("addr")));
+    for i in 0..args.calls {
+        let (a, b) = generator.call(i);
+        eps.push(ep(a, generator.addr(b)));
+        eps.push(ep(b, generator.addr(a)));
     }
-    let direct = summarize(&run_load(&gen_rt, eps, args.secs, args.warmup, None));
+    let direct = summarize(&run_load(&generator, &eps, args.secs, args.warmup, None));
     println!(
         "{:<28} calls {:>5}  sent {:>8}  recv {:>8}  lost {:>5.2}%  p50 {:>6} µs  p99 {:>6} µs",
         "direct (no relay)",
@@ -1105,30 +1012,25 @@ fn relay(args: &Args) {
     );
 
     // ours
-    let sut = sut_runtime();
-    let socks = generator_sockets(&gen_rt, args.calls);
+    let sut = Sut::new();
+    let generator = Generator::new();
     let (stop_tx, stop_rx) = watch::channel(false);
     let rss0 = rss_kib("self");
     let mut eps = Vec::new();
     let mut tasks = Vec::new();
-    for (a, b) in &socks {
-        let (sa, sb) = sut.block_on(async {
-            (
-                UdpSocket::bind("127.0.0.1:0").await.expect("bind"),
-                UdpSocket::bind("127.0.0.1:0").await.expect("bind"),
-            )
-        });
-        let (saa, sba) = (
-            sa.local_addr().expect("addr"),
-            sb.local_addr().expect("addr"),
-        );
-        tasks.push(sut.spawn(our_relayed_call(
-            sa,
-            sb,
-            a.local_addr().expect("addr"),
-            b.local_addr().expect("addr"),
-            stop_rx.clone(),
-        )));
+    for i in 0..args.calls {
+        let (a, b) = generator.call(i);
+        let ((sa, saa), (sb, sba)) = (sut_socket(), sut_socket());
+        tasks.push(sut.spawn(
+            i,
+            our_relayed_call(
+                sa,
+                sb,
+                generator.addr(a),
+                generator.addr(b),
+                stop_rx.clone(),
+            ),
+        ));
         eps.push(ep(a, saa));
         eps.push(ep(b, sba));
     }
@@ -1137,7 +1039,7 @@ fn relay(args: &Args) {
     let rss1 = rss_kib("self");
     let cpu0 = threads_cpu("sut");
     let t0 = Instant::now();
-    let res = run_load(&gen_rt, eps, args.secs, args.warmup, None);
+    let res = run_load(&generator, &eps, args.secs, args.warmup, None);
     let wall = t0.elapsed().as_secs_f64();
     let cpu = threads_cpu("sut") - cpu0;
     let _ = stop_tx.send(true);
@@ -1163,23 +1065,19 @@ fn relay(args: &Args) {
 
     let mut rtpe = Rtpengine::start();
     let rss0 = rss_kib(&rtpe.pid().to_string());
-    let socks = generator_sockets(&gen_rt, args.calls);
+    let generator = Generator::new();
     let mut eps = Vec::new();
-    for (i, (a, b)) in socks.iter().enumerate() {
-        let (to_a, to_b) = rtpengine_call(
-            &mut rtpe,
-            i,
-            a.local_addr().expect("addr"),
-            b.local_addr().expect("addr"),
-            false,
-        );
+    for i in 0..args.calls {
+        let (a, b) = generator.call(i);
+        let (to_a, to_b) =
+            rtpengine_call(&mut rtpe, i, generator.addr(a), generator.addr(b), false);
         eps.push(ep(a, to_a));
         eps.push(ep(b, to_b));
     }
     let rss1 = rss_kib(&rtpe.pid().to_string());
     let cpu0 = process_cpu(rtpe.pid());
     let t0 = Instant::now();
-    let res = run_load(&gen_rt, eps, args.secs, args.warmup, None);
+    let res = run_load(&generator, &eps, args.secs, args.warmup, None);
     let wall = t0.elapsed().as_secs_f64();
     let cpu = process_cpu(rtpe.pid()) - cpu0;
     let theirs = summarize(&res);
