@@ -7,7 +7,7 @@
 # stops it at the end; nothing else needs to run.
 #
 # Usage: scripts/bench-media.sh [transcode|relay|all] [--calls N] [--secs S]
-#        [--complexity C] [--opus-rate HZ] [--no-fec] [--no-rtpengine]
+#        [--complexity C] [--opus-rate HZ] [--no-fec] [--no-rtpengine] [--inband-dtmf]
 # Defaults: all, 300 transcoded calls and 1000 relayed calls, 20 s each.
 # Long-running (minutes); not part of scripts/test-all.sh.
 set -euo pipefail

@@ -460,14 +460,13 @@ fn bare_libopus_us(settings: OpusSettings, opus: &[Vec<u8>]) -> f64 {
 /// RSS growth per live transcoding [`Bridge`] after a second of traffic through each
 /// (codec states, jitter buffers, queues); the kernel's socket buffers are not included,
 /// as they are not in rtpengine's RSS either.
-fn bridge_memory_kib(n: usize, opus: OpusSettings, o: &[Vec<u8>], p: &[Vec<u8>]) -> f64 {
+fn bridge_memory_kib(n: usize, args: &Args, o: &[Vec<u8>], p: &[Vec<u8>]) -> f64 {
     let pbx: SocketAddr = "127.0.0.1:9".parse().expect("addr");
     let rss0 = rss_kib("self");
     let t0 = Instant::now();
     let mut bridges = Vec::with_capacity(n);
     for _ in 0..n {
-        let mut cfg = BridgeConfig::new(RtpLegConfig::new(1, Codec::Pcmu, PCMU_PT, pbx));
-        cfg.opus = opus;
+        let cfg = bridge_config(pbx, args.opus, args.inband_dtmf);
         bridges.push(Bridge::new(t0, cfg).expect("bridge"));
     }
     for (k, (op, pp)) in o.iter().zip(p).take(50).enumerate() {
@@ -588,24 +587,31 @@ fn summarize(r: &LoadResult) -> Summary {
 
 // ---------------------------------------------------------------- our system under test
 
+/// The bridge of one benchmarked call, its PBX side at `pbx`.
+fn bridge_config(pbx: SocketAddr, opus: OpusSettings, inband_dtmf: bool) -> BridgeConfig {
+    let mut leg = RtpLegConfig::new(0xabc, Codec::Pcmu, PCMU_PT, pbx);
+    leg.rtcp_mux = true;
+    // Asterisk and FreeSWITCH offer telephone-event by default; without it the bridge
+    // also listens for in-band digits (`--inband-dtmf` measures that case).
+    leg.dtmf_pt = (!inband_dtmf).then_some(101);
+    let mut cfg = BridgeConfig::new(leg);
+    cfg.opus = opus;
+    cfg
+}
+
 /// Runs our transcoding bridge for one call: `wsock` faces the browser (Opus RTP),
 /// `rsock` the PBX (PCMU RTP).
 async fn our_transcoded_call(
     wsock: StdUdpSocket,
     rsock: StdUdpSocket,
     browser: SocketAddr,
-    pbx: SocketAddr,
-    opus: OpusSettings,
+    cfg: BridgeConfig,
     mut stop: watch::Receiver<bool>,
     mut marks: watch::Receiver<u8>,
 ) -> Vec<BridgeStats> {
     let (Ok(wsock), Ok(rsock)) = (UdpSocket::from_std(wsock), UdpSocket::from_std(rsock)) else {
         return Vec::new();
     };
-    let mut leg = RtpLegConfig::new(0xabc, Codec::Pcmu, PCMU_PT, pbx);
-    leg.rtcp_mux = true;
-    let mut cfg = BridgeConfig::new(leg);
-    cfg.opus = opus;
     let mut snapshots = Vec::new();
     let mut marks_open = true;
     let Ok(mut bridge) = Bridge::new(Instant::now(), cfg) else {
@@ -799,6 +805,8 @@ struct Args {
     warmup: f64,
     opus: OpusSettings,
     skip_rtpengine: bool,
+    /// The PBX side has no telephone-event, so the bridge runs its tone detector.
+    inband_dtmf: bool,
 }
 
 /// CPU µs per frame delivered on time or late (not lost): the cost that stays fair when
@@ -852,8 +860,7 @@ fn transcode(args: &Args) {
                 w,
                 r,
                 b_addr,
-                p_addr,
-                args.opus,
+                bridge_config(p_addr, args.opus, args.inband_dtmf),
                 stop_rx.clone(),
                 mark_rx.clone(),
             ),
@@ -920,7 +927,7 @@ fn transcode(args: &Args) {
     let _ = (rss0, rss1);
     println!(
         "namecall memory: {:.1} KiB per transcoded call (RSS growth per live Bridge, {} bridges)",
-        bridge_memory_kib(args.calls, args.opus, &opus_frames, &pcmu_frames),
+        bridge_memory_kib(args.calls, args, &opus_frames, &pcmu_frames),
         args.calls
     );
     if args.skip_rtpengine {
@@ -1113,6 +1120,7 @@ fn main() {
         warmup: 2.0,
         opus: OpusSettings::narrowband(),
         skip_rtpengine: false,
+        inband_dtmf: false,
     };
     let mut relay_calls = 1000;
     let mut transcode_calls = 300;
@@ -1134,12 +1142,20 @@ fn main() {
             "--opus-rate" => args.opus.sample_rate = num("--opus-rate") as u32,
             "--no-fec" => args.opus.inband_fec = false,
             "--no-rtpengine" => args.skip_rtpengine = true,
+            "--inband-dtmf" => args.inband_dtmf = true,
             other => eprintln!("ignoring argument {other}"),
         }
     }
     println!(
-        "opus settings: {:?}; {} s measured after {} s warm-up",
-        args.opus, args.secs, args.warmup
+        "opus settings: {:?}; PBX side {}; {} s measured after {} s warm-up",
+        args.opus,
+        if args.inband_dtmf {
+            "without telephone-event (in-band DTMF detection on)"
+        } else {
+            "with telephone-event"
+        },
+        args.secs,
+        args.warmup
     );
     if mode == "transcode" || mode == "all" {
         args.calls = transcode_calls;

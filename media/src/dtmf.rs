@@ -386,10 +386,19 @@ impl ToneGenerator {
     }
 }
 
+/// The DTMF row (low group) and column (high group) frequencies, Hz.
+const DTMF_FREQS: [f32; 8] = [697.0, 770.0, 852.0, 941.0, 1209.0, 1336.0, 1477.0, 1633.0];
+
 /// Goertzel DTMF detector: reports each key press once.
+///
+/// It runs on every frame from a PBX without telephone-event, so it is written to be
+/// cheap: a block quieter than the detection floor skips the filters, and the eight
+/// Goertzel filters run side by side in one pass (independent lanes the compiler
+/// vectorises) with their coefficients computed once.
 #[derive(Debug, Clone)]
 pub struct ToneDetector {
-    rate: f32,
+    /// `2 cos(2π f / rate)` of each of [`DTMF_FREQS`].
+    coef: [f32; 8],
     block: usize,
     buf: Vec<f32>,
     last: Option<u8>,
@@ -401,8 +410,9 @@ pub struct ToneDetector {
 impl ToneDetector {
     /// Creates a detector for PCM at `sample_rate` Hz (blocks of ~12.75 ms).
     pub fn new(sample_rate: u32) -> Self {
+        let rate = sample_rate as f32;
         Self {
-            rate: sample_rate as f32,
+            coef: DTMF_FREQS.map(|f| 2.0 * (std::f32::consts::TAU * f / rate).cos()),
             block: (sample_rate as usize * 102 / 8000).max(32),
             buf: Vec::new(),
             last: None,
@@ -411,23 +421,28 @@ impl ToneDetector {
         }
     }
 
-    fn goertzel(&self, f: f32) -> f32 {
-        let w = std::f32::consts::TAU * f / self.rate;
-        let c = 2.0 * w.cos();
-        let (mut s1, mut s2) = (0.0f32, 0.0f32);
+    /// Goertzel power at each of [`DTMF_FREQS`] over the block.
+    fn powers(&self) -> [f32; 8] {
+        let c = self.coef;
+        let (mut s1, mut s2) = ([0.0f32; 8], [0.0f32; 8]);
         for &x in &self.buf {
-            let s = x + c * s1 - s2;
-            s2 = s1;
-            s1 = s;
+            for k in 0..8 {
+                let s = x + c[k] * s1[k] - s2[k];
+                s2[k] = s1[k];
+                s1[k] = s;
+            }
         }
-        s1 * s1 + s2 * s2 - c * s1 * s2
+        std::array::from_fn(|k| s1[k] * s1[k] + s2[k] * s2[k] - c[k] * s1[k] * s2[k])
     }
 
     fn classify(&self) -> Option<u8> {
-        const LOW: [f32; 4] = [697.0, 770.0, 852.0, 941.0];
-        const HIGH: [f32; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
-        let lp: Vec<f32> = LOW.iter().map(|&f| self.goertzel(f)).collect();
-        let hp: Vec<f32> = HIGH.iter().map(|&f| self.goertzel(f)).collect();
+        let energy: f32 = self.buf.iter().map(|x| x * x).sum();
+        let n = self.buf.len() as f32;
+        if energy < n * 100.0 * 100.0 {
+            return None;
+        }
+        let p = self.powers();
+        let (lp, hp) = p.split_at(4);
         let best = |p: &[f32]| {
             let mut i = 0;
             for j in 1..p.len() {
@@ -437,13 +452,11 @@ impl ToneDetector {
             }
             i
         };
-        let (li, hi) = (best(&lp), best(&hp));
-        let energy: f32 = self.buf.iter().map(|x| x * x).sum();
-        let n = self.buf.len() as f32;
+        let (li, hi) = (best(lp), best(hp));
         // A pure tone of amplitude A gives Goertzel power ~ (A*N/2)^2 and energy N*A^2/2,
         // so power/(energy*N/2) ~ 1 for each tone; require both tones to carry the signal.
         let norm = energy * n / 2.0;
-        if energy < n * 100.0 * 100.0 || lp[li] + hp[hi] < 0.6 * norm {
+        if lp[li] + hp[hi] < 0.6 * norm {
             return None;
         }
         // Twist within 8 dB, and each winner 6 dB above the rest of its group.
@@ -453,7 +466,7 @@ impl ToneDetector {
         }
         let others_ok =
             |p: &[f32], k: usize| p.iter().enumerate().all(|(j, &v)| j == k || v * 4.0 < p[k]);
-        if !others_ok(&lp, li) || !others_ok(&hp, hi) {
+        if !others_ok(lp, li) || !others_ok(hp, hi) {
             return None;
         }
         const MAP: [[u8; 4]; 4] = [[1, 2, 3, 12], [4, 5, 6, 13], [7, 8, 9, 14], [10, 0, 11, 15]];

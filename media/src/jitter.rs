@@ -135,8 +135,8 @@ pub struct JitterBuffer {
     underruns: u32,
     since_skip: u32,
     epoch: Option<Instant>,
-    /// (arrival, transit) over the adaptation window, transit in clock units.
-    transits: VecDeque<(Instant, i64)>,
+    /// Lowest and highest transit time of the last [`WINDOW`].
+    transits: MinMaxWindow,
     target: Duration,
     /// Smallest transit (arrival minus timestamp, clock units) in the window.
     base_transit: i64,
@@ -167,7 +167,7 @@ impl JitterBuffer {
             underruns: 0,
             since_skip: 0,
             epoch: None,
-            transits: VecDeque::new(),
+            transits: MinMaxWindow::default(),
             target: cfg.min_delay,
             base_transit: 0,
             jitter: 0.0,
@@ -282,14 +282,7 @@ impl JitterBuffer {
             self.jitter += (d - self.jitter) / 16.0;
         }
         self.last_transit = Some(transit);
-        self.transits.push_back((now, transit));
-        while self
-            .transits
-            .front()
-            .is_some_and(|(t, _)| now.duration_since(*t) > WINDOW)
-        {
-            self.transits.pop_front();
-        }
+        self.transits.push(now, transit);
         self.update_target();
 
         match self.state {
@@ -332,11 +325,7 @@ impl JitterBuffer {
     }
 
     fn update_target(&mut self) {
-        let (mut lo, mut hi) = (i64::MAX, i64::MIN);
-        for &(_, t) in &self.transits {
-            lo = lo.min(t);
-            hi = hi.max(t);
-        }
+        let (lo, hi) = self.transits.min_max().unwrap_or((i64::MAX, i64::MIN));
         let spread = if lo <= hi { hi - lo } else { 0 };
         if lo <= hi {
             self.base_transit = lo;
@@ -498,6 +487,47 @@ impl JitterBuffer {
             self.stats.skipped += 1;
             self.since_skip = 0;
         }
+    }
+}
+
+/// The minimum and maximum of the values pushed during the last [`WINDOW`], in O(1)
+/// amortised per push (monotonic queues: a value that can never again be the
+/// minimum, or the maximum, is dropped when it is overtaken).
+#[derive(Debug, Clone, Default)]
+struct MinMaxWindow {
+    /// Increasing values; the front is the minimum.
+    lows: VecDeque<(Instant, i64)>,
+    /// Decreasing values; the front is the maximum.
+    highs: VecDeque<(Instant, i64)>,
+}
+
+impl MinMaxWindow {
+    fn push(&mut self, now: Instant, v: i64) {
+        while self.lows.back().is_some_and(|&(_, x)| x >= v) {
+            self.lows.pop_back();
+        }
+        self.lows.push_back((now, v));
+        while self.highs.back().is_some_and(|&(_, x)| x <= v) {
+            self.highs.pop_back();
+        }
+        self.highs.push_back((now, v));
+        for q in [&mut self.lows, &mut self.highs] {
+            while q
+                .front()
+                .is_some_and(|(t, _)| now.duration_since(*t) > WINDOW)
+            {
+                q.pop_front();
+            }
+        }
+    }
+
+    fn min_max(&self) -> Option<(i64, i64)> {
+        Some((self.lows.front()?.1, self.highs.front()?.1))
+    }
+
+    fn clear(&mut self) {
+        self.lows.clear();
+        self.highs.clear();
     }
 }
 
@@ -774,5 +804,26 @@ mod tests {
         let s = jb.stats();
         assert_eq!((s.duplicate, s.late), (1, 1));
         assert!(s.resets >= 1);
+    }
+
+    /// The monotonic window gives the same extremes as a scan of the whole window.
+    #[test]
+    fn min_max_window_matches_a_scan() {
+        let t0 = Instant::now();
+        let mut w = MinMaxWindow::default();
+        let mut all: Vec<(Instant, i64)> = Vec::new();
+        let mut x: i64 = 12345;
+        for i in 0..2000u64 {
+            // a pseudo-random walk, 10 ms apart: the window holds ~200 values
+            x = (x * 1103515245 + 12345) % 2147483648;
+            let v = x % 1000 - 500;
+            let now = t0 + Duration::from_millis(10 * i);
+            w.push(now, v);
+            all.push((now, v));
+            let live = all.iter().filter(|(t, _)| now.duration_since(*t) <= WINDOW);
+            let lo = live.clone().map(|&(_, v)| v).min();
+            let hi = live.map(|&(_, v)| v).max();
+            assert_eq!(w.min_max(), lo.zip(hi), "at step {i}");
+        }
     }
 }
