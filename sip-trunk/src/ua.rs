@@ -35,6 +35,27 @@ use crate::transaction::{
 /// Methods we accept, for `Allow` in OPTIONS answers.
 const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, UPDATE, INFO, MESSAGE, OPTIONS, REFER, NOTIFY";
 
+/// Option tags a request may `Require` of us as UAS (RFC 4028 session timers).
+const UAS_EXTENSIONS: &[&str] = &["timer"];
+
+/// The option tags of `req`'s `Require` that we do not implement as UAS.
+fn unsupported_requirements(req: &Request) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for tag in req
+        .headers
+        .get_all("Require")
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    {
+        let known = UAS_EXTENSIONS.iter().any(|k| k.eq_ignore_ascii_case(tag));
+        if !known && !out.iter().any(|o| o.eq_ignore_ascii_case(tag)) {
+            out.push(tag.to_owned());
+        }
+    }
+    out
+}
+
 /// Settings of one user agent.
 #[derive(Debug, Clone)]
 pub struct UaConfig {
@@ -808,6 +829,20 @@ impl UserAgent {
         transport: Transport,
     ) {
         let now = self.now;
+        // RFC 3261 8.2.2.3: an extension we do not implement (e.g. 100rel, reliable
+        // provisionals as UAS) is refused before anything else, naming it, so the peer
+        // can retry without it. ACK and CANCEL are never refused this way.
+        if !matches!(req.method, Method::Ack | Method::Cancel) {
+            let unknown = unsupported_requirements(&req);
+            if !unknown.is_empty() {
+                let tag = self.tag();
+                let resp = Response::from_request(&req, 420, "Bad Extension")
+                    .with_header("Unsupported", unknown.join(", "))
+                    .with_to_tag(&tag);
+                let _ = self.layer.send_response(now, id, resp);
+                return;
+            }
+        }
         let in_dialog = req.headers.to().ok().and_then(|t| t.tag).is_some();
         if in_dialog {
             let key = req.headers.cseq().map(|c| (c.seq, c.method)).ok();
@@ -1271,6 +1306,48 @@ mod tests {
         net.b_unreachable = false;
         net.run_until(t0 + Duration::from_secs(100));
         assert_eq!(net.ev_a, vec![UaEvent::PeerUp { peer: p }]);
+    }
+
+    /// A request requiring an extension we lack gets 420 naming it (RFC 3261 8.2.2.3);
+    /// one requiring only session timers goes on.
+    #[test]
+    fn unknown_required_extensions_get_420() {
+        let now = Instant::now();
+        let mut ua = UserAgent::new(UaConfig::new(uri("sip:gw@192.0.2.1:5060"), A, 1), now);
+        let request = |require: &str, branch: &str| {
+            format!(
+                "OPTIONS sip:gw@192.0.2.1 SIP/2.0\r\n\
+                 Via: SIP/2.0/UDP 192.0.2.2:5060;branch=z9hG4bK{branch}\r\n\
+                 From: <sip:pbx@192.0.2.2>;tag=f1\r\n\
+                 To: <sip:gw@192.0.2.1>\r\n\
+                 Call-ID: {branch}@192.0.2.2\r\n\
+                 CSeq: 1 OPTIONS\r\n\
+                 Max-Forwards: 70\r\n\
+                 Require: {require}\r\n\
+                 Content-Length: 0\r\n\r\n"
+            )
+        };
+        let answer = |ua: &mut UserAgent, msg: String| -> String {
+            ua.handle_input(now, addr(B), Transport::Udp, msg.as_bytes());
+            loop {
+                match ua.poll_output() {
+                    UaOutput::Transmit(t) => return String::from_utf8_lossy(&t.data).into_owned(),
+                    UaOutput::Event(_) => {}
+                    UaOutput::Timeout(_) => panic!("no answer to {msg}"),
+                }
+            }
+        };
+        let refused = answer(&mut ua, request("100rel, timer, Foo, 100rel", "a1"));
+        assert!(
+            refused.starts_with("SIP/2.0 420 Bad Extension\r\n"),
+            "{refused}"
+        );
+        assert!(
+            refused.contains("\r\nUnsupported: 100rel, Foo\r\n"),
+            "{refused}"
+        );
+        let fine = answer(&mut ua, request("timer", "a2"));
+        assert!(fine.starts_with("SIP/2.0 200 OK\r\n"), "{fine}");
     }
 
     /// MESSAGE outside a dialog is delivered and answered 200; unknown methods get 405.

@@ -45,7 +45,8 @@
 //! | our UAC against our UAS for ten minutes of refreshes | `uac_uas_pair_end_to_end` |
 //! | garbage headers never panic | `hostile_headers_do_not_panic` |
 //!
-//! Not covered: PRACK/100rel (RFC 3262), forked early dialogs kept apart
+//! Not covered: sending reliable provisionals as UAS (RFC 3262: a request that
+//! `Require`s 100rel gets 420 from the user agent), forked early dialogs kept apart
 //! (the latest provisional's tag wins until the 2xx), strict-route peers are
 //! built but not tested, dialog snapshots for restarts.
 
