@@ -11,6 +11,11 @@
 //!    scenario calls it: INVITE → 100 → 200 → ACK → BYE → 200, `--calls`
 //!    calls at `--rate` calls/s.
 //! 2. peer: the same SIPp `uac` run against SIPp's stock `uas` scenario.
+//! 3. with `--gateway HOST:PORT`: the same run against a running `namecall
+//!    serve` (the whole gateway: its tokio SIP shell, inbound admission, the
+//!    dialplan, and the built-in `echo` answering each call with its own RTP
+//!    socket); `scripts/bench-sip.sh` starts one with an `ip` trunk that admits
+//!    SIPp's address.
 //!
 //! For each it prints the achieved call rate (successful calls over the
 //! run's wall time), failed calls, INVITE/BYE retransmissions and setup time
@@ -34,6 +39,8 @@ struct Args {
     rate: u32,
     calls: u32,
     limit: u32,
+    /// A running gateway to measure too.
+    gateway: Option<String>,
 }
 
 fn args() -> Args {
@@ -41,9 +48,14 @@ fn args() -> Args {
         rate: 1200,
         calls: 24_000,
         limit: 2000,
+        gateway: None,
     };
     let v: Vec<String> = std::env::args().collect();
     for (flag, value) in v.iter().zip(v.iter().skip(1)) {
+        if flag == "--gateway" {
+            a.gateway = Some(value.clone());
+            continue;
+        }
         let Ok(n) = value.parse::<u32>() else {
             continue;
         };
@@ -333,6 +345,11 @@ fn main() {
     );
     print("namecall UserAgent (answers at once)", &ours);
     print("peer: SIPp uas", &peer);
+    let gateway = a.gateway.as_deref().map(|g| {
+        let r = uac(g, &a, &work.join("gateway"));
+        print("namecall serve (echo, RTP socket)", &r);
+        r
+    });
     println!(
         "  ratio namecall/SIPp-uas: call rate {:.2}x, p50 setup {:.2}x, p99 setup {:.2}x (ms values floored at 1)",
         ours.rate() / peer.rate(),
@@ -348,5 +365,17 @@ fn main() {
             "NOT met"
         }
     );
+    if let Some(g) = gateway {
+        println!(
+            "  whole gateway: ratio to SIPp uas: call rate {:.2}x, p99 setup {:.2}x; target: {}",
+            g.rate() / peer.rate(),
+            g.pct(0.99).max(1.0) / peer.pct(0.99).max(1.0),
+            if g.rate() >= 1000.0 && g.pct(0.99) < 10.0 && g.failed == 0 {
+                "met"
+            } else {
+                "NOT met"
+            }
+        );
+    }
     let _ = std::fs::remove_dir_all(&work);
 }

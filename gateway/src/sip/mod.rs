@@ -241,6 +241,9 @@ struct Routes {
     regs: HashMap<RegistrationHandle, String>,
 }
 
+/// Receive buffer asked for the SIP UDP socket.
+const SIP_RECV_BUFFER: usize = 4 << 20;
+
 /// Binds `bind`, builds the user agent for it and spawns the SIP task.
 ///
 /// `advertised` is the host written in Via and Contact (the address peers
@@ -251,6 +254,13 @@ pub async fn spawn(
     incoming: mpsc::Sender<IncomingCall>,
 ) -> std::io::Result<Sip> {
     let socket = UdpSocket::bind(bind).await?;
+    // A burst of requests (a PBX re-registering its phones, a call storm) must
+    // wait in the kernel, not be dropped and cost the peer a 500 ms
+    // retransmission: the default 208 KiB holds ~300 INVITEs. The kernel caps
+    // the size at net.core.rmem_max; a smaller buffer is not an error.
+    if let Err(e) = socket2::SockRef::from(&socket).set_recv_buffer_size(SIP_RECV_BUFFER) {
+        debug!(cause = %e, "SIP socket receive buffer not raised");
+    }
     let local = socket.local_addr()?;
     let host = advertised.unwrap_or_else(|| {
         if local.ip().is_unspecified() {
