@@ -40,6 +40,15 @@ pub enum ChatError {
     /// A push notification could not be built (encryption failed).
     #[error("push: {0}")]
     Push(String),
+    /// A message to a company cannot be sent or was not delivered; `code`
+    /// is one of the `company_*` codes of `docs/protocol.md`.
+    #[error("{why}")]
+    Company {
+        /// Stable code, e.g. `company_no_chat`.
+        code: &'static str,
+        /// Human-readable detail.
+        why: String,
+    },
 }
 
 impl ChatError {
@@ -51,6 +60,7 @@ impl ChatError {
             ChatError::NotFound => "not_found",
             ChatError::ClientIdReused => "client_id_reused",
             ChatError::Conflict(_) => "conflict",
+            ChatError::Company { code, .. } => code,
             ChatError::Storage(_)
             | ChatError::Migrate(_)
             | ChatError::Corrupt(_)

@@ -324,7 +324,9 @@ pub enum ServerFrame {
     /// A request failed; the socket stays open.
     Error {
         /// Stable code: `bad_frame`, `too_large`, `invalid`, `forbidden`,
-        /// `not_found`, `client_id_reused`, `conflict`, `not_registered`, `internal`.
+        /// `not_found`, `client_id_reused`, `conflict`, `not_registered`, `internal`,
+        /// and for company conversations `company_not_found`, `company_no_chat`,
+        /// `company_unavailable`, `company_rejected`, `company_timeout`.
         code: String,
         /// Human-readable detail.
         message: String,

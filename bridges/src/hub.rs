@@ -229,6 +229,35 @@ impl Hub {
         out
     }
 
+    /// An entry written from outside any device (a company's SIP MESSAGE):
+    /// push it to every live device of its audience. No ack, and no expiry
+    /// timers: the sender is no messenger user to be told.
+    pub fn on_stored_remote(&mut self, stored: &Stored) -> Outbox {
+        let mut out = Vec::new();
+        if stored.duplicate {
+            return out;
+        }
+        let entry = Entry {
+            cursor: stored.cursor,
+            message: stored.message.clone(),
+        };
+        for login in &stored.audience {
+            for dev in self.by_user.get(login).into_iter().flatten() {
+                if self.devices.get(dev).is_some_and(|d| d.live) {
+                    out.push((dev.clone(), ServerFrame::Message(Box::new(entry.clone()))));
+                }
+            }
+        }
+        out
+    }
+
+    /// `frame` for every connected device of `login`.
+    pub fn to_devices_of(&self, login: &Login, frame: &ServerFrame) -> Outbox {
+        let mut out = Vec::new();
+        self.to_user(login, None, frame, &mut out);
+        out
+    }
+
     /// Who should get a push notification for `stored`: the recipients
     /// of a new post none of whose devices is connected. Call right after
     /// [`Hub::on_stored`], under the same lock, so "connected" is the state

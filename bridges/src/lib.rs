@@ -22,6 +22,13 @@
 //! 3. One timer task: sleep until `service.poll_timeout()`, then forward
 //!    `service.handle_timeout(now)`.
 //!
+//! # Companies
+//! A `co:<login>+<company name>` conversation has the user as its only
+//! member; the company's messages are stored with its tenant login as
+//! sender ([`ChatStore::receive_from_company`]) and its delivery is a
+//! watermark on the conversation ([`ChatStore::peer_delivered`]). Sends are
+//! admitted and carried by the gateway's [`CompanyRelay`] (SIP MESSAGE).
+//!
 //! # Time
 //! Nothing here reads a clock: every call that depends on time takes a
 //! [`Timestamp`] (unix milliseconds). Tests drive time by hand.
@@ -43,6 +50,9 @@ pub mod store;
 pub mod uploads;
 
 pub use error::{ChatError, Result};
-pub use model::{Body, ClientId, ConversationId, DeviceId, Login, Message, Seq, Timestamp};
+pub use model::{
+    Body, ClientId, CompanyName, ConversationId, DeviceId, Login, Message, Seq, Timestamp,
+};
 pub use service::ChatService;
+pub use service::CompanyRelay;
 pub use store::{ChatStore, StoreOptions, Stored};

@@ -115,6 +115,15 @@ impl ClientId {
         Ok(ClientId(s.to_owned()))
     }
 
+    /// The id of a message that arrived as SIP MESSAGE: derived from its
+    /// Call-ID and CSeq, so a repeated request is stored once.
+    pub fn for_sip(call_id: &str, cseq: u32) -> Self {
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::digest(format!("{call_id}\n{cseq}").as_bytes());
+        let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+        ClientId(format!("sip-{hex}"))
+    }
+
     /// The id as text.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -128,9 +137,59 @@ impl<'de> Deserialize<'de> for ClientId {
     }
 }
 
-/// A conversation: `dm:<a>+<b>` (logins sorted) or `g:<creator>:<client id>`.
+/// A company name a messenger user chats with: the company itself (`acme`,
+/// its tenant login) or one of its sub-names (`acme/sales`).
 ///
-/// `+` and `:` cannot occur in a login, so both forms are unambiguous.
+/// Both parts follow the [`Login`] rules, so the name never contains `+` or
+/// `:` and fits in a [`ConversationId`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct CompanyName(String);
+
+impl CompanyName {
+    /// Parses `tenant` or `tenant/sub`.
+    pub fn parse(s: &str) -> Result<Self> {
+        let (tenant, sub) = match s.split_once('/') {
+            Some((t, sub)) => (t, Some(sub)),
+            None => (s, None),
+        };
+        Login::parse(tenant).map_err(|_| ChatError::invalid("company", "bad company name"))?;
+        if let Some(sub) = sub {
+            Login::parse(sub).map_err(|_| ChatError::invalid("company", "bad sub-name"))?;
+        }
+        Ok(CompanyName(s.to_owned()))
+    }
+
+    /// The company's tenant login (`acme` of `acme/sales`): who its
+    /// messages come from and whose receipts a sender sees.
+    pub fn tenant(&self) -> Login {
+        let t = self.0.split_once('/').map_or(self.0.as_str(), |(t, _)| t);
+        // validated in `parse`
+        Login(t.to_owned())
+    }
+
+    /// The sub-name (`sales`), or `""` for the company itself.
+    pub fn sub(&self) -> &str {
+        self.0.split_once('/').map_or("", |(_, s)| s)
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for CompanyName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A conversation: `dm:<a>+<b>` (logins sorted), `g:<creator>:<client id>`
+/// or `co:<login>+<company name>` (a user and a company, over SIP MESSAGE).
+///
+/// `+` and `:` cannot occur in a login or a company name, so every form is
+/// unambiguous.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
 pub struct ConversationId(String);
@@ -147,10 +206,23 @@ impl ConversationId {
         ConversationId(format!("g:{creator}:{}", client_id.as_str()))
     }
 
+    /// The conversation of `user` with `company`.
+    pub fn company(user: &Login, company: &CompanyName) -> Self {
+        ConversationId(format!("co:{user}+{company}"))
+    }
+
     /// Parses an id received from a client.
     pub fn parse(s: &str) -> Result<Self> {
         let bad = || ChatError::invalid("conversation", "not a conversation id");
-        if let Some(rest) = s.strip_prefix("dm:") {
+        if let Some(rest) = s.strip_prefix("co:") {
+            let (user, company) = rest.split_once('+').ok_or_else(bad)?;
+            let (user, company) = (Login::parse(user)?, CompanyName::parse(company)?);
+            // the company's own login would be both sides of the conversation
+            if company.tenant() == user {
+                return Err(bad());
+            }
+            Ok(ConversationId::company(&user, &company))
+        } else if let Some(rest) = s.strip_prefix("dm:") {
             let (a, b) = rest.split_once('+').ok_or_else(bad)?;
             let (a, b) = (Login::parse(a)?, Login::parse(b)?);
             if a >= b {
@@ -172,6 +244,12 @@ impl ConversationId {
     pub fn direct_pair(&self) -> Option<(Login, Login)> {
         let (a, b) = self.0.strip_prefix("dm:")?.split_once('+')?;
         Some((Login::parse(a).ok()?, Login::parse(b).ok()?))
+    }
+
+    /// For a company conversation, its user and company.
+    pub fn company_pair(&self) -> Option<(Login, CompanyName)> {
+        let (u, c) = self.0.strip_prefix("co:")?.split_once('+')?;
+        Some((Login::parse(u).ok()?, CompanyName::parse(c).ok()?))
     }
 
     /// The id as text.
@@ -474,6 +552,35 @@ mod tests {
         assert!(ConversationId::parse("dm:bob+alice").is_err());
         assert!(ConversationId::parse("dm:alice").is_err());
         assert!(ConversationId::parse("x").is_err());
+    }
+
+    #[test]
+    fn company_id_parses_back_and_refuses_garbage() {
+        let alice = Login::parse("alice").unwrap();
+        let sales = CompanyName::parse("acme/sales").unwrap();
+        assert_eq!(sales.tenant().as_str(), "acme");
+        assert_eq!(sales.sub(), "sales");
+        let root = CompanyName::parse("acme").unwrap();
+        assert_eq!((root.tenant().as_str(), root.sub()), ("acme", ""));
+        let id = ConversationId::company(&alice, &sales);
+        assert_eq!(id.as_str(), "co:alice+acme/sales");
+        assert_eq!(ConversationId::parse(id.as_str()).unwrap(), id);
+        assert_eq!(id.company_pair(), Some((alice.clone(), sales)));
+        assert_eq!(id.direct_pair(), None);
+        assert_eq!(ConversationId::direct(&alice, &alice).company_pair(), None);
+        for bad in [
+            "co:alice",
+            "co:alice+",
+            "co:+acme",
+            "co:alice+acme/",
+            "co:alice+acme/sales/x",
+            "co:alice+Acme",
+            "co:alice+acme+bob",
+            "co:acme+acme/sales",
+            "co:alice+acme:x",
+        ] {
+            assert!(ConversationId::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

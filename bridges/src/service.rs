@@ -11,7 +11,7 @@
 //!   sync page and it going live (it would be neither synced nor pushed).
 //!   SQLite has a single writer anyway, so this costs little throughput.
 
-use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use tokio::sync::mpsc;
 
@@ -19,12 +19,30 @@ use crate::delivery::DeliveryConfig;
 use crate::error::{ChatError, Result};
 use crate::frames::{ClientFrame, ConversationItem, Entry, ServerFrame};
 use crate::hub::{Hub, Outbox};
-use crate::model::{Body, ConversationId, DeviceId, Login, Payload, Timestamp};
+use crate::model::{
+    Body, ClientId, CompanyName, ConversationId, DeviceId, Login, Payload, Seq, Timestamp,
+};
 use crate::push::{Notice, PushJob, Subscription, preview_of};
 use crate::store::{ChatStore, Stored};
 
 /// Default page size for `sync` and `history`.
 const DEFAULT_PAGE: u32 = 100;
+
+/// Carries the messages of company conversations (`co:`) to the
+/// companies; the gateway implements it over SIP MESSAGE.
+pub trait CompanyRelay: Send + Sync + std::fmt::Debug {
+    /// Whether `user` may write to `company` now, checked before anything
+    /// is stored. Refusals are [`ChatError::Company`] (or `Forbidden`).
+    ///
+    /// # Errors
+    /// Why the message cannot go out (unknown name, no chat, no trunk).
+    fn admit(&self, user: &Login, company: &CompanyName) -> Result<()>;
+
+    /// A post of a user to a company is stored: deliver it. Must not block;
+    /// the outcome comes back through [`ChatService::peer_delivered`] or
+    /// [`ChatService::peer_failed`].
+    fn relay(&self, stored: &Stored);
+}
 
 /// The chat of one node: a store and a hub.
 #[derive(Debug)]
@@ -34,6 +52,8 @@ pub struct ChatService {
     order: tokio::sync::Mutex<()>,
     /// Where push jobs go; unset means no push (and no store reads for it).
     push: OnceLock<mpsc::Sender<PushJob>>,
+    /// Delivery to companies; unset means company conversations refuse sends.
+    company: OnceLock<Arc<dyn CompanyRelay>>,
 }
 
 impl ChatService {
@@ -44,7 +64,93 @@ impl ChatService {
             hub: Mutex::new(Hub::new(config)),
             order: tokio::sync::Mutex::new(()),
             push: OnceLock::new(),
+            company: OnceLock::new(),
         }
+    }
+
+    /// Turns chat with companies on: sends to `co:` conversations are
+    /// admitted and relayed by `relay`. Only the first call has an effect.
+    pub fn set_company_relay(&self, relay: Arc<dyn CompanyRelay>) {
+        let _ = self.company.set(relay);
+    }
+
+    /// Stores a message from `company` to `user` (an incoming SIP MESSAGE)
+    /// and returns the `message` frames for the user's live devices. The
+    /// write is durable when this returns `Ok`, so the caller may answer
+    /// the company's PBX with 200 then.
+    ///
+    /// # Errors
+    /// `Invalid` for a bad body, storage errors.
+    pub async fn receive_from_company(
+        &self,
+        now: Timestamp,
+        user: &Login,
+        company: &CompanyName,
+        client_id: &ClientId,
+        body: Body,
+    ) -> Result<Outbox> {
+        let _order = self.order.lock().await;
+        let stored = self
+            .store
+            .receive_from_company(user, company, client_id, body, now)
+            .await?;
+        let (out, offline) = {
+            let mut hub = self.hub();
+            let out = hub.on_stored_remote(&stored);
+            let offline = if self.push.get().is_some() {
+                hub.wants_push(&stored)
+            } else {
+                Vec::new()
+            };
+            (out, offline)
+        };
+        if !offline.is_empty()
+            && let Err(err) = self.queue_push(&offline, &stored).await
+        {
+            tracing::warn!(cause = %err, "push not queued");
+        }
+        Ok(out)
+    }
+
+    /// The company's PBX accepted post `seq` of a company conversation: the
+    /// user's devices get a `receipt` with the company's tenant login as
+    /// `member` (nothing when the watermark was already there).
+    ///
+    /// # Errors
+    /// `NotFound` for a conversation that is not a company's, storage errors.
+    pub async fn peer_delivered(&self, conversation: &ConversationId, seq: Seq) -> Result<Outbox> {
+        let Some((user, company)) = conversation.company_pair() else {
+            return Err(ChatError::NotFound);
+        };
+        let Some(delivered) = self.store.peer_delivered(conversation, seq).await? else {
+            return Ok(Vec::new());
+        };
+        let frame = ServerFrame::Receipt {
+            conversation: conversation.clone(),
+            member: company.tenant(),
+            delivered,
+            read: Seq(0),
+        };
+        Ok(self.hub().to_devices_of(&user, &frame))
+    }
+
+    /// A post to a company was not delivered: every device of the user gets
+    /// an `error` frame with `err`'s code and the post's client id.
+    pub fn peer_failed(
+        &self,
+        conversation: &ConversationId,
+        client_id: &str,
+        err: &ChatError,
+    ) -> Outbox {
+        let Some((user, _)) = conversation.company_pair() else {
+            return Vec::new();
+        };
+        let frame = ServerFrame::Error {
+            code: err.code().to_owned(),
+            message: err.to_string(),
+            client_id: Some(client_id.to_owned()),
+        };
+        self.hub().to_devices_of(&user, &frame)
     }
 
     /// Turns push on: from now on a new post for a user with no connected
@@ -223,8 +329,27 @@ impl ChatService {
                 client_id,
                 body,
             } => {
+                let relay = match conversation.company_pair() {
+                    Some((user, company)) => {
+                        if &user != login {
+                            return Err(ChatError::Forbidden);
+                        }
+                        let relay = self.company.get().ok_or_else(|| ChatError::Company {
+                            code: "company_unavailable",
+                            why: "this server does not chat with companies".into(),
+                        })?;
+                        relay.admit(login, &company)?;
+                        Some(relay)
+                    }
+                    None => None,
+                };
                 let _order = self.order.lock().await;
                 let st = s.send(login, &conversation, &client_id, body, now).await?;
+                if let Some(relay) = relay
+                    && !st.duplicate
+                {
+                    relay.relay(&st);
+                }
                 Ok(self.stored(now, device, st).await)
             }
             ClientFrame::Edit {

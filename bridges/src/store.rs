@@ -24,7 +24,7 @@ use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
 use crate::error::{ChatError, Result};
 use crate::model::{
-    Body, ClientId, ConversationId, DeviceId, GroupEvent, Login, MAX_GROUP_MEMBERS,
+    Body, ClientId, CompanyName, ConversationId, DeviceId, GroupEvent, Login, MAX_GROUP_MEMBERS,
     MAX_TITLE_CHARS, Message, Payload, Seq, Timestamp,
 };
 use crate::push::Subscription;
@@ -350,6 +350,12 @@ impl ChatStore {
             }
             ensure_direct(tx, conversation, &a, &b, now).await?;
         }
+        if let Some((user, _)) = conversation.company_pair() {
+            if sender != &user {
+                return Err(ChatError::Forbidden);
+            }
+            ensure_company(tx, conversation, &user, now).await?;
+        }
         self.append(
             tx,
             conversation,
@@ -359,6 +365,82 @@ impl ChatStore {
             now,
         )
         .await
+    }
+
+    /// Stores a message that `company` sent to `user` (a SIP MESSAGE from
+    /// the company's PBX). The conversation is created if needed; the
+    /// sender is the company's tenant login. A repeated `client_id` (see
+    /// [`ClientId::for_sip`]) returns the original entry.
+    pub async fn receive_from_company(
+        &self,
+        user: &Login,
+        company: &CompanyName,
+        client_id: &ClientId,
+        body: Body,
+        now: Timestamp,
+    ) -> Result<Stored> {
+        body.validate()?;
+        let tenant = company.tenant();
+        if &tenant == user {
+            return Err(ChatError::invalid(
+                "company",
+                "a company cannot chat with itself",
+            ));
+        }
+        let conversation = ConversationId::company(user, company);
+        let mut tx = self.begin().await?;
+        if let Some(dup) = self
+            .duplicate(&mut tx, &tenant, &conversation, client_id)
+            .await?
+        {
+            return Ok(dup);
+        }
+        ensure_company(&mut tx, &conversation, user, now).await?;
+        // The company is no member: take the seq without the membership check.
+        let seq: i64 = sqlx::query_scalar(
+            "UPDATE chat_conversations SET last_seq = last_seq + 1 WHERE id = $1 \
+             RETURNING last_seq",
+        )
+        .bind(conversation.as_str())
+        .fetch_one(&mut *tx)
+        .await?;
+        let stored = self
+            .insert_entry(
+                &mut tx,
+                &conversation,
+                &tenant,
+                client_id,
+                &Payload::Post { body },
+                Seq(seq),
+                now,
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    /// The company's PBX accepted `seq` of a company conversation: moves the
+    /// conversation's delivered watermark up. Returns it when it moved.
+    pub async fn peer_delivered(
+        &self,
+        conversation: &ConversationId,
+        seq: Seq,
+    ) -> Result<Option<Seq>> {
+        if conversation.company_pair().is_none() {
+            return Err(ChatError::NotFound);
+        }
+        let mut tx = self.begin().await?;
+        let moved: Option<i64> = sqlx::query_scalar(
+            "UPDATE chat_conversations SET peer_delivered_seq = $2 \
+             WHERE id = $1 AND peer_delivered_seq < $2 AND last_seq >= $2 \
+             RETURNING peer_delivered_seq",
+        )
+        .bind(conversation.as_str())
+        .bind(seq.0)
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(moved.map(Seq))
     }
 
     /// Replaces the body of the sender's own message `target`; the edit is
@@ -373,6 +455,7 @@ impl ChatStore {
         now: Timestamp,
     ) -> Result<Stored> {
         body.validate()?;
+        refuse_on_company(conversation, "a message sent to a company cannot be edited")?;
         let mut tx = self.begin().await?;
         if let Some(dup) = self
             .duplicate(&mut tx, sender, conversation, client_id)
@@ -416,6 +499,10 @@ impl ChatStore {
         target: Seq,
         now: Timestamp,
     ) -> Result<Stored> {
+        refuse_on_company(
+            conversation,
+            "a message sent to a company cannot be deleted",
+        )?;
         let mut tx = self.begin().await?;
         if let Some(dup) = self
             .duplicate(&mut tx, sender, conversation, client_id)
@@ -638,7 +725,7 @@ impl ChatStore {
         client_id: &ClientId,
         now: Timestamp,
     ) -> Result<Stored> {
-        if conversation.direct_pair().is_some() {
+        if conversation.direct_pair().is_some() || conversation.company_pair().is_some() {
             return Err(ChatError::Conflict(
                 "cannot leave a one-to-one conversation",
             ));
@@ -968,6 +1055,24 @@ impl ChatStore {
         let Some(sender) = sender else {
             return Err(ChatError::Forbidden);
         };
+        let company = conversation
+            .company_pair()
+            .filter(|(u, _)| u.as_str() == sender)
+            .map(|(_, c)| c.tenant());
+        if let Some(tenant) = company {
+            let top: i64 = sqlx::query_scalar(
+                "SELECT peer_delivered_seq FROM chat_conversations WHERE id = $1",
+            )
+            .bind(conversation.as_str())
+            .fetch_one(&mut *conn)
+            .await?;
+            let state = if top >= seq.0 {
+                ReceiptState::Delivered
+            } else {
+                ReceiptState::Sent
+            };
+            return Ok(vec![(tenant, state)]);
+        }
         let rows = sqlx::query(
             "SELECT login, delivered_seq, read_seq FROM chat_members \
              WHERE conversation_id = $1 AND login <> $2 AND joined_seq <= $3 \
@@ -1160,9 +1265,11 @@ impl ChatStore {
         seq: Seq,
         now: Timestamp,
     ) -> Result<Stored> {
-        // Only posts expire: group events must reach everyone.
+        // Only posts expire: group events must reach everyone. Company
+        // conversations have one member, and an expiry notice for the
+        // company's messages would go to whoever holds its tenant login.
         let expires = match payload {
-            Payload::Post { .. } => self.expires_at(now),
+            Payload::Post { .. } if conversation.company_pair().is_none() => self.expires_at(now),
             _ => None,
         };
         let cursor: i64 = sqlx::query_scalar(
@@ -1279,6 +1386,36 @@ async fn ensure_direct(
         for m in [a, b] {
             upsert_member(tx, id, m, false, Seq(1)).await?;
         }
+    }
+    Ok(())
+}
+
+/// Creates a company conversation with `user` as its only member.
+async fn ensure_company(
+    tx: &mut Transaction<'static, Sqlite>,
+    id: &ConversationId,
+    user: &Login,
+    now: Timestamp,
+) -> Result<()> {
+    let created = sqlx::query(
+        "INSERT INTO chat_conversations (id, kind, created_by, created_at) \
+         VALUES ($1, 'company', $2, $3) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(id.as_str())
+    .bind(user.as_str())
+    .bind(now.0)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if created == 1 {
+        upsert_member(tx, id, user, false, Seq(1)).await?;
+    }
+    Ok(())
+}
+
+fn refuse_on_company(conversation: &ConversationId, why: &'static str) -> Result<()> {
+    if conversation.company_pair().is_some() {
+        return Err(ChatError::Conflict(why));
     }
     Ok(())
 }

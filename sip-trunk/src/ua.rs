@@ -23,7 +23,10 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 
-use crate::auth::{Authorization, DigestVerifier, VerifierConfig, VerifyError};
+use crate::auth::{
+    Authorization, Challenge, ChallengeKind, Credentials, DigestClient, DigestVerifier,
+    VerifierConfig, VerifyError,
+};
 use crate::dialog::{Body, Call, CallConfig, DialogEvent, Send, unknown_dialog_response};
 use crate::message::{Method, NameAddr, Request, Response, Uri, names};
 use crate::registration::{Registration, RegistrationConfig, RegistrationEvent};
@@ -31,6 +34,10 @@ use crate::resolve::TargetList;
 use crate::transaction::{
     self, Input, Output, TransactionId, TransactionLayer, Transmit, Transport, TxEvent,
 };
+
+/// How long an incoming MESSAGE waits for [`UserAgent::answer_message`]
+/// before it is answered 500 (the sender gives up after 32 s, Timer F).
+pub const MESSAGE_ANSWER_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Methods we accept, for `Allow` in OPTIONS answers.
 const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, UPDATE, INFO, MESSAGE, OPTIONS, REFER, NOTIFY";
@@ -75,6 +82,12 @@ pub struct UaConfig {
     pub transactions: transaction::Config,
     /// Challenge incoming INVITEs with digest auth (desk phones calling in); `None` trusts the peer.
     pub inbound_auth: Option<InboundAuth>,
+    /// Answer incoming out-of-dialog MESSAGEs 200 at once and report
+    /// [`UaEvent::Message`] (`true`, the default), or report
+    /// [`UaEvent::IncomingMessage`] and wait for
+    /// [`UserAgent::answer_message`], so the application answers only once
+    /// the message is stored, or refuses it.
+    pub auto_answer_messages: bool,
 }
 
 /// Digest challenge settings for incoming INVITEs.
@@ -102,6 +115,7 @@ impl UaConfig {
                 ..transaction::Config::default()
             },
             inbound_auth: None,
+            auto_answer_messages: true,
         }
     }
 }
@@ -121,6 +135,25 @@ pub struct PeerHandle(u64);
 /// Handle of an out-of-dialog MESSAGE we sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct MessageHandle(u64);
+
+/// Handle of a received MESSAGE that waits for [`UserAgent::answer_message`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IncomingMessageHandle(u64);
+
+/// An out-of-dialog MESSAGE for [`UserAgent::send_message_with`].
+#[derive(Debug, Clone)]
+pub struct OutgoingMessage {
+    /// Our URI in From.
+    pub from: Uri,
+    /// Display name in From (quoted and escaped when written).
+    pub display_name: Option<String>,
+    /// Request-URI and To.
+    pub to: Uri,
+    /// Content (`text/plain` for chat).
+    pub body: Body,
+    /// Answers one 401/407 challenge (and stale nonces) when set.
+    pub credentials: Option<Credentials>,
+}
 
 /// What the user agent reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,6 +200,17 @@ pub enum UaEvent {
         to: Box<NameAddr>,
         /// Content.
         body: Option<Body>,
+    },
+    /// An out-of-dialog MESSAGE arrived and waits for
+    /// [`UserAgent::answer_message`] (only with `auto_answer_messages` off;
+    /// unanswered after [`MESSAGE_ANSWER_TIMEOUT`] it gets 500).
+    IncomingMessage {
+        /// Answer through this.
+        message: IncomingMessageHandle,
+        /// The request (Request-URI, From, To, Call-ID, CSeq, body).
+        request: Box<Request>,
+        /// Where it came from.
+        source: SocketAddr,
     },
     /// The final outcome of a MESSAGE we sent; `status` is `None` on timeout.
     MessageResult {
@@ -217,6 +261,27 @@ struct RegSlot {
     targets: Option<TargetList>,
 }
 
+/// A MESSAGE we sent, kept until its final answer so a challenge can be answered.
+#[derive(Debug)]
+struct OutMessage {
+    /// The request as first built, without Via: each resend gets a new branch.
+    request: Request,
+    dest: SocketAddr,
+    transport: Transport,
+    digest: Option<DigestClient>,
+    /// A fresh challenge was answered once already.
+    answered: bool,
+    stale_retries: u8,
+}
+
+/// A received MESSAGE waiting for the application's answer.
+#[derive(Debug)]
+struct InMessage {
+    transaction: TransactionId,
+    request: Request,
+    deadline: Instant,
+}
+
 #[derive(Debug)]
 struct Peer {
     uri: Uri,
@@ -241,6 +306,10 @@ pub struct UserAgent {
     regs: HashMap<RegistrationHandle, RegSlot>,
     peers: HashMap<PeerHandle, Peer>,
     owners: HashMap<TransactionId, Owner>,
+    /// MESSAGEs we sent that have no final answer yet.
+    out_messages: HashMap<MessageHandle, OutMessage>,
+    /// Received MESSAGEs the application has not answered yet.
+    in_messages: HashMap<IncomingMessageHandle, InMessage>,
     /// Nonce bookkeeping for `inbound_auth`.
     verifier: Option<DigestVerifier>,
     events: VecDeque<UaEvent>,
@@ -275,6 +344,8 @@ impl UserAgent {
             regs: HashMap::new(),
             peers: HashMap::new(),
             owners: HashMap::new(),
+            out_messages: HashMap::new(),
+            in_messages: HashMap::new(),
             verifier,
             events: VecDeque::new(),
             transmits: VecDeque::new(),
@@ -332,6 +403,15 @@ impl UserAgent {
             .collect();
         for h in due {
             self.ping(h);
+        }
+        let late: Vec<IncomingMessageHandle> = self
+            .in_messages
+            .iter()
+            .filter(|(_, m)| m.deadline <= now)
+            .map(|(h, _)| *h)
+            .collect();
+        for h in late {
+            self.answer_message(now, h, 500, "Server Internal Error");
         }
         self.pump();
     }
@@ -506,14 +586,129 @@ impl UserAgent {
         dest: SocketAddr,
         transport: Transport,
     ) -> MessageHandle {
+        let msg = OutgoingMessage {
+            from,
+            display_name: None,
+            to,
+            body,
+            credentials: None,
+        };
+        self.send_message_with(now, msg, dest, transport)
+    }
+
+    /// Sends an out-of-dialog MESSAGE (RFC 3428) with a display name and,
+    /// when the PBX challenges it, digest credentials. The outcome is one
+    /// [`UaEvent::MessageResult`].
+    pub fn send_message_with(
+        &mut self,
+        now: Instant,
+        msg: OutgoingMessage,
+        dest: SocketAddr,
+        transport: Transport,
+    ) -> MessageHandle {
         self.clamp(now);
         let h = MessageHandle(self.alloc());
-        let req = self
-            .out_of_dialog(Method::Message, from, to)
-            .with_body(&body.content_type, body.data);
+        let mut req = self.out_of_dialog(Method::Message, msg.from, msg.to);
+        if let Some(name) = msg.display_name.as_deref()
+            && let Ok(mut from) = req.headers.from()
+        {
+            from.display = Some(crate::dialog::quote_display(name));
+            req.headers.set(names::FROM, from.to_string());
+        }
+        let req = req.with_body(&msg.body.content_type, msg.body.data);
+        self.out_messages.insert(
+            h,
+            OutMessage {
+                request: req.clone(),
+                dest,
+                transport,
+                digest: msg.credentials.map(DigestClient::new),
+                answered: false,
+                stale_retries: 0,
+            },
+        );
         self.start(req, dest, transport, Owner::Message(h));
         self.pump();
         h
+    }
+
+    /// Answers a received MESSAGE reported as [`UaEvent::IncomingMessage`]
+    /// with a final `status` (200 once it is stored, 403, 404, 415 ...).
+    /// Returns `false` when the handle is unknown (already answered or
+    /// timed out).
+    pub fn answer_message(
+        &mut self,
+        now: Instant,
+        h: IncomingMessageHandle,
+        status: u16,
+        reason: &str,
+    ) -> bool {
+        self.clamp(now);
+        let Some(m) = self.in_messages.remove(&h) else {
+            return false;
+        };
+        let status = if (200..700).contains(&status) {
+            status
+        } else {
+            500
+        };
+        let tag = self.tag();
+        let resp = Response::from_request(&m.request, status, reason).with_to_tag(&tag);
+        let _ = self.layer.send_response(self.now, m.transaction, resp);
+        self.pump();
+        true
+    }
+
+    /// Resends a challenged MESSAGE with credentials; `false` when it must fail instead.
+    fn answer_message_challenge(&mut self, h: MessageHandle, resp: &Response) -> bool {
+        let header = if resp.status.0 == 407 {
+            "Proxy-Authenticate"
+        } else {
+            "WWW-Authenticate"
+        };
+        let Some(challenge) = Challenge::select(resp.headers.get_all(header)) else {
+            return false;
+        };
+        let Some(m) = self.out_messages.get_mut(&h) else {
+            return false;
+        };
+        let Some(digest) = m.digest.as_mut() else {
+            return false;
+        };
+        let retry = match digest.accept_challenge(challenge) {
+            ChallengeKind::Stale if m.stale_retries < 2 => {
+                m.stale_retries += 1;
+                true
+            }
+            ChallengeKind::Fresh if !m.answered => {
+                m.answered = true;
+                true
+            }
+            _ => false,
+        };
+        if !retry {
+            return false;
+        }
+        let uri = m.request.uri.to_string();
+        let Ok(auth) = digest.authorize("MESSAGE", &uri, &m.request.body, &mut self.rng) else {
+            return false;
+        };
+        let name = if resp.status.0 == 407 {
+            "Proxy-Authorization"
+        } else {
+            "Authorization"
+        };
+        // Same Call-ID and From tag, next CSeq (RFC 3261 8.1.3.5).
+        let cseq = m.request.headers.cseq().map(|c| c.seq).unwrap_or(1) + 1;
+        m.request
+            .headers
+            .set(names::CSEQ, format!("{cseq} MESSAGE"));
+        m.request.headers.remove("Authorization");
+        m.request.headers.remove("Proxy-Authorization");
+        let req = m.request.clone().with_header(name, auth.to_string());
+        let (dest, transport) = (m.dest, m.transport);
+        self.start(req, dest, transport, Owner::Message(h));
+        true
     }
 
     // ---- output ----------------------------------------------------------
@@ -543,6 +738,9 @@ impl UserAgent {
             if !p.in_flight {
                 consider(Some(p.next_ping));
             }
+        }
+        for m in self.in_messages.values() {
+            consider(Some(m.deadline));
         }
         UaOutput::Timeout(next.unwrap_or(self.now + Duration::from_secs(3600)))
     }
@@ -718,10 +916,13 @@ impl UserAgent {
                 }
             }
             Owner::Peer(h) => self.peer_result(h, false),
-            Owner::Message(h) => self.events.push_back(UaEvent::MessageResult {
-                message: h,
-                status: None,
-            }),
+            Owner::Message(h) => {
+                self.out_messages.remove(&h);
+                self.events.push_back(UaEvent::MessageResult {
+                    message: h,
+                    status: None,
+                })
+            }
         }
     }
 
@@ -756,7 +957,11 @@ impl UserAgent {
                     }
                     // Any final answer, even 404 or 405, proves the peer is alive.
                     Some(Owner::Peer(h)) if final_ => self.peer_result(h, true),
+                    Some(Owner::Message(h))
+                        if matches!(response.status.0, 401 | 407)
+                            && self.answer_message_challenge(h, &response) => {}
                     Some(Owner::Message(h)) if final_ => {
+                        self.out_messages.remove(&h);
                         self.events.push_back(UaEvent::MessageResult {
                             message: h,
                             status: Some(response.status.0),
@@ -871,6 +1076,22 @@ impl UserAgent {
                 }
                 let tag = self.tag();
                 let _ = self.layer.send_response(now, id, resp.with_to_tag(&tag));
+            }
+            Method::Message if !self.config.auto_answer_messages => {
+                let h = IncomingMessageHandle(self.alloc());
+                self.in_messages.insert(
+                    h,
+                    InMessage {
+                        transaction: id,
+                        request: req.clone(),
+                        deadline: now + MESSAGE_ANSWER_TIMEOUT,
+                    },
+                );
+                self.events.push_back(UaEvent::IncomingMessage {
+                    message: h,
+                    request: Box::new(req),
+                    source,
+                });
             }
             Method::Message => {
                 let tag = self.tag();
@@ -1348,6 +1569,160 @@ mod tests {
         );
         let fine = answer(&mut ua, request("timer", "a2"));
         assert!(fine.starts_with("SIP/2.0 200 OK\r\n"), "{fine}");
+    }
+
+    fn text(s: &str) -> Body {
+        Body {
+            content_type: "text/plain".into(),
+            data: s.to_owned().into_bytes().into(),
+        }
+    }
+
+    /// With `auto_answer_messages` off, a MESSAGE waits for the
+    /// application: the sender sees exactly the status it chose.
+    #[test]
+    fn incoming_message_waits_for_the_application_answer() {
+        let mut net = Net::new();
+        let mut cfg = UaConfig::new(uri("sip:pbx@192.0.2.2:5060"), B, 2);
+        cfg.auto_answer_messages = false;
+        net.b = UserAgent::new(cfg, net.now);
+        let m = net.a.send_message_with(
+            net.now,
+            OutgoingMessage {
+                from: uri("sip:alice@192.0.2.1"),
+                display_name: Some("Alice \"A\"".into()),
+                to: uri("sip:100@192.0.2.2"),
+                body: text("hello"),
+                credentials: None,
+            },
+            addr(B),
+            Transport::Udp,
+        );
+        net.settle();
+        assert!(net.ev_a.is_empty(), "{:?}", net.ev_a);
+        let [
+            UaEvent::IncomingMessage {
+                message,
+                request,
+                source,
+            },
+        ] = net.ev_b.as_slice()
+        else {
+            panic!("expected an IncomingMessage, got {:?}", net.ev_b);
+        };
+        assert_eq!(*source, addr(A));
+        assert_eq!(request.uri.to_string(), "sip:100@192.0.2.2");
+        let from = request.headers.from().expect("from");
+        assert_eq!(from.display.as_deref(), Some("Alice \\\"A\\\""));
+        assert_eq!(&request.body[..], b"hello");
+        let h = *message;
+        assert!(net.b.answer_message(net.now, h, 404, "Not Found"));
+        assert!(
+            !net.b.answer_message(net.now, h, 200, "OK"),
+            "answered once only"
+        );
+        net.settle();
+        assert_eq!(
+            net.ev_a,
+            vec![UaEvent::MessageResult {
+                message: m,
+                status: Some(404)
+            }]
+        );
+    }
+
+    /// An unanswered MESSAGE gets 500 before the sender's Timer F fires.
+    #[test]
+    fn unanswered_incoming_message_times_out_with_500() {
+        let mut net = Net::new();
+        let mut cfg = UaConfig::new(uri("sip:pbx@192.0.2.2:5060"), B, 2);
+        cfg.auto_answer_messages = false;
+        net.b = UserAgent::new(cfg, net.now);
+        let m = net.a.send_message(
+            net.now,
+            uri("sip:gw@192.0.2.1"),
+            uri("sip:100@192.0.2.2"),
+            text("hi"),
+            addr(B),
+            Transport::Udp,
+        );
+        let start = net.now;
+        net.run_until(start + MESSAGE_ANSWER_TIMEOUT + Duration::from_secs(1));
+        assert_eq!(
+            net.ev_a,
+            vec![UaEvent::MessageResult {
+                message: m,
+                status: Some(500)
+            }]
+        );
+    }
+
+    /// A 407 to a MESSAGE is answered once with Proxy-Authorization, same
+    /// Call-ID, next CSeq; a second 407 for the same nonce is the result.
+    #[test]
+    fn challenged_message_is_resent_once_with_credentials() {
+        use crate::message::SipMessage;
+        use crate::message::parse::parse_message;
+        let now = Instant::now();
+        let mut a = UserAgent::new(UaConfig::new(uri("sip:gw@192.0.2.1:5060"), A, 1), now);
+        let m = a.send_message_with(
+            now,
+            OutgoingMessage {
+                from: uri("sip:alice@192.0.2.1"),
+                display_name: None,
+                to: uri("sip:100@pbx.lab"),
+                body: text("hi"),
+                credentials: Some(Credentials::new("trunk", "secret")),
+            },
+            addr(B),
+            Transport::Udp,
+        );
+        let mut sent = Vec::new();
+        let mut events = Vec::new();
+        let drain = |a: &mut UserAgent, sent: &mut Vec<Request>, events: &mut Vec<UaEvent>| loop {
+            match a.poll_output() {
+                UaOutput::Transmit(t) => match parse_message(&t.data) {
+                    Ok(SipMessage::Request(r)) => sent.push(r),
+                    other => panic!("unexpected {other:?}"),
+                },
+                UaOutput::Event(e) => events.push(e),
+                UaOutput::Timeout(_) => break,
+            }
+        };
+        drain(&mut a, &mut sent, &mut events);
+        assert_eq!(sent.len(), 1);
+        let challenge = |req: &Request| {
+            Response::from_request(req, 407, "Proxy Authentication Required")
+                .with_to_tag("t1")
+                .with_header(
+                    "Proxy-Authenticate",
+                    r#"Digest realm="pbx.lab", nonce="n1", qop="auth""#,
+                )
+        };
+        let first = sent[0].clone();
+        a.handle_input(now, addr(B), Transport::Udp, &challenge(&first).to_bytes());
+        drain(&mut a, &mut sent, &mut events);
+        assert!(events.is_empty(), "{events:?}");
+        assert_eq!(sent.len(), 2);
+        let second = sent[1].clone();
+        assert_eq!(second.headers.call_id().ok(), first.headers.call_id().ok());
+        assert_eq!(second.headers.cseq().expect("cseq").seq, 2);
+        let auth = second
+            .headers
+            .get("Proxy-Authorization")
+            .expect("credentials");
+        assert!(auth.contains(r#"username="trunk""#), "{auth}");
+        assert_eq!(&second.body[..], b"hi");
+        a.handle_input(now, addr(B), Transport::Udp, &challenge(&second).to_bytes());
+        drain(&mut a, &mut sent, &mut events);
+        assert_eq!(sent.len(), 2, "no third try for a repeated nonce");
+        assert_eq!(
+            events,
+            vec![UaEvent::MessageResult {
+                message: m,
+                status: Some(407)
+            }]
+        );
     }
 
     /// MESSAGE outside a dialog is delivered and answered 200; unknown methods get 405.

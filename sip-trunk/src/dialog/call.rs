@@ -1891,7 +1891,7 @@ fn random_hex(rng: &mut dyn RngCore, bytes: usize) -> String {
 /// A display name as the inside of a quoted string (RFC 3261 25.1; `NameAddr` adds the
 /// quotes): backslash and quote escaped, control characters dropped, so any
 /// user-chosen name is safe in a header.
-fn quote_display(name: &str) -> String {
+pub(crate) fn quote_display(name: &str) -> String {
     let mut out = String::with_capacity(name.len() + 2);
     for c in name.chars().filter(|c| !c.is_control()) {
         if c == '"' || c == '\\' {

@@ -59,6 +59,7 @@ use bytes::Bytes;
 
 use crate::message::{Method, Request, Response};
 
+pub(crate) use call::quote_display;
 pub use call::{Call, CallConfig, Send};
 pub use session_timer::{Refresher, SessionExpires};
 
