@@ -129,7 +129,7 @@ pub async fn run(
     publish_names(accounts.directory(), &plans.get()).await;
     state.accounts = accounts.clone();
     tokio::spawn(purge_sessions(accounts.clone(), state.shutdown.clone()));
-    let (sip, incoming) = start_sip(&config, &plans.get()).await?;
+    let (sip, incoming, messages) = start_sip(&config, &plans.get()).await?;
     tokio::spawn(reload_on_hangup(
         plans.clone(),
         accounts.clone(),
@@ -146,6 +146,24 @@ pub async fn run(
         },
         state.shutdown.clone(),
     )?;
+    // chat with companies: outbound SIP MESSAGE through the trunks, inbound
+    // MESSAGE from trunk peers into the users' company conversations
+    let (relay, outcomes) = chat::company::SipRelay::new(
+        plans.clone(),
+        sip.clone(),
+        Some(accounts.clone()),
+        Arc::clone(&chat),
+        state.shutdown.clone(),
+    );
+    chat.service().set_company_relay(relay);
+    tokio::spawn(outcomes);
+    tokio::spawn(chat::company::run_inbound(
+        Arc::clone(&chat),
+        sip.clone(),
+        plans.clone(),
+        Some(accounts.clone()),
+        messages,
+    ));
     state.chat = Some(chat);
     let sockets = MediaSockets::new(
         config.effective_media_ip(),
@@ -310,17 +328,23 @@ async fn publish_names(dir: &directory::Directory, plans: &dialplans::Dialplans)
 }
 
 /// Binds the SIP socket and registers every `kind: register` trunk of
-/// `plans`; returns the SIP handle and the channel of incoming calls.
+/// `plans`; returns the SIP handle and the channels of incoming calls and
+/// incoming MESSAGEs.
 async fn start_sip(
     config: &ServeConfig,
     plans: &dialplans::Dialplans,
-) -> anyhow::Result<(sip::Sip, tokio::sync::mpsc::Receiver<sip::IncomingCall>)> {
+) -> anyhow::Result<(
+    sip::Sip,
+    tokio::sync::mpsc::Receiver<sip::IncomingCall>,
+    tokio::sync::mpsc::Receiver<sip::IncomingMessage>,
+)> {
     let (itx, irx) = tokio::sync::mpsc::channel(256);
-    let sip = sip::spawn(config.sip, None, itx)
+    let (mtx, mrx) = tokio::sync::mpsc::channel(256);
+    let sip = sip::spawn_with_messages(config.sip, None, itx, mtx)
         .await
         .map_err(|e| anyhow::anyhow!("cannot bind SIP socket {}: {e}", config.sip))?;
     sip::trunks::start_registrations(&sip, plans, sip::trunks::DEFAULT_EXPIRES).await;
-    Ok((sip, irx))
+    Ok((sip, irx, mrx))
 }
 
 /// Reloads the dialplans on SIGHUP: a valid folder replaces the running

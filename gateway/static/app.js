@@ -383,6 +383,19 @@
       const li = document.createElement('li');
       li.textContent = h.display_name && h.display_name !== h.name ? `${h.name} — ${h.display_name}` : h.name;
       li.addEventListener('click', () => { $('callee').value = h.name; ul.replaceChildren(); });
+      if (['user', 'tenant', 'subname'].includes(h.kind)) {
+        // chat.js opens the thread (a company's goes out as SIP MESSAGE)
+        const b = document.createElement('button');
+        b.type = 'button';
+        b.className = 'secondary chat-hit';
+        b.textContent = 'Chat';
+        b.addEventListener('click', (ev) => {
+          ev.stopPropagation();
+          ul.replaceChildren();
+          document.dispatchEvent(new CustomEvent('namecall:chat', { detail: h }));
+        });
+        li.append(' ', b);
+      }
       ul.append(li);
     }
   }

@@ -8,6 +8,11 @@
 // per-message states (sending, sent, delivered, read), typing, and the
 // peer's presence (asked when a one-to-one thread opens, then pushed).
 //
+// A company name (`acme/sales`) is a chat peer too: its thread is
+// `co:<me>+<name>`, the gateway carries it to a desk phone as SIP MESSAGE,
+// `delivered` means the company's PBX took it, and a failure arrives as an
+// `error` with the message's client id (shown as "not delivered").
+//
 // The page keeps nothing across reloads: each load is a new chat device
 // and syncs the whole stream.
 'use strict';
@@ -44,6 +49,16 @@
     if (!id.startsWith('dm:')) return null;
     const [a, b] = id.slice(3).split('+');
     return a === chat.me ? b : a;
+  }
+
+  function companyOf(id) {
+    return id.startsWith('co:') ? id.slice(3).split('+')[1] : null;
+  }
+
+  // a company hit (or any name with a `/`) opens a company thread
+  function threadFor(name, kind) {
+    const company = kind ? kind === 'tenant' || kind === 'subname' : name.includes('/');
+    return company ? `co:${chat.me}+${name}` : dmId(chat.me, name);
   }
 
   function conv(id) {
@@ -185,6 +200,10 @@
     for (const c of chat.convs.values()) {
       const p = c.pending.get(f.client_id);
       if (p) { p.state = 'failed'; p.error = f.code; render(); return true; }
+      // a stored message to a company that its PBX did not take
+      for (const m of c.messages.values()) {
+        if (m.sender === chat.me && m.client_id === f.client_id) { m.failed = f.code; render(); return true; }
+      }
     }
     return false;
   }
@@ -283,7 +302,7 @@
   }
 
   function title(c) {
-    return c.title || peerOf(c.id) || c.id;
+    return c.title || peerOf(c.id) || companyOf(c.id) || c.id;
   }
 
   function renderList() {
@@ -354,11 +373,13 @@
         if (m.edited_at) li.append(' (edited)');
       }
       if (mine && m.op === 'post' && !m.deleted) {
-        const st = m.expired ? 'expired' : stateOf(c, seq);
+        const st = m.failed ? 'failed' : m.expired ? 'expired' : stateOf(c, seq);
         li.dataset.state = st;
         const s = document.createElement('span');
         s.className = 'state';
-        s.textContent = { sent: '✓', delivered: '✓✓', read: '✓✓ read', expired: 'not delivered' }[st];
+        s.textContent = {
+          sent: '✓', delivered: '✓✓', read: '✓✓ read', expired: 'not delivered', failed: `not delivered: ${m.failed}`,
+        }[st];
         s.title = st;
         li.append(s);
       }
@@ -428,7 +449,14 @@
     const to = $('chat-to').value.trim().toLowerCase();
     if (!to || !chat.me || to === chat.me) return;
     $('chat-to').value = '';
-    openThread(dmId(chat.me, to));
+    openThread(threadFor(to));
+  });
+
+  // "Chat" on a directory search hit (app.js)
+  document.addEventListener('namecall:chat', (ev) => {
+    const h = ev.detail;
+    if (!chat.me || app.guest || h.name === chat.me) return;
+    openThread(threadFor(h.name, h.kind));
   });
 
   $('chat-form').addEventListener('submit', (ev) => {

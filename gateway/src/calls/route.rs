@@ -135,43 +135,15 @@ pub async fn route(
         code: 503,
         reason: "unavailable",
     };
-    let Some(plan) = plans.get(&tenant) else {
+    let Some(TrunkTarget {
+        trunk_key,
+        dest,
+        credentials,
+        domain,
+    }) = trunk_target(plans, &tenant, &trunk_name).await
+    else {
         return unavailable;
     };
-    let Some(trunk) = plan.trunks.get(&trunk_name) else {
-        return unavailable;
-    };
-    let trunk_key = format!("{}/{}", plan.tenant, trunk.name);
-    let (peer, credentials) = match &trunk.kind {
-        TrunkKind::Register {
-            registrar,
-            username,
-            password,
-            ..
-        } => {
-            let Some(password) = password.resolve(|v| std::env::var(v).ok()) else {
-                tracing::warn!(trunk = %trunk_key, "trunk password is not set; cannot place the call");
-                return unavailable;
-            };
-            (
-                registrar,
-                Some(Credentials::new(username.clone(), password)),
-            )
-        }
-        TrunkKind::Ip { proxy, .. } => (proxy, None),
-    };
-    let port = peer.port.unwrap_or(SIP_PORT);
-    let dest = match tokio::net::lookup_host((peer.host.as_str(), port)).await {
-        Ok(mut a) => a.next(),
-        Err(e) => {
-            tracing::warn!(trunk = %trunk_key, cause = %e, "cannot resolve the trunk peer");
-            None
-        }
-    };
-    let Some(dest) = dest else {
-        return unavailable;
-    };
-    let domain = trunk.domain.clone().unwrap_or_else(|| bracket(&peer.host));
     let (Ok(from), Ok(contact)) = (
         Uri::parse(&format!("sip:{caller}@{}", local.sent_by)),
         Uri::parse(&format!("sip:{caller}@{}", local.sent_by)),
@@ -202,6 +174,65 @@ pub async fn route(
         legs,
         strategy,
         ring_timeout: timeout,
+    })
+}
+
+/// A company trunk ready to carry a request (an INVITE or a MESSAGE).
+#[derive(Debug, Clone)]
+pub struct TrunkTarget {
+    /// `tenant/trunk`, for logs and metrics.
+    pub trunk_key: String,
+    /// The PBX address requests go to.
+    pub dest: SocketAddr,
+    /// Digest credentials that answer the PBX's 401/407 (`register` trunks).
+    pub credentials: Option<Credentials>,
+    /// SIP domain for the Request-URI and To (`pbx.lab`).
+    pub domain: String,
+}
+
+/// Where and how requests on `tenant`'s trunk `trunk_name` go; `None` (and
+/// a warning) when the trunk is unknown, its password is not set or its
+/// peer does not resolve.
+pub async fn trunk_target(
+    plans: &Dialplans,
+    tenant: &str,
+    trunk_name: &str,
+) -> Option<TrunkTarget> {
+    let plan = plans.get(tenant)?;
+    let trunk = plan.trunks.get(trunk_name)?;
+    let trunk_key = format!("{}/{}", plan.tenant, trunk.name);
+    let (peer, credentials) = match &trunk.kind {
+        TrunkKind::Register {
+            registrar,
+            username,
+            password,
+            ..
+        } => {
+            let Some(password) = password.resolve(|v| std::env::var(v).ok()) else {
+                tracing::warn!(trunk = %trunk_key, "trunk password is not set; cannot use the trunk");
+                return None;
+            };
+            (
+                registrar,
+                Some(Credentials::new(username.clone(), password)),
+            )
+        }
+        TrunkKind::Ip { proxy, .. } => (proxy, None),
+    };
+    let port = peer.port.unwrap_or(SIP_PORT);
+    let dest = match tokio::net::lookup_host((peer.host.as_str(), port)).await {
+        Ok(mut a) => a.next(),
+        Err(e) => {
+            tracing::warn!(trunk = %trunk_key, cause = %e, "cannot resolve the trunk peer");
+            None
+        }
+    }?;
+    let domain = trunk.domain.clone().unwrap_or_else(|| bracket(&peer.host));
+    Some(TrunkTarget {
+        trunk_key,
+        dest,
+        credentials,
+        domain,
     })
 }
 

@@ -26,6 +26,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+pub mod company;
 pub mod uploads;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};

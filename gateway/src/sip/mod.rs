@@ -9,10 +9,13 @@
 //! `poll_output` until `Timeout`). Other tasks reach it through a [`Sip`]
 //! handle (an mpsc channel), so no lock is shared with the protocol state.
 //!
-//! Events go out on two paths: registration outcomes update the shared
+//! Events go out on these paths: registration outcomes update the shared
 //! [`TrunkStatus`] table (read by `/metrics` and tests), call events go to
 //! the channel the call's owner gave when it placed or accepted the call,
-//! and new incoming calls go to the `incoming` channel of [`spawn`].
+//! new incoming calls go to the `incoming` channel of [`spawn`], incoming
+//! MESSAGEs to the `messages` channel of [`spawn_with_messages`] (answered
+//! later through [`Sip::answer_message`]), and the outcome of a MESSAGE we
+//! sent to the caller of [`Sip::send_message`].
 
 pub mod dns;
 pub mod inbound;
@@ -28,7 +31,10 @@ use sip_trunk::dialog::{Body, Call, CallConfig, DialogEvent};
 use sip_trunk::message::{NameAddr, Request, Uri};
 use sip_trunk::registration::{RegistrationConfig, RegistrationEvent};
 use sip_trunk::transaction::Transport;
-use sip_trunk::ua::{CallHandle, RegistrationHandle, UaConfig, UaEvent, UaOutput, UserAgent};
+use sip_trunk::ua::{
+    CallHandle, IncomingMessageHandle, MessageHandle, OutgoingMessage, RegistrationHandle,
+    UaConfig, UaEvent, UaOutput, UserAgent,
+};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -101,6 +107,18 @@ pub struct IncomingCall {
     pub events: mpsc::UnboundedReceiver<DialogEvent>,
 }
 
+/// A new out-of-dialog MESSAGE from a SIP peer; answer it with
+/// [`Sip::answer_message`] (unanswered, it gets 500 after 20 s).
+#[derive(Debug)]
+pub struct IncomingMessage {
+    /// Answer through this.
+    pub handle: IncomingMessageHandle,
+    /// The request (Request-URI user = the addressed login).
+    pub request: Box<Request>,
+    /// Where it came from.
+    pub source: SocketAddr,
+}
+
 type CallOp = Box<dyn FnOnce(&mut Call, std::time::Instant) + Send>;
 
 enum Command {
@@ -123,6 +141,16 @@ enum Command {
         call: CallHandle,
         op: CallOp,
         reply: oneshot::Sender<bool>,
+    },
+    Message {
+        msg: Box<OutgoingMessage>,
+        dest: SocketAddr,
+        reply: oneshot::Sender<Option<u16>>,
+    },
+    AnswerMessage {
+        handle: IncomingMessageHandle,
+        status: u16,
+        reason: &'static str,
     },
     Shutdown {
         done: oneshot::Sender<()>,
@@ -225,6 +253,48 @@ impl Sip {
         }
     }
 
+    /// Sends an out-of-dialog MESSAGE over UDP and waits for its final
+    /// status (`None`: no answer in time, or the transport failed).
+    ///
+    /// # Errors
+    /// [`SipError::Stopped`] when the SIP task is gone.
+    pub async fn send_message(
+        &self,
+        msg: OutgoingMessage,
+        dest: SocketAddr,
+    ) -> Result<Option<u16>, SipError> {
+        let (rtx, rrx) = oneshot::channel();
+        self.tx
+            .send(Command::Message {
+                msg: Box::new(msg),
+                dest,
+                reply: rtx,
+            })
+            .await
+            .map_err(|_| SipError::Stopped)?;
+        rrx.await.map_err(|_| SipError::Stopped)
+    }
+
+    /// Answers an [`IncomingMessage`] with a final status.
+    ///
+    /// # Errors
+    /// [`SipError::Stopped`] when the SIP task is gone.
+    pub async fn answer_message(
+        &self,
+        handle: IncomingMessageHandle,
+        status: u16,
+        reason: &'static str,
+    ) -> Result<(), SipError> {
+        self.tx
+            .send(Command::AnswerMessage {
+                handle,
+                status,
+                reason,
+            })
+            .await
+            .map_err(|_| SipError::Stopped)
+    }
+
     /// Unregisters every trunk (waiting briefly for the answers) and stops the task.
     pub async fn shutdown(&self) {
         let (done, wait) = oneshot::channel();
@@ -239,6 +309,7 @@ impl Sip {
 struct Routes {
     calls: HashMap<CallHandle, mpsc::UnboundedSender<DialogEvent>>,
     regs: HashMap<RegistrationHandle, String>,
+    messages: HashMap<MessageHandle, oneshot::Sender<Option<u16>>>,
 }
 
 /// Receive buffer asked for the SIP UDP socket.
@@ -252,6 +323,26 @@ pub async fn spawn(
     bind: SocketAddr,
     advertised: Option<String>,
     incoming: mpsc::Sender<IncomingCall>,
+) -> std::io::Result<Sip> {
+    spawn_inner(bind, advertised, incoming, None).await
+}
+
+/// Like [`spawn`], and hands incoming MESSAGEs to `messages` unanswered
+/// (without it they are answered 200 and only logged).
+pub async fn spawn_with_messages(
+    bind: SocketAddr,
+    advertised: Option<String>,
+    incoming: mpsc::Sender<IncomingCall>,
+    messages: mpsc::Sender<IncomingMessage>,
+) -> std::io::Result<Sip> {
+    spawn_inner(bind, advertised, incoming, Some(messages)).await
+}
+
+async fn spawn_inner(
+    bind: SocketAddr,
+    advertised: Option<String>,
+    incoming: mpsc::Sender<IncomingCall>,
+    messages: Option<mpsc::Sender<IncomingMessage>>,
 ) -> std::io::Result<Sip> {
     let socket = UdpSocket::bind(bind).await?;
     // A burst of requests (a PBX re-registering its phones, a call storm) must
@@ -274,6 +365,7 @@ pub async fn spawn(
         .map_err(|e| std::io::Error::other(format!("contact uri: {e}")))?;
     let mut config = UaConfig::new(contact, &sent_by, rand::random());
     config.user_agent = Some(format!("namecall/{}", env!("CARGO_PKG_VERSION")));
+    config.auto_answer_messages = messages.is_none();
     let ua = UserAgent::new(config, StdInstant::now());
     // TCP listens on the same address and port; without it we stay UDP-only.
     let listener = match TcpListener::bind(local).await {
@@ -296,6 +388,7 @@ pub async fn spawn(
         trunks: trunks.clone(),
         routes: Routes::default(),
         incoming,
+        messages,
         last_source: None,
     };
     tokio::spawn(driver.run());
@@ -319,6 +412,7 @@ struct Driver {
     trunks: Arc<TrunkStatus>,
     routes: Routes,
     incoming: mpsc::Sender<IncomingCall>,
+    messages: Option<mpsc::Sender<IncomingMessage>>,
     /// Source of the last datagram fed to the user agent.
     last_source: Option<SocketAddr>,
 }
@@ -418,6 +512,19 @@ impl Driver {
                     let _ = reply.send(false);
                 }
             },
+            Command::Message { msg, dest, reply } => {
+                let h = self.ua.send_message_with(now, *msg, dest, Transport::Udp);
+                self.routes.messages.insert(h, reply);
+            }
+            Command::AnswerMessage {
+                handle,
+                status,
+                reason,
+            } => {
+                if !self.ua.answer_message(now, handle, status, reason) {
+                    debug!(status, "sip MESSAGE answered too late");
+                }
+            }
             Command::Shutdown { .. } => {}
         }
     }
@@ -518,6 +625,30 @@ impl Driver {
                     if let Some(c) = self.ua.call(call) {
                         let _ = c.reject(503, "Service Unavailable");
                     }
+                }
+            }
+            UaEvent::IncomingMessage {
+                message,
+                request,
+                source,
+            } => {
+                let sent = self.messages.as_ref().map(|tx| {
+                    tx.try_send(IncomingMessage {
+                        handle: message,
+                        request,
+                        source,
+                    })
+                });
+                if !matches!(sent, Some(Ok(()))) {
+                    // chat is saturated or gone: refuse rather than let the PBX wait
+                    warn!("incoming sip MESSAGE dropped");
+                    self.ua
+                        .answer_message(StdInstant::now(), message, 503, "Service Unavailable");
+                }
+            }
+            UaEvent::MessageResult { message, status } => {
+                if let Some(reply) = self.routes.messages.remove(&message) {
+                    let _ = reply.send(status);
                 }
             }
             UaEvent::Message { from, to, body } => {

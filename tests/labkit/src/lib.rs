@@ -395,6 +395,7 @@ pub struct Baresip {
     /// SIP port baresip listens on.
     pub sip_port: u16,
     ctrl_port: u16,
+    cons_port: u16,
     /// baresip's stdout/stderr.
     pub log: Log,
 }
@@ -427,6 +428,31 @@ impl Baresip {
         play: &Path,
         answermode: &str,
     ) -> io::Result<Baresip> {
+        Baresip::start_full(pbx, ext, password, play, answermode, None)
+    }
+
+    /// Starts an auto-answering phone that can chat: received MESSAGEs
+    /// show on its console ([`Baresip::console`]) and the `message` command
+    /// ([`Control::message`]) sends a MESSAGE to `peer` (a SIP URI such as
+    /// `sip:alice@127.0.0.1:5070`, through the PBX).
+    pub fn start_messaging(
+        pbx: &Kamailio,
+        ext: &str,
+        password: &str,
+        play: &Path,
+        peer: &str,
+    ) -> io::Result<Baresip> {
+        Baresip::start_full(pbx, ext, password, play, "auto", Some(peer))
+    }
+
+    fn start_full(
+        pbx: &Kamailio,
+        ext: &str,
+        password: &str,
+        play: &Path,
+        answermode: &str,
+        chat_peer: Option<&str>,
+    ) -> io::Result<Baresip> {
         require("baresip", "baresip-core")?;
         let dir = tempfile::Builder::new()
             .prefix(&format!("labkit-phone-{ext}-"))
@@ -435,8 +461,9 @@ impl Baresip {
         std::fs::create_dir_all(&rec)?;
         let sip_port = free_port();
         let ctrl_port = free_port();
+        let cons_port = free_port();
         let rtp = free_port() / 2 * 2;
-        let config = format!(
+        let mut config = format!(
             "poll_method\t\tepoll\n\
              sip_listen\t\t127.0.0.1:{sip_port}\n\
              net_interface\t\t127.0.0.1\n\
@@ -460,6 +487,14 @@ impl Baresip {
             rec.display(),
             play = play.display(),
         );
+        if chat_peer.is_some() {
+            // `contact` sends MESSAGE to the current contact (`message`
+            // command); baresip 1.0 reports received MESSAGEs only as UI
+            // output (menu's `<peer>: "<text>"`), which `cons` serves on TCP.
+            config.push_str(&format!(
+                "module_app\t\tcontact.so\nmodule\t\t\tcons.so\ncons_listen\t\t127.0.0.1:{cons_port}\n"
+            ));
+        }
         std::fs::write(dir.path().join("config"), config)?;
         std::fs::write(
             dir.path().join("accounts"),
@@ -469,7 +504,11 @@ impl Baresip {
                 answermode
             ),
         )?;
-        std::fs::write(dir.path().join("contacts"), "")?;
+        let contacts = match chat_peer {
+            Some(peer) => format!("\"peer\" <{peer}>\n"),
+            None => String::new(),
+        };
+        std::fs::write(dir.path().join("contacts"), contacts)?;
         let mut cmd = Command::new("baresip");
         cmd.arg("-4").arg("-f").arg(dir.path());
         let log = Log::default();
@@ -480,6 +519,7 @@ impl Baresip {
             ext: ext.to_string(),
             sip_port,
             ctrl_port,
+            cons_port,
             log,
         };
         wait_for(
@@ -506,6 +546,19 @@ impl Baresip {
             .collect();
         files.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
         files.pop()
+    }
+
+    /// Connects to the text console of a phone started with
+    /// [`Baresip::start_messaging`]; received MESSAGEs appear in its log as
+    /// `<sender uri>: "<text>"`. Connect before the message is sent: the
+    /// console only shows output while a client is connected.
+    pub fn console(&self) -> io::Result<Log> {
+        let s = wait_for("baresip console", Duration::from_secs(10), || {
+            TcpStream::connect(("127.0.0.1", self.cons_port)).ok()
+        })?;
+        let log = Log::default();
+        log.attach(s);
+        Ok(log)
     }
 
     /// Opens a control connection (events arrive on it too).
@@ -586,6 +639,12 @@ impl Control {
             io::ErrorKind::TimedOut,
             format!("no response to {command}"),
         ))
+    }
+
+    /// Sends `text` as SIP MESSAGE to the phone's chat peer (see
+    /// [`Baresip::start_messaging`]).
+    pub fn message(&mut self, text: &str) -> io::Result<serde_json::Value> {
+        self.command("message", text)
     }
 
     /// Waits for an event of this type (e.g. `CALL_ESTABLISHED`, `CALL_CLOSED`,
