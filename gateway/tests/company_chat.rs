@@ -127,7 +127,7 @@ fn gateway_sip(lab: &Lab) -> String {
         .into_iter()
         .next()
         .expect("trunk registered");
-    let hostport = contact
+    contact
         .trim_start_matches('<')
         .split('@')
         .nth(1)
@@ -135,8 +135,7 @@ fn gateway_sip(lab: &Lab) -> String {
         .split([';', '>'])
         .next()
         .expect("host:port")
-        .to_owned();
-    hostport
+        .to_owned()
 }
 
 /// Sends one MESSAGE from 127.0.0.1 (the PBX's address, so admitted as the
