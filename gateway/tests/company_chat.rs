@@ -305,3 +305,48 @@ async fn refusals_are_clear_on_both_sides() {
         415
     );
 }
+
+/// The web client: alice finds `acme/sales` by search, presses *Chat*, her
+/// text reaches the desk phone and turns delivered, the phone's reply shows
+/// in the same thread (tests/browser/company-chat.mjs in headless Chromium).
+#[test]
+fn web_client_chats_with_the_desk_phone() {
+    let lab = lab();
+    let text = "Hello from the browser, is the shop open on Sunday?";
+    let reply = "Yes, from ten to four.";
+    let script = labkit::workspace_root().join("gateway/tests/browser/company-chat.mjs");
+    let url = format!("http://{}/", lab.gw.addr);
+    let run = labkit::NodeRun::spawn(&script, &[url.as_str(), text, reply])
+        .expect("node runs company-chat.mjs");
+    let line = lab
+        .console
+        .wait_for(text, Duration::from_secs(60))
+        .unwrap_or_else(|e| {
+            panic!(
+                "{e}\n--- node ---\n{}\n--- gateway ---\n{}",
+                run.log.tail(30),
+                lab.gw.log.tail(40)
+            )
+        });
+    assert!(line.contains("sip:alice@"), "{line}");
+    let mut ctl = lab.phone.control().expect("baresip control");
+    ctl.message(reply).expect("message command");
+    let verdict = run
+        .verdict(Duration::from_secs(90))
+        .expect("company-chat.mjs verdict");
+    for check in [
+        "signed_in",
+        "thread_opened",
+        "delivered",
+        "listed",
+        "reply_arrived",
+        "reply_from_company",
+    ] {
+        assert_eq!(
+            verdict["checks"][check],
+            Value::Bool(true),
+            "check {check} failed: {verdict:#}\n--- gateway ---\n{}",
+            lab.gw.log.tail(40)
+        );
+    }
+}
