@@ -141,7 +141,11 @@ fn gateway_sip(lab: &Lab) -> String {
 /// Sends one MESSAGE from 127.0.0.1 (the PBX's address, so admitted as the
 /// trunk) straight to the gateway; returns the final status.
 fn raw_message(lab: &Lab, to_user: &str, from_ext: &str, ctype: &str, body: &str) -> u16 {
-    let gw = gateway_sip(lab);
+    raw_message_to(&gateway_sip(lab), to_user, from_ext, ctype, body)
+}
+
+/// Sends one MESSAGE from 127.0.0.1 to `gw` (`host:port`); returns the final status.
+fn raw_message_to(gw: &str, to_user: &str, from_ext: &str, ctype: &str, body: &str) -> u16 {
     let sock = UdpSocket::bind("127.0.0.1:0").expect("udp socket");
     sock.set_read_timeout(Some(Duration::from_secs(5)))
         .expect("timeout");
@@ -159,7 +163,7 @@ fn raw_message(lab: &Lab, to_user: &str, from_ext: &str, ctype: &str, body: &str
          Content-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    sock.send_to(req.as_bytes(), &gw).expect("send MESSAGE");
+    sock.send_to(req.as_bytes(), gw).expect("send MESSAGE");
     let mut buf = [0u8; 4096];
     loop {
         let (n, _) = sock.recv_from(&mut buf).expect("an answer to MESSAGE");
@@ -348,5 +352,63 @@ fn web_client_chats_with_the_desk_phone() {
             "check {check} failed: {verdict:#}\n--- gateway ---\n{}",
             lab.gw.log.tail(40)
         );
+    }
+}
+
+/// The gateway's MESSAGE admission without a PBX: the SIP task and the chat
+/// in-process, raw MESSAGEs from 127.0.0.1. A source that is no company's
+/// trunk peer gets 403; a trunk peer gets 403 for a login its company's
+/// `inbound.allow` does not list, 200 (stored) for one it does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_messages_are_admitted_like_calls() {
+    let example = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../dialplans/examples/acme.yaml"),
+    )
+    .expect("example dialplan");
+    for (registrar, allow, to, want) in [
+        ("192.0.2.1:5060", "[users]", "alice", 403),
+        ("127.0.0.1:5070", "[bob]", "alice", 403),
+        ("127.0.0.1:5070", "[bob]", "bob", 200),
+    ] {
+        let text = example
+            .replace("127.0.0.1:5070", registrar)
+            .replace("allow: [users]", &format!("allow: {allow}"));
+        let plans =
+            dialplans::Dialplans::from_sources([("acme.yaml", text.as_str())]).expect("valid plan");
+        let plans = std::sync::Arc::new(gateway::plans::SharedPlans::new("unused", plans));
+        let data = tempfile::tempdir().expect("temp dir");
+        let chat = gateway::chat::Chat::open(data.path())
+            .await
+            .expect("chat store");
+        let (itx, _irx) = tokio::sync::mpsc::channel(4);
+        let (mtx, mrx) = tokio::sync::mpsc::channel(4);
+        let sip = gateway::sip::spawn_with_messages("127.0.0.1:0".parse().unwrap(), None, itx, mtx)
+            .await
+            .expect("sip");
+        tokio::spawn(gateway::chat::company::run_inbound(
+            chat.clone(),
+            sip.clone(),
+            plans,
+            None,
+            mrx,
+        ));
+        let gw = sip.sent_by.clone();
+        let target = to.to_owned();
+        let status = tokio::task::spawn_blocking(move || {
+            raw_message_to(&gw, &target, "100", "text/plain", "hello")
+        })
+        .await
+        .expect("sender thread");
+        assert_eq!(
+            status, want,
+            "registrar {registrar}, allow {allow}, to {to}"
+        );
+        let stored = chat
+            .service()
+            .store()
+            .conversations(&bridges::Login::parse(to).expect("login"))
+            .await
+            .expect("conversations");
+        assert_eq!(stored.len(), usize::from(want == 200), "{stored:?}");
     }
 }
