@@ -267,3 +267,101 @@ async fn unacknowledged_200_is_retransmitted_then_bye() {
         "BYE came after {elapsed:?}, before 64*T1"
     );
 }
+
+/// RFC 3262 with SIPp as a caller that `Require`s 100rel: our 183 with SDP
+/// carries `Require: 100rel` and an RSeq, is retransmitted (same RSeq) until
+/// SIPp's PRACK, the PRACK gets 200, and only then our 200 to the INVITE
+/// goes out (it was asked for at once); SIPp ACKs and hangs up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reliable_183_waits_for_prack() {
+    let (itx, mut irx) = mpsc::channel(4);
+    let sip = sip::spawn("127.0.0.1:0".parse().unwrap(), None, itx)
+        .await
+        .expect("sip socket");
+    let leg = sip.clone();
+    let callee = tokio::spawn(async move {
+        let mut call = irx.recv().await.expect("SIPp's INVITE");
+        let sdp = |s: &str| Body::sdp(s.as_bytes().to_vec());
+        let early = sdp(
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n",
+        );
+        let answer = early.clone();
+        leg.with_call(call.call, move |c, now| {
+            c.ring(now, 183, Some(early)).expect("unanswered");
+            // Held by the dialog until the 183 is PRACKed.
+            c.answer(now, Some(answer)).expect("unanswered");
+        })
+        .await
+        .expect("leg alive");
+        let mut seen = Vec::new();
+        while let Some(ev) = tokio::time::timeout(Duration::from_secs(20), call.events.recv())
+            .await
+            .ok()
+            .flatten()
+        {
+            let end = matches!(ev, DialogEvent::Terminated { .. });
+            seen.push(ev);
+            if end {
+                break;
+            }
+        }
+        seen
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = labkit::workspace_root().join("tests/sipp/uac-100rel.xml");
+    let target = sip.local_addr.to_string();
+    let d = dir.path().to_path_buf();
+    let (ok, out) = tokio::task::spawn_blocking(move || {
+        labkit::sipp(
+            &[
+                "-sf",
+                scenario.to_str().unwrap(),
+                "-s",
+                "alice",
+                "-m",
+                "1",
+                "-i",
+                "127.0.0.1",
+                "-p",
+                "0",
+                "-nostdin",
+                "-trace_msg",
+                "-timeout",
+                "30s",
+                &target,
+            ],
+            &d,
+            Duration::from_secs(40),
+        )
+    })
+    .await
+    .unwrap()
+    .expect("sipp runs");
+    let msgs = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with("_messages.log"))
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .collect::<String>();
+    assert!(ok, "scenario failed:\n{out}\n{msgs}");
+    let rseqs: Vec<&str> = msgs
+        .split("SIP/2.0 183 ")
+        .skip(1)
+        .filter_map(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("RSeq:").map(str::trim))
+        })
+        .collect();
+    assert!(
+        rseqs.len() >= 2 && rseqs.iter().all(|r| *r == rseqs[0]),
+        "expected the 183 and its retransmission with one RSeq, saw {rseqs:?}\n{msgs}"
+    );
+    let events = callee.await.expect("callee task");
+    assert!(
+        matches!(
+            events.as_slice(),
+            [DialogEvent::Answered { .. }, DialogEvent::Terminated { .. }]
+        ),
+        "{events:?}"
+    );
+}
