@@ -118,6 +118,8 @@ impl CallRegistry {
     pub fn with_trunks(mut self, plans: Arc<crate::plans::SharedPlans>, sip: Sip) -> Self {
         let local = route::Local {
             sent_by: sip.sent_by.clone(),
+            trunks: sip.trunks.clone(),
+            dns: sip.dns.clone(),
         };
         self.routing = Some(Routing { plans, sip, local });
         self
@@ -160,7 +162,11 @@ impl CallRegistry {
         events: mpsc::Sender<LegEvent>,
     ) -> Result<CallHandle, CallError> {
         let Some(routing) = &self.routing else {
-            return Err(CallError::NotFound(route.trunk_key));
+            let key = route
+                .first()
+                .map(|t| t.trunk_key.clone())
+                .unwrap_or_default();
+            return Err(CallError::NotFound(key));
         };
         let webrtc_socket = self.sockets.bind().await.map_err(CallError::NoMediaPort)?;
         let rtp_socket = self.sockets.bind().await.map_err(CallError::NoMediaPort)?;
