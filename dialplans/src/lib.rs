@@ -78,7 +78,7 @@ pub use plan::{
     ChatRoute, Dialplan, Inbound, InboundAllow, NameEntry, SCHEMA_VERSION, Secret, Trunk, TrunkKind,
 };
 pub use set::Dialplans;
-pub use types::{Extension, HostPort, LoginName, Transport, parse_duration};
+pub use types::{DtmfMode, Extension, HostPort, LoginName, Transport, parse_duration};
 
 /// Loads every dialplan in `dir`; see [`Dialplans::load_dir`].
 ///

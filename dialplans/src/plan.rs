@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use crate::action::{self, Action};
 use crate::error::{DialplanError, ErrorKind, Location};
 use crate::parse::Cx;
-use crate::types::{Extension, HostPort, LoginName, Transport};
+use crate::types::{DtmfMode, Extension, HostPort, LoginName, Transport};
 use crate::yaml::{self, Node, NodeKind};
 
 /// The schema version this build reads.
@@ -92,6 +92,8 @@ pub struct Trunk {
     pub domain: Option<String>,
     /// Lower is tried first when several trunks could carry a call.
     pub priority: u32,
+    /// How DTMF digits are sent to the PBX (`dtmf:`, default RFC 4733).
+    pub dtmf: DtmfMode,
 }
 
 /// How a trunk is authenticated.
@@ -380,6 +382,7 @@ const REGISTER_KEYS: &[&str] = &[
     "realm",
     "domain",
     "priority",
+    "dtmf",
 ];
 const IP_KEYS: &[&str] = &[
     "kind",
@@ -388,6 +391,7 @@ const IP_KEYS: &[&str] = &[
     "transport",
     "domain",
     "priority",
+    "dtmf",
 ];
 
 fn trunks(cx: &mut Cx<'_>, node: &Node) -> BTreeMap<String, Trunk> {
@@ -432,6 +436,7 @@ fn placeholder_trunk(name: &str) -> Trunk {
         transport: Transport::Udp,
         domain: None,
         priority: u32::MAX,
+        dtmf: DtmfMode::default(),
     }
 }
 
@@ -484,6 +489,10 @@ fn trunk(cx: &mut Cx<'_>, name: &str, node: &Node) -> Option<Trunk> {
                 .map_err(|_| "expected a whole number".into())
         })?,
         None => 1,
+    };
+    let dtmf = match f.get("dtmf") {
+        Some(n) => cx.value(n, "dtmf mode", DtmfMode::parse)?,
+        None => DtmfMode::default(),
     };
     let kind = if kind_text == "register" {
         let registrar = cx.value(f.get("registrar")?, "registrar", HostPort::parse);
@@ -554,6 +563,7 @@ fn trunk(cx: &mut Cx<'_>, name: &str, node: &Node) -> Option<Trunk> {
         transport,
         domain,
         priority,
+        dtmf,
     })
 }
 

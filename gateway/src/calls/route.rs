@@ -10,7 +10,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
-use dialplans::{CallContext, Decision, Dialplans, MenuInput, Strategy, TrunkKind};
+use dialplans::{CallContext, Decision, Dialplans, DtmfMode, MenuInput, Strategy, TrunkKind};
 use sip_trunk::auth::Credentials;
 use sip_trunk::dialog::CallConfig;
 use sip_trunk::message::Uri;
@@ -50,6 +50,8 @@ pub struct TrunkRoute {
     pub strategy: Strategy,
     /// Ring time for the whole call (simultaneous) or per extension (sequential).
     pub ring_timeout: Duration,
+    /// How the caller's digits reach the PBX (the trunk's `dtmf:`).
+    pub dtmf: DtmfMode,
 }
 
 /// What the gateway knows about itself when it places calls.
@@ -140,6 +142,7 @@ pub async fn route(
         dest,
         credentials,
         domain,
+        dtmf,
     }) = trunk_target(plans, &tenant, &trunk_name).await
     else {
         return unavailable;
@@ -174,6 +177,7 @@ pub async fn route(
         legs,
         strategy,
         ring_timeout: timeout,
+        dtmf,
     })
 }
 
@@ -188,6 +192,8 @@ pub struct TrunkTarget {
     pub credentials: Option<Credentials>,
     /// SIP domain for the Request-URI and To (`pbx.lab`).
     pub domain: String,
+    /// How DTMF is sent to the PBX.
+    pub dtmf: DtmfMode,
 }
 
 /// Where and how requests on `tenant`'s trunk `trunk_name` go; `None` (and
@@ -233,6 +239,7 @@ pub async fn trunk_target(
         dest,
         credentials,
         domain,
+        dtmf: trunk.dtmf,
     })
 }
 
