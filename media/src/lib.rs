@@ -62,6 +62,7 @@
 //! - [`transcode`]: one direction of decode → adapt → encode.
 //! - [`bridge`]: two directions plus DTMF and call quality (E-model MOS).
 //! - [`relay`]: passthrough RTP relay (no decode, no dejitter) for same-codec calls.
+//! - [`keyframe`]: RTCP PLI/FIR parsing, re-addressing and building, for video passthrough.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
@@ -70,6 +71,7 @@ pub mod bridge;
 pub mod codec;
 pub mod dtmf;
 pub mod jitter;
+pub mod keyframe;
 pub mod relay;
 pub mod rtp;
 pub mod rtp_leg;
