@@ -13,7 +13,7 @@ use std::time::Duration;
 use crate::action::{self, Action};
 use crate::error::{DialplanError, ErrorKind, Location};
 use crate::parse::Cx;
-use crate::types::{Extension, HostPort, LoginName, Transport, parse_duration};
+use crate::types::{DtmfMode, Extension, HostPort, LoginName, Transport, parse_duration};
 use crate::yaml::{self, Node, NodeKind};
 
 /// The schema version this build reads.
@@ -132,6 +132,8 @@ pub struct Trunk {
     /// Interval between OPTIONS keep-alives to the peer; `None` (`off`)
     /// sends none and the trunk is always taken as up.
     pub keepalive: Option<Duration>,
+    /// How DTMF digits are sent to the PBX (`dtmf:`, default RFC 4733).
+    pub dtmf: DtmfMode,
 }
 
 impl Trunk {
@@ -430,6 +432,7 @@ const REGISTER_KEYS: &[&str] = &[
     "failover",
     "keepalive",
     "address",
+    "dtmf",
 ];
 const IP_KEYS: &[&str] = &[
     "kind",
@@ -441,6 +444,7 @@ const IP_KEYS: &[&str] = &[
     "failover",
     "keepalive",
     "address",
+    "dtmf",
 ];
 
 /// One `failover` entry: trunk `from` lists `to`, written at `at`.
@@ -572,6 +576,7 @@ fn placeholder_trunk(name: &str) -> Trunk {
         priority: u32::MAX,
         failover: Vec::new(),
         keepalive: None,
+        dtmf: DtmfMode::default(),
     }
 }
 
@@ -669,6 +674,10 @@ fn trunk(cx: &mut Cx<'_>, name: &str, node: &Node, refs: &mut Vec<FailoverRef>) 
             });
         }
     }
+    let dtmf = match f.get("dtmf") {
+        Some(n) => cx.value(n, "dtmf mode", DtmfMode::parse)?,
+        None => DtmfMode::default(),
+    };
     let kind = if kind_text == "register" {
         let registrar = cx.value(f.get("registrar")?, "registrar", HostPort::parse);
         let username = f
@@ -741,6 +750,7 @@ fn trunk(cx: &mut Cx<'_>, name: &str, node: &Node, refs: &mut Vec<FailoverRef>) 
         priority,
         failover,
         keepalive,
+        dtmf,
     })
 }
 

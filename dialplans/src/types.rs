@@ -217,6 +217,31 @@ impl Transport {
     }
 }
 
+/// How DTMF digits are sent to a trunk's PBX.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum DtmfMode {
+    /// RFC 4733 telephone-events in the RTP stream (the default); in-band tones
+    /// when the PBX's SDP has no telephone-event.
+    #[default]
+    Rfc4733,
+    /// SIP INFO requests (`application/dtmf-relay`), for PBXs that ask for them.
+    Info,
+    /// Tones mixed into the audio, even when telephone-event was negotiated.
+    Inband,
+}
+
+impl DtmfMode {
+    /// Parses `rfc4733`, `info` or `inband`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "rfc4733" => Ok(Self::Rfc4733),
+            "info" => Ok(Self::Info),
+            "inband" => Ok(Self::Inband),
+            _ => Err("expected `rfc4733`, `info` or `inband`".into()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

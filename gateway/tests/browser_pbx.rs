@@ -168,6 +168,57 @@ fn browser_calls_desk_phone_by_name() {
     );
 }
 
+/// G.722 towards the PBX: the desk phone offers and accepts only G.722
+/// (baresip's `g722` module, 16 kHz audio). The gateway lists G.722 first,
+/// the phone takes it, the bridge runs Opus at 16 kHz, and audio flows both
+/// ways: the browser hears the phone's speech and the phone records the
+/// browser's fake microphone.
+#[test]
+fn browser_calls_g722_desk_phone() {
+    let pbx = Kamailio::start(&[("trunk", "trunkpass"), ("100", "pass100")]).expect("kamailio");
+    let wav = labkit::speech_wav(
+        "Hello, this is the wideband desk of Acme. You are hearing G seven twenty two. \
+         One, two, three, four, five, six, seven, eight, nine, ten.",
+        16000,
+        "desk100-g722",
+    )
+    .expect("wav");
+    let phone = Baresip::start_g722(&pbx, "100", "pass100", &wav).expect("baresip");
+    let lab = lab_around(pbx, phone);
+    let mut ctl = lab.phone.control().expect("baresip control");
+    let run = call(
+        &lab,
+        &["--to", "acme/sales", "--end", "hangup", "--seconds", "5"],
+    );
+    ctl.wait_event("CALL_ESTABLISHED", Duration::from_secs(40))
+        .unwrap_or_else(|e| panic!("{e}\n{}", lab.gw.log.tail(60)));
+    ctl.wait_event("CALL_CLOSED", Duration::from_secs(30))
+        .expect("the desk phone sees our BYE");
+    let verdict = run.verdict(Duration::from_secs(60)).expect("verdict");
+    eprintln!("call.mjs: {verdict}");
+    check(
+        &verdict,
+        &["connected", "bytes_growing", "audio_energy"],
+        &lab,
+    );
+    assert!(
+        lab.gw.log.contains("pbx answered codec=G722"),
+        "the PBX leg runs G.722:\n{}",
+        lab.gw.log.tail(60)
+    );
+    let rec = lab
+        .phone
+        .last_recording("dec")
+        .expect("the phone recorded the call");
+    let (len, rms) = labkit::wav_stats(&rec).expect("recording stats");
+    assert!(len >= 4.0, "recording of {len} s");
+    assert!(
+        rms > 0.01,
+        "the phone heard the browser over G.722, rms {rms}"
+    );
+    assert_idle(&lab);
+}
+
 /// Done-when 2: the desk phone hangs up first.
 #[test]
 fn desk_phone_hangs_up_first() {

@@ -63,6 +63,7 @@
 //! - [`bridge`]: two directions plus DTMF and call quality (E-model MOS).
 //! - [`relay`]: passthrough RTP relay (no decode, no dejitter) for same-codec calls.
 //! - [`relay_uring`] (Linux): an io_uring engine running many [`relay`] calls on one thread.
+//! - [`keyframe`]: RTCP PLI/FIR parsing, re-addressing and building, for video passthrough.
 // unsafe only where the kernel shares memory with us (relay_uring.rs)
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
@@ -72,6 +73,7 @@ pub mod bridge;
 pub mod codec;
 pub mod dtmf;
 pub mod jitter;
+pub mod keyframe;
 pub mod relay;
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]

@@ -16,22 +16,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use media::codec::Codec;
-use media::sdp::{RtpSdp, SessionDescription};
+use media::sdp::{PBX_AUDIO_CODECS, RtpSdp, SessionDescription};
 use media::webrtc::{WebRtcConfig, WebRtcLeg};
 use sip_trunk::dialog::{Body, DialogEvent};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use super::{CallError, CallHandle, CallRegistry};
-use crate::media_io::LegEvent;
+use crate::media_io::{LegEvent, MediaSocket};
 use crate::sip::{IncomingCall, Sip};
 
 /// How long a messenger user's devices ring before the PBX gets 480.
 pub const RING_TIMEOUT: Duration = Duration::from_secs(45);
-
-/// Codecs we accept from a PBX that calls a messenger user, in preference order.
-const PBX_CODECS: [Codec; 3] = [Codec::Pcmu, Codec::Pcma, Codec::TelephoneEvent];
 
 /// What a ringing task tells a session.
 #[derive(Debug)]
@@ -179,6 +175,15 @@ pub async fn ring(registry: Arc<CallRegistry>, sip: Sip, mut call: IncomingCall,
         .filter(|d| !d.is_empty())
         .or_else(|| from_addr.as_ref().and_then(|f| f.uri.user.clone()))
         .unwrap_or_else(|| "unknown".into());
+    // Both media ports are taken before anything rings: with the range exhausted the
+    // PBX gets 503 at once instead of a call that fails when the user picks up.
+    let sockets = match bind_pair(&registry.sockets).await {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(cause = %e, %login, "no media port free; refusing the call");
+            return refuse(503, "Service Unavailable").await;
+        }
+    };
     let id = format!("in-{}", NEXT_CALL.fetch_add(1, Ordering::Relaxed));
     info!(%login, %from, call = %id, devices = sessions.len(), "ringing a messenger user");
     let _ = sip
@@ -247,7 +252,7 @@ pub async fn ring(registry: Arc<CallRegistry>, sip: Sip, mut call: IncomingCall,
         }
     };
     stop_all(&ringing, Some(session), "answered-elsewhere", 200);
-    match answer(&registry, &sip, call, pbx_offer, &sdp, events).await {
+    match answer(&registry, &sip, call, sockets, pbx_offer, &sdp, events).await {
         Ok(handle) => {
             let _ = reply.send(Ok(handle));
         }
@@ -261,25 +266,25 @@ pub async fn ring(registry: Arc<CallRegistry>, sip: Sip, mut call: IncomingCall,
     }
 }
 
+/// Binds a call's two media sockets (WebRTC leg, RTP leg) from the port range.
+pub(crate) async fn bind_pair(
+    sockets: &crate::media_io::MediaSockets,
+) -> Result<(MediaSocket, MediaSocket), CallError> {
+    let webrtc = sockets.bind().await.map_err(CallError::NoMediaPort)?;
+    let rtp = sockets.bind().await.map_err(CallError::NoMediaPort)?;
+    Ok((webrtc, rtp))
+}
+
 /// Joins the accepting browser's leg and the PBX's leg; the call then runs in its own task.
 async fn answer(
     registry: &CallRegistry,
     sip: &Sip,
     call: IncomingCall,
+    (webrtc_socket, rtp_socket): (MediaSocket, MediaSocket),
     pbx_offer: SessionDescription,
     browser_offer: &str,
     events: mpsc::Sender<LegEvent>,
 ) -> Result<CallHandle, (CallError, u16)> {
-    let webrtc_socket = registry
-        .sockets
-        .bind()
-        .await
-        .map_err(|e| (CallError::NoMediaPort(e), 503))?;
-    let rtp_socket = registry
-        .sockets
-        .bind()
-        .await
-        .map_err(|e| (CallError::NoMediaPort(e), 503))?;
     let config = WebRtcConfig {
         local_addrs: vec![webrtc_socket.local],
     };
@@ -287,7 +292,7 @@ async fn answer(
     let (leg, browser_answer) =
         WebRtcLeg::accept_offer(now, &config, browser_offer).map_err(|e| (e.into(), 500))?;
     let mut sdp = RtpSdp::new(rtp_socket.local, rand::random::<u32>().into());
-    let (our_answer, negotiated) = sdp.answer(&pbx_offer, &PBX_CODECS).map_err(|_| {
+    let (our_answer, negotiated) = sdp.answer(&pbx_offer, &PBX_AUDIO_CODECS).map_err(|_| {
         (
             CallError::Refused {
                 code: 488,

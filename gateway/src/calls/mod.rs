@@ -168,8 +168,8 @@ impl CallRegistry {
                 .unwrap_or_default();
             return Err(CallError::NotFound(key));
         };
-        let webrtc_socket = self.sockets.bind().await.map_err(CallError::NoMediaPort)?;
-        let rtp_socket = self.sockets.bind().await.map_err(CallError::NoMediaPort)?;
+        // both ports are taken before the PBX is rung (an exhausted range refuses here)
+        let (webrtc_socket, rtp_socket) = incoming::bind_pair(&self.sockets).await?;
         let config = WebRtcConfig {
             local_addrs: vec![webrtc_socket.local],
         };

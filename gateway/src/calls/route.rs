@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use dialplans::{CallContext, Decision, Dialplans, MenuInput, Strategy, TrunkKind};
+use dialplans::{CallContext, Decision, Dialplans, DtmfMode, MenuInput, Strategy, TrunkKind};
 use sip_trunk::auth::Credentials;
 use sip_trunk::dialog::CallConfig;
 use sip_trunk::message::Uri;
@@ -76,6 +76,8 @@ pub struct TrunkLegs {
     pub targets: TargetList,
     /// One configuration per extension to ring, in dialplan order.
     pub legs: Vec<CallConfig>,
+    /// How the caller's digits reach the PBX (this trunk's `dtmf:`).
+    pub dtmf: DtmfMode,
 }
 
 /// What the gateway knows about itself when it places calls.
@@ -224,6 +226,7 @@ fn trunk_legs(
         trunk_key: target.trunk_key,
         targets: target.targets,
         legs,
+        dtmf: target.dtmf,
     })
 }
 
@@ -238,6 +241,8 @@ pub struct TrunkTarget {
     pub credentials: Option<Credentials>,
     /// SIP domain for the Request-URI and To (`pbx.lab`).
     pub domain: String,
+    /// How DTMF is sent to the PBX.
+    pub dtmf: DtmfMode,
 }
 
 impl TrunkTarget {
@@ -300,6 +305,7 @@ pub async fn trunk_target(
         targets,
         credentials,
         domain,
+        dtmf: trunk.dtmf,
     })
 }
 

@@ -29,12 +29,12 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dialplans::Strategy;
-use media::bridge::{Bridge, BridgeConfig, BridgeEvent, MediaFrame, WebrtcOutput};
+use dialplans::{DtmfMode, Strategy};
+use media::bridge::{Bridge, BridgeConfig, BridgeEvent, MediaFrame, PbxDtmf, WebrtcOutput};
 use media::codec::Codec;
-use media::dtmf::DigitPlayer;
+use media::dtmf::{DigitPlayer, InfoDtmf};
 use media::rtp_leg::RtpLegConfig;
-use media::sdp::{Direction, NegotiatedAudio, RtpSdp, SessionDescription};
+use media::sdp::{Direction, NegotiatedAudio, PBX_AUDIO_CODECS, RtpSdp, SessionDescription};
 use media::webrtc::{Event, Output, Receive, WebRtcLeg};
 use sip_trunk::dialog::{Body, DialogEvent, TerminatedReason};
 use sip_trunk::resolve::TargetList;
@@ -47,8 +47,8 @@ use crate::media_io::{LegCommand, LegEvent, MediaSocket};
 use crate::metrics::{Gauge, Metrics};
 use crate::sip::Sip;
 
-/// Codecs offered to the PBX, in preference order (G.711 is what every PBX speaks).
-const PBX_CODECS: [Codec; 3] = [Codec::Pcmu, Codec::Pcma, Codec::TelephoneEvent];
+/// The key-press duration announced in SIP INFO DTMF (`Duration=160`, as desk phones send).
+const INFO_DTMF_MS: u32 = 160;
 
 /// How long we wait for the SIP side to confirm a CANCEL or BYE before leaving.
 const TEARDOWN_GRACE: Duration = Duration::from_secs(2);
@@ -164,8 +164,9 @@ impl AnsweredCall {
             offered: None,
             early: None,
             ending: None,
+            dtmf_mode: DtmfMode::default(),
         };
-        match build_bridge(&negotiated) {
+        match build_bridge(&negotiated, DtmfMode::default()) {
             Ok(b) => {
                 running.bridge = Some(b);
                 running.held = negotiated.remote_hold();
@@ -183,14 +184,38 @@ impl AnsweredCall {
     }
 }
 
+/// The codecs we offer to (or accept from) the PBX under a trunk's DTMF mode:
+/// `inband` leaves telephone-event out so the PBX listens for tones.
+fn pbx_codecs(mode: DtmfMode, audio: &[Codec]) -> Vec<Codec> {
+    let mut v: Vec<Codec> = audio
+        .iter()
+        .copied()
+        .filter(|c| *c != Codec::TelephoneEvent)
+        .collect();
+    if mode != DtmfMode::Inband {
+        v.push(Codec::TelephoneEvent);
+    }
+    v
+}
+
 /// The bridge for what the SDP exchange with the PBX agreed.
-fn build_bridge(neg: &NegotiatedAudio) -> Result<Bridge, media::bridge::BridgeError> {
+fn build_bridge(
+    neg: &NegotiatedAudio,
+    mode: DtmfMode,
+) -> Result<Bridge, media::bridge::BridgeError> {
     let mut rtp = RtpLegConfig::new(rand::random(), neg.codec, neg.pt, neg.remote_addr);
     rtp.dtmf_pt = neg.dtmf_pt;
     rtp.ptime = neg.ptime;
     rtp.rtcp_mux = neg.rtcp_mux;
     let mut cfg = BridgeConfig::new(rtp);
-    // str0m cannot write telephone-events towards the browser; PBX digits are reported only
+    cfg.pbx_dtmf = match mode {
+        DtmfMode::Rfc4733 => PbxDtmf::Rfc4733,
+        DtmfMode::Inband => PbxDtmf::Inband,
+        // the controller sends each reported press as SIP INFO
+        DtmfMode::Info => PbxDtmf::Signalled,
+    };
+    // str0m cannot write telephone-events towards the browser; PBX digits reach the
+    // client as `dtmf` frames instead
     cfg.webrtc_dtmf_pt = None;
     cfg.webrtc_initial_ts = rand::random();
     Bridge::new(Instant::now(), cfg)
@@ -271,6 +296,8 @@ struct Running {
     early: Option<usize>,
     /// Set when the call is over; the loop then waits for the SIP side to settle.
     ending: Option<(Ending, Instant)>,
+    /// How the caller's digits reach the PBX (the trunk's `dtmf:`).
+    dtmf_mode: DtmfMode,
 }
 
 impl TrunkCall {
@@ -287,17 +314,6 @@ impl TrunkCall {
             metrics,
         } = self;
         let _gauge = metrics.hold(Gauge::ActiveCalls);
-        let mut sdp = RtpSdp::new(rtp_socket.local, rand::random::<u32>().into());
-        let offer = Body {
-            content_type: "application/sdp".into(),
-            data: sdp
-                .offer(&PBX_CODECS, Direction::SendRecv)
-                .to_string()
-                .into_bytes()
-                .into(),
-        };
-        let (dialog_tx, dialog_rx) = mpsc::unbounded_channel();
-        let now = Instant::now();
         let mut trunks: VecDeque<TrunkLegs> = route.trunks.into();
         let Some(first) = trunks.pop_front() else {
             warn!("a trunk route without trunks");
@@ -309,6 +325,10 @@ impl TrunkCall {
                 .await;
             return;
         };
+        let mut sdp = RtpSdp::new(rtp_socket.local, rand::random::<u32>().into());
+        let offer = pbx_offer(&mut sdp, first.dtmf);
+        let (dialog_tx, dialog_rx) = mpsc::unbounded_channel();
+        let now = Instant::now();
         let mut call = Running {
             leg,
             wsock: webrtc_socket,
@@ -339,6 +359,7 @@ impl TrunkCall {
             offered: None,
             early: None,
             ending: None,
+            dtmf_mode: first.dtmf,
         };
         call.offered = Some(call.sdp.clone());
         info!(trunk = %call.trunk_key, targets = ?call.targets.as_slice(), forks = call.configs.len(), failover = call.alternates.len(), "calling the pbx");
@@ -402,6 +423,12 @@ impl Running {
         self.trunk_key = next.trunk_key;
         self.targets = next.targets;
         self.configs = next.legs;
+        if next.dtmf != self.dtmf_mode {
+            // `inband` offers no telephone-event: the offer follows the trunk
+            self.dtmf_mode = next.dtmf;
+            self.offer = pbx_offer(&mut self.sdp, next.dtmf);
+            self.offered = Some(self.sdp.clone());
+        }
         self.current_alerted = false;
         self.ring_deadline = Instant::now() + self.ring_timeout;
         self.start_trunk().await;
@@ -512,7 +539,9 @@ impl Running {
         if let Some(t) = self.bridge.as_ref().and_then(Bridge::poll_timeout) {
             d = d.min(t);
         }
+        // digits wait for the answer (an early-media bridge does not take them)
         if self.bridge.is_some()
+            && self.winner.is_some()
             && let Some(t) = self.dtmf.poll_timeout()
         {
             d = d.min(t);
@@ -538,8 +567,10 @@ impl Running {
             self.end(("media-error", 500));
         }
         if let Some(b) = self.bridge.as_mut() {
-            while let Some((ts, payload)) = self.dtmf.poll(now) {
-                b.handle_webrtc_dtmf(now, ts, &payload);
+            if self.winner.is_some() {
+                while let Some((ts, payload)) = self.dtmf.poll(now) {
+                    b.handle_webrtc_dtmf(now, ts, &payload);
+                }
             }
             b.handle_timeout(now);
         }
@@ -615,6 +646,18 @@ impl Running {
                 }
             }
             DialogEvent::Terminated { reason } => self.on_terminated(idx, reason).await,
+            DialogEvent::Info { body } => {
+                let Some(body) = body else {
+                    return;
+                };
+                match InfoDtmf::parse(&body.content_type, &body.data) {
+                    Ok(press) => {
+                        info!(digit = %press.digit, "dtmf from the pbx (sip info)");
+                        let _ = self.events.send(LegEvent::Digit(press.digit)).await;
+                    }
+                    Err(e) => debug!(cause = %e, "sip info without a dtmf key"),
+                }
+            }
             other => debug!(?other, "dialog event"),
         }
     }
@@ -667,7 +710,7 @@ impl Running {
                     b.rtp_leg_mut().set_remote(neg.remote_addr);
                 }
             }
-            _ => match build_bridge(&neg) {
+            _ => match build_bridge(&neg, self.dtmf_mode) {
                 Ok(b) => self.bridge = Some(b),
                 Err(e) => {
                     warn!(cause = %e, "cannot build the media bridge");
@@ -707,7 +750,7 @@ impl Running {
         let Some(neg) = parse_sdp(body).and_then(|sd| self.apply_answer(&sd)) else {
             return false;
         };
-        match build_bridge(&neg) {
+        match build_bridge(&neg, self.dtmf_mode) {
             Ok(b) => {
                 info!(codec = ?neg.codec, remote = %neg.remote_addr, "early media from the pbx");
                 self.bridge = Some(b);
@@ -738,7 +781,7 @@ impl Running {
             Some(offer) => {
                 let answer = parse_sdp(&offer).ok_or(()).and_then(|sd| {
                     self.sdp
-                        .answer(&sd, &[codec, Codec::TelephoneEvent])
+                        .answer(&sd, &pbx_codecs(self.dtmf_mode, &[codec]))
                         .map_err(|_| ())
                 });
                 match answer {
@@ -760,7 +803,7 @@ impl Running {
             // offer-less re-INVITE: we offer the current codec, the ACK brings the answer
             None => self
                 .sdp
-                .offer(&[codec, Codec::TelephoneEvent], Direction::SendRecv),
+                .offer(&pbx_codecs(self.dtmf_mode, &[codec]), Direction::SendRecv),
         };
         let body = Body {
             content_type: "application/sdp".into(),
@@ -1003,13 +1046,51 @@ impl Running {
                 }
             }
         }
+        let mut infos = Vec::new();
         while let Some(ev) = b.poll_event() {
             match ev {
-                BridgeEvent::WebrtcDigit(d) => info!(digit = %d, "dtmf to the pbx"),
-                BridgeEvent::PbxDigit(d) => info!(digit = %d, "dtmf from the pbx"),
+                BridgeEvent::WebrtcDigit(d) => {
+                    info!(digit = %d, mode = ?self.dtmf_mode, "dtmf to the pbx");
+                    if self.dtmf_mode == DtmfMode::Info {
+                        infos.push(d);
+                    }
+                }
+                BridgeEvent::PbxDigit(d) => {
+                    info!(digit = %d, "dtmf from the pbx");
+                    let _ = self.events.send(LegEvent::Digit(d)).await;
+                }
                 BridgeEvent::Latched(a) => debug!(%a, "rtp latched"),
                 BridgeEvent::PbxBye => debug!("pbx sent rtcp bye"),
             }
+        }
+        for d in infos {
+            self.send_info_digit(d).await;
+        }
+    }
+
+    /// Sends one key press to the PBX as SIP INFO (`application/dtmf-relay`) on the
+    /// answered leg; the player only hands out digits once there is one.
+    async fn send_info_digit(&mut self, digit: char) {
+        let Some(call) = self.winner.and_then(|i| self.forks.get(i)).map(|f| f.call) else {
+            return;
+        };
+        let Ok(press) = InfoDtmf::new(digit, INFO_DTMF_MS) else {
+            return;
+        };
+        let body = Body {
+            content_type: InfoDtmf::DTMF_RELAY.into(),
+            data: press.to_dtmf_relay().into_bytes().into(),
+        };
+        let sent = self
+            .sip
+            .with_call(call, move |c, _| {
+                if let Err(e) = c.info(body) {
+                    warn!(cause = %e, %digit, "cannot send sip info");
+                }
+            })
+            .await;
+        if let Err(e) = sent {
+            warn!(cause = %e, %digit, "cannot send sip info");
         }
     }
 }
@@ -1033,6 +1114,19 @@ impl TsExtender {
         };
         self.last = Some((ts, ext));
         ext
+    }
+}
+
+/// The SDP offer to a PBX: our audio codecs, with telephone-event unless the
+/// trunk's DTMF mode is `inband`.
+fn pbx_offer(sdp: &mut RtpSdp, dtmf: DtmfMode) -> Body {
+    Body {
+        content_type: "application/sdp".into(),
+        data: sdp
+            .offer(&pbx_codecs(dtmf, &PBX_AUDIO_CODECS), Direction::SendRecv)
+            .to_string()
+            .into_bytes()
+            .into(),
     }
 }
 

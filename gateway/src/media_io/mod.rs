@@ -57,6 +57,8 @@ pub enum LegEvent {
     Held,
     /// The callee resumed the call.
     Resumed,
+    /// The callee pressed a key (RFC 4733, SIP INFO or in-band), once per press.
+    Digit(char),
     /// A command was refused (for example an unparseable candidate).
     Refused {
         /// Stable error code.

@@ -381,6 +381,10 @@ impl Session {
             Err(e) => {
                 let (reason, code) = e.reason_and_code();
                 info!(call = %id, to = %to, cause = %e, "call failed");
+                if matches!(e, crate::calls::CallError::NoMediaPort(_)) {
+                    // the port range is exhausted: say so before the call ends
+                    out.push(error("no-media-port", e.to_string(), Some(id.clone())));
+                }
                 out.push(ServerFrame::Ended {
                     id,
                     reason: reason.into(),
@@ -466,6 +470,10 @@ impl Session {
             LegEvent::Answered => vec![ServerFrame::Accepted { id }],
             LegEvent::Held => vec![ServerFrame::Hold { id, on: true }],
             LegEvent::Resumed => vec![ServerFrame::Hold { id, on: false }],
+            LegEvent::Digit(d) => vec![ServerFrame::Dtmf {
+                id,
+                digit: d.to_string(),
+            }],
             LegEvent::Refused { code, message } => vec![error(code, message, Some(id))],
             LegEvent::Ended { reason, code } => {
                 self.calls.remove(&id);

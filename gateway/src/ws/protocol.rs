@@ -67,7 +67,8 @@ pub enum ClientFrame {
     Dtmf {
         /// The call id.
         id: String,
-        /// Digits from `0-9*#A-D`.
+        /// Digits from `0-9*#A-D`; `digit` is accepted too (one key per frame).
+        #[serde(alias = "digit")]
         digits: String,
     },
     /// Take an incoming call (from a desk phone) with a WebRTC SDP offer.
@@ -142,6 +143,14 @@ pub enum ServerFrame {
     Accepted {
         /// The call id.
         id: String,
+    },
+    /// A key pressed on the callee's side (RFC 4733 event, SIP INFO or in-band
+    /// tone), one frame per press.
+    Dtmf {
+        /// The call id.
+        id: String,
+        /// The key: `0-9`, `*`, `#` or `A-D`.
+        digit: String,
     },
     /// The callee put the call on hold (`on: true`) or resumed it.
     Hold {
@@ -404,6 +413,13 @@ mod tests {
                 },
             ),
             (
+                r#"{"type":"dtmf","id":"c1","digit":"5"}"#,
+                ClientFrame::Dtmf {
+                    id: "c1".into(),
+                    digits: "5".into(),
+                },
+            ),
+            (
                 r#"{"type":"hangup","id":"c1"}"#,
                 ClientFrame::Hangup { id: "c1".into() },
             ),
@@ -424,6 +440,7 @@ mod tests {
         assert_eq!(code(r#"{"type":"call","id":"x"}"#), "bad-frame");
         assert_eq!(code(r#"{"type":"hangup","id":"x","extra":1}"#), "bad-frame");
         assert_eq!(code(r#"{"type":"dtmf","id":"x","digits":"9z"}"#), "invalid");
+        assert_eq!(code(r#"{"type":"dtmf","id":"x","digit":"x"}"#), "invalid");
         assert_eq!(code(r#"{"type":"hangup","id":""}"#), "invalid");
         assert_eq!(code(r#"{"type":"hello","login":"12345"}"#), "invalid");
         let big = format!(r#"{{"type":"hello","login":"{}"}}"#, "a".repeat(70_000));

@@ -142,9 +142,7 @@ impl Band {
         }
 
         // DELAYA
-        for i in (1..7).rev() {
-            self.d[i] = self.d[i - 1];
-        }
+        self.d.copy_within(0..6, 1);
         self.b[1..].copy_from_slice(&b[1..]);
         self.r[2] = self.r[1];
         self.r[1] = self.r[0];
@@ -243,10 +241,9 @@ impl G722Encoder {
         let low = &mut self.low;
         let el = sat(xlow - low.s);
         let mag = if el >= 0 { el } else { -(el + 1) };
-        let mut i = 1;
-        while i < 30 && mag >= (Q6[i] * low.det) >> 12 {
-            i += 1;
-        }
+        // first decision level above the magnitude (levels rise with i: binary search)
+        let det = low.det;
+        let i = 1 + Q6[1..30].partition_point(|&q| mag >= (q * det) >> 12);
         let ilow = if el < 0 { ILN[i] } else { ILP[i] };
         // INVQAL on the 4 most significant bits, which is all the predictor sees
         let ril = (ilow >> 2) as usize;

@@ -1,0 +1,198 @@
+//! SIP INFO DTMF (a trunk with `dtmf: info`) against third-party peers.
+//!
+//! 1. baresip (desk phone 100 behind a real Kamailio) gets the caller's keys as
+//!    INFO `application/dtmf-relay`; keys pressed while the phone still rings are
+//!    queued and arrive, in order, once it answers; none travels as RTP as well.
+//! 2. SIPp plays a PBX on an IP trunk: it checks the INFO it gets (`Signal=5`,
+//!    `Duration=160`, the content type) and presses 7 with an INFO of its own,
+//!    which reaches the WebSocket client as a `dtmf` frame.
+//!
+//! The WebSocket client offers real WebRTC SDP (str0m) but never connects ICE:
+//! DTMF is signalling here, and each test ends well before ICE would time out.
+
+mod common;
+
+use std::net::UdpSocket;
+use std::time::Duration;
+
+use common::{Ws, audio_offer, connect, recv_within, send};
+use labkit::{Baresip, Gateway, Kamailio, LabGateway};
+use serde_json::{Value, json};
+
+/// The next frame of `kind` within `secs`, failing on `ended`.
+async fn until(ws: &mut Ws, kind: &str, secs: u64, log: &labkit::Log) -> Value {
+    let end = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let left = end.saturating_duration_since(tokio::time::Instant::now());
+        assert!(!left.is_zero(), "no {kind} frame\n{}", log.tail(40));
+        let f = recv_within(ws, left.as_secs().max(1)).await;
+        if f["type"] == kind {
+            return f;
+        }
+        assert_ne!(
+            f["type"],
+            "ended",
+            "call ended waiting for {kind}: {f}\n{}",
+            log.tail(40)
+        );
+    }
+}
+
+async fn signed_in(gw: &Gateway, login: &str) -> Ws {
+    let mut ws = connect(&gw.addr).await;
+    send(
+        &mut ws,
+        json!({"type":"register","login":login,"password":"correct horse battery"}),
+    )
+    .await;
+    assert_eq!(recv_within(&mut ws, 10).await["type"], "welcome");
+    ws
+}
+
+/// Keys typed while the desk phone rings wait for the answer, then reach it as SIP INFO
+/// in order; nothing is sent as RFC 4733 as well.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn info_dtmf_reaches_the_desk_phone_after_answer() {
+    let pbx = Kamailio::start(&[("trunk", "trunkpass"), ("100", "pass100")]).expect("kamailio");
+    let wav = labkit::speech_wav("Extension one hundred.", 8000, "info100").expect("wav");
+    let phone = Baresip::start_with(&pbx, "100", "pass100", &wav, false).expect("baresip");
+    let data = tempfile::tempdir().expect("temp dir");
+    let gw = LabGateway::start_with(
+        std::path::Path::new(env!("CARGO_BIN_EXE_namecall")),
+        &pbx,
+        data.path(),
+        |plan| {
+            plan.replace(
+                "    domain: pbx.lab\n",
+                "    domain: pbx.lab\n    dtmf: info\n",
+            )
+        },
+        &[],
+    )
+    .expect("gateway starts and registers its trunk")
+    .gw;
+    let mut ctl = phone.control().expect("baresip control");
+    let mut ws = signed_in(&gw, "info-caller").await;
+    send(
+        &mut ws,
+        json!({"type":"call","id":"c1","to":"acme/sales","sdp":audio_offer()}),
+    )
+    .await;
+    until(&mut ws, "ringing", 30, &gw.log).await;
+    ctl.wait_event("CALL_INCOMING", Duration::from_secs(20))
+        .expect("the phone rings");
+    // pressed before anyone answered: one key, then two more in one frame
+    send(&mut ws, json!({"type":"dtmf","id":"c1","digit":"1"})).await;
+    send(&mut ws, json!({"type":"dtmf","id":"c1","digits":"2#"})).await;
+    ctl.command("accept", "").expect("accept");
+    until(&mut ws, "accepted", 20, &gw.log).await;
+    let mut keys = Vec::new();
+    for _ in 0..3 {
+        let ev = ctl
+            .wait_event("CALL_DTMF_START", Duration::from_secs(20))
+            .unwrap_or_else(|e| panic!("{e}\n{}", gw.log.tail(40)));
+        keys.push(ev["param"].as_str().unwrap_or_default().to_owned());
+    }
+    assert_eq!(keys, ["1", "2", "#"], "keys in order after the answer");
+    send(&mut ws, json!({"type":"hangup","id":"c1"})).await;
+    until(&mut ws, "ended", 20, &gw.log).await;
+    ctl.wait_event("CALL_CLOSED", Duration::from_secs(20))
+        .expect("the phone sees our BYE");
+    // every event up to the BYE has been read: a key sent twice (INFO and RTP) would show here
+    let extra: Vec<&Value> = ctl
+        .events
+        .iter()
+        .filter(|e| e["type"] == "CALL_DTMF_START")
+        .collect();
+    assert!(extra.is_empty(), "keys arrived twice: {extra:?}");
+    assert!(
+        gw.log.contains("dtmf to the pbx digit=1 mode=Info"),
+        "{}",
+        gw.log.tail(40)
+    );
+}
+
+/// The lab plan with an IP trunk to `pbx` using SIP INFO DTMF.
+fn sipp_plan(pbx: &str) -> String {
+    format!(
+        "version: 1\ntenant: acme\ntrunks:\n  main: {{ kind: ip, proxy: \"{pbx}\", dtmf: info }}\n\
+         names:\n  sales:\n    route: {{ dial: {{ trunk: main, extension: \"100\", timeout: 30s }} }}\n"
+    )
+}
+
+/// SIPp checks our INFO and sends one back; the client sees its key as a `dtmf` frame.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pbx_info_dtmf_reaches_the_client() {
+    let port = labkit::free_port();
+    let root = tempfile::tempdir().expect("temp dir");
+    let plans = root.path().join("plans");
+    std::fs::create_dir_all(&plans).expect("plans dir");
+    std::fs::write(
+        plans.join("acme.yaml"),
+        sipp_plan(&format!("127.0.0.1:{port}")),
+    )
+    .expect("plan");
+    let scenario = labkit::workspace_root().join("tests/sipp/uas-info-dtmf.xml");
+    let sipp_dir = root.path().join("sipp");
+    std::fs::create_dir_all(&sipp_dir).expect("sipp dir");
+    let port_s = port.to_string();
+    let scenario_s = scenario.to_string_lossy().into_owned();
+    let run_dir = sipp_dir.clone();
+    let sipp = std::thread::spawn(move || {
+        labkit::sipp(
+            &[
+                "-sf",
+                &scenario_s,
+                "-i",
+                "127.0.0.1",
+                "-p",
+                &port_s,
+                "-m",
+                "1",
+                "-nostdin",
+                "-trace_err",
+                "-timeout",
+                "90s",
+            ],
+            &run_dir,
+            Duration::from_secs(120),
+        )
+    });
+    // SIPp listens once its port is taken
+    labkit::wait_for("sipp listening", Duration::from_secs(20), || {
+        UdpSocket::bind(("127.0.0.1", port)).is_err().then_some(())
+    })
+    .expect("sipp started");
+    let plans_arg = plans.to_string_lossy().into_owned();
+    let gw = Gateway::start(
+        std::path::Path::new(env!("CARGO_BIN_EXE_namecall")),
+        &root.path().join("data"),
+        &["--dialplans", &plans_arg],
+    )
+    .expect("gateway");
+    let mut ws = signed_in(&gw, "info-client").await;
+    send(
+        &mut ws,
+        json!({"type":"call","id":"c1","to":"acme/sales","sdp":audio_offer()}),
+    )
+    .await;
+    until(&mut ws, "accepted", 30, &gw.log).await;
+    send(&mut ws, json!({"type":"dtmf","id":"c1","digit":"5"})).await;
+    let key = until(&mut ws, "dtmf", 30, &gw.log).await;
+    assert_eq!(key, json!({"type":"dtmf","id":"c1","digit":"7"}));
+    send(&mut ws, json!({"type":"hangup","id":"c1"})).await;
+    until(&mut ws, "ended", 20, &gw.log).await;
+    let (ok, out) = sipp.join().expect("sipp thread").expect("sipp runs");
+    let errors: String = std::fs::read_dir(&sipp_dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with("_errors.log"))
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .collect();
+    assert!(
+        ok,
+        "the SIPp PBX saw a wrong INFO or none:\n{out}\n{errors}\n{}",
+        gw.log.tail(40)
+    );
+}
