@@ -55,7 +55,7 @@ pub struct TrunkStatus {
     entries: RwLock<HashMap<String, TrunkState>>,
     /// Call legs the user agent holds, published by the SIP task after every drain.
     sip_calls: AtomicUsize,
-    /// Live transactions of the user agent, published likewise.
+    /// Live transactions of the user agent but keep-alive OPTIONS, published likewise.
     sip_transactions: AtomicUsize,
 }
 
@@ -137,7 +137,7 @@ impl TrunkStatus {
         let (calls, transactions) = self.sip_counts();
         let mut out = format!(
             "# HELP namecall_sip_dialogs SIP call legs (dialogs) held by the user agent.\n# TYPE namecall_sip_dialogs gauge\nnamecall_sip_dialogs {calls}\n\
-             # HELP namecall_sip_transactions Live SIP transactions (keep-alives included).\n# TYPE namecall_sip_transactions gauge\nnamecall_sip_transactions {transactions}\n"
+             # HELP namecall_sip_transactions Live SIP transactions other than keep-alive OPTIONS.\n# TYPE namecall_sip_transactions gauge\nnamecall_sip_transactions {transactions}\n"
         );
         out.push_str(
             "# HELP namecall_trunk_up 1 while calls may use the trunk, 0 while its keep-alive says it is down.\n# TYPE namecall_trunk_up gauge\n",
