@@ -709,11 +709,16 @@ impl Driver {
             }
             Command::Unwatch { key } => {
                 self.unwatch(&key);
-                self.trunks.update(&key, |s| {
-                    s.up = None;
-                    s.last_change = None;
-                    s.down_targets.clear();
-                });
+                if self.routes.regs.values().any(|k| *k == key) {
+                    self.trunks.update(&key, |s| {
+                        s.up = None;
+                        s.last_change = None;
+                        s.down_targets.clear();
+                    });
+                } else {
+                    // an `ip` trunk: nothing else shows its state
+                    self.trunks.remove(&key);
+                }
             }
             Command::Invite {
                 config,

@@ -170,9 +170,17 @@ pub async fn trunk_targets(
             let config = ResolveConfig {
                 // what the SIP task carries, most preferred first
                 transports: vec![Transport::Udp, Transport::Tcp],
-                fallback,
+                fallback: fallback.clone(),
             };
-            dns.resolve(&ResolveRequest::from_uri(&uri), config).await
+            let found = dns.resolve(&ResolveRequest::from_uri(&uri), config).await;
+            // the static address is also the last resort after the DNS targets
+            let mut v = found.as_slice().to_vec();
+            for f in fallback {
+                if !v.contains(&f) {
+                    v.push(f);
+                }
+            }
+            TargetList::new(v)
         }
         _ => {
             let t = transport.unwrap_or(Transport::Udp);
