@@ -14,6 +14,9 @@
 //! 5. Nothing leaks: no active call, no media socket, no SIP dialog and no
 //!    SIP transaction (keep-alive OPTIONS aside) once the calls are over.
 //!
+//! A second test puts SIPp in front as a PBX that answers every INVITE
+//! with 503: the call moves to the backup trunk at once.
+//!
 //! The real `namecall` binary is the gateway, driven over its WebSocket with
 //! a real WebRTC offer (str0m), as in `call_leaks.rs`. Every wait is on a
 //! state (a metric, a registration, a phone event), never a fixed sleep.
@@ -255,4 +258,93 @@ async fn calls_fail_over_to_the_backup_site_and_come_back() {
         gw.log.tail(40)
     );
     drop(backup_phone);
+}
+
+/// A PBX that answers 503 (SIPp, `tests/sipp/uas-503.xml`) behind an `ip`
+/// trunk without keep-alive: the call is offered to the backup trunk at
+/// once, without waiting for the ring timeout, and counted as a failover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_503_moves_the_call_to_the_next_trunk() {
+    let backup = Kamailio::start(ACCOUNTS).expect("backup site kamailio");
+    let wav = labkit::speech_wav("Extension one hundred.", 8000, "failover100").expect("wav");
+    let phone = Baresip::start(&backup, "100", "pass100", &wav).expect("backup site phone");
+    let mut ctl = phone.control().expect("phone control");
+    let port = labkit::free_port();
+    let scenario = labkit::workspace_root().join("tests/sipp/uas-503.xml");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path().to_path_buf();
+    let sipp = std::thread::spawn(move || {
+        labkit::sipp(
+            &[
+                "-sf",
+                &scenario.to_string_lossy(),
+                "-i",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-m",
+                "1",
+                "-nostdin",
+                "-timeout",
+                "60s",
+            ],
+            &d,
+            Duration::from_secs(90),
+        )
+    });
+
+    let root = tempfile::tempdir().expect("temp dir");
+    let plans = root.path().join("plans");
+    std::fs::create_dir_all(&plans).expect("plans dir");
+    let text = format!(
+        "version: 1\n\
+         tenant: acme\n\
+         trunks:\n\
+         \x20 main: {{ kind: ip, proxy: \"127.0.0.1:{port}\", keepalive: \"off\", failover: [backup] }}\n\
+         \x20 backup:\n\
+         \x20   kind: register\n\
+         \x20   registrar: {backup}\n\
+         \x20   username: trunk\n\
+         \x20   password: trunkpass\n\
+         \x20   domain: pbx.lab\n\
+         names:\n\
+         \x20 sales:\n\
+         \x20   route: {{ dial: {{ trunk: main, extension: \"100\", timeout: 60s }} }}\n",
+        backup = backup.addr(),
+    );
+    std::fs::write(plans.join("acme.yaml"), text).expect("write plan");
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_namecall"));
+    let gw = Gateway::start(
+        bin,
+        &root.path().join("data"),
+        &["--dialplans", &plans.to_string_lossy()],
+    )
+    .expect("gateway starts");
+    wait_for(
+        "trunk registered at the backup site",
+        Duration::from_secs(20),
+        || (!backup.contacts("trunk").is_empty()).then_some(()),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", gw.log.tail(40)));
+
+    let mut ws = connect(&gw.addr).await;
+    send(
+        &mut ws,
+        json!({"type":"register","login":"failover-tester","password":"correct horse battery"}),
+    )
+    .await;
+    assert_eq!(recv_within(&mut ws, 10).await["type"], "welcome");
+    let (ok, ended) = one_call(&mut ws, "c1").await;
+    assert!(ok, "call answered: {ended}\n{}", gw.log.tail(40));
+    ctl.wait_event("CALL_ESTABLISHED", Duration::from_secs(10))
+        .expect("the backup site's phone took the call");
+    assert_eq!(gw.metric(&failovers_metric("main")), Some(1));
+    assert!(
+        gw.log.contains("503, 408 or no answer"),
+        "moved on the 503, not on the 60 s ring timeout\n{}",
+        gw.log.tail(40)
+    );
+    let (sipp_ok, out) = sipp.join().expect("sipp thread").expect("sipp runs");
+    assert!(sipp_ok, "sipp saw INVITE, sent 503 and got the ACK:\n{out}");
+    drop(phone);
 }
