@@ -6,7 +6,7 @@
 #           rtpengine (media peer for benchmarks), sox + espeak-ng (speech WAVs),
 #           chromium + firefox-esr (the messenger client), node with
 #           playwright-core (drives Chromium) and puppeteer-core (drives Firefox
-#           over WebDriver BiDi)
+#           over WebDriver BiDi), python3 + PyPI g722 1.2.8 (G.722 reference)
 # Usage: scripts/install-deps.sh [build|all]   (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +16,7 @@ log() { printf '[deps] %s\n' "$*" >&2; }
 pkgs=(cmake pkg-config)
 if [ "$what" = all ]; then
     pkgs+=(kamailio baresip-core sip-tester rtpengine-daemon rtpengine-utils sox libsox-fmt-base espeak-ng
-           chromium firefox-esr iproute2 util-linux procps)
+           chromium firefox-esr iproute2 util-linux procps python3 python3-pip)
     command -v node >/dev/null 2>&1 || pkgs+=(nodejs npm)
 fi
 
@@ -49,6 +49,13 @@ if [ "$what" = all ]; then
         log "Node.js $(node --version 2>/dev/null || echo none) found; the browser tests need Node.js >= 20"
         exit 1
     fi
+fi
+
+# G.722 reference for media/tests/g722_reference.rs: PyPI `g722` (spandsp's codec as a C extension)
+if [ "$what" = all ] && ! python3 -c 'import G722' >/dev/null 2>&1; then
+    log "pip install g722==1.2.8"
+    python3 -m pip install --quiet g722==1.2.8 >&2 2>/dev/null \
+        || python3 -m pip install --quiet --break-system-packages g722==1.2.8 >&2
 fi
 
 if [ "$what" = all ] && { [ ! -d tests/node_modules/playwright-core ] || [ ! -d tests/node_modules/puppeteer-core ]; }; then

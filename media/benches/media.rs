@@ -1,9 +1,11 @@
 //! Media hot-path benchmarks: Opus encode+decode per 20 ms frame at 48 kHz/c10 versus the
-//! default 8 kHz/c5, G.711, the resampler, and a full Opus→PCMU→Opus transcode per frame.
+//! narrowband (8 kHz) and wideband (16 kHz) transcoding profiles, G.711, G.722, the
+//! resampler, and full Opus→PCMU→Opus and Opus→G722→Opus transcodes per frame.
 
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
 use media::codec::Codec;
 use media::codec::g711;
+use media::codec::g722::{G722Decoder, G722Encoder};
 use media::codec::opus::{OpusDecoder, OpusEncoder, OpusSettings};
 use media::codec::resample::Resampler;
 use media::jitter::{Frame, JitterOutput};
@@ -24,7 +26,10 @@ fn speechish(rate: u32, n: usize) -> Vec<i16> {
 fn opus_roundtrip(c: &mut Criterion) {
     for (name, s) in [
         ("opus_48k_c10_enc_dec_20ms", OpusSettings::fullband()),
-        ("opus_8k_c5_enc_dec_20ms", OpusSettings::narrowband()),
+        // the default G.711 path (complexity 1, see OpusSettings::narrowband)
+        ("opus_8k_c1_enc_dec_20ms", OpusSettings::narrowband()),
+        // the default G.722 path
+        ("opus_16k_c1_enc_dec_20ms", OpusSettings::wideband()),
     ] {
         let n = s.frame_samples();
         let pcm = speechish(s.sample_rate, n * 50);
@@ -60,6 +65,26 @@ fn g711_bench(c: &mut Criterion) {
     });
 }
 
+fn g722_bench(c: &mut Criterion) {
+    let pcm = speechish(16000, 320 * 50);
+    let mut enc = G722Encoder::new();
+    let mut dec = G722Decoder::new();
+    let mut codes = Vec::with_capacity(160);
+    let mut out = Vec::with_capacity(320);
+    let mut i = 0;
+    c.bench_function("g722_enc_dec_20ms", |b| {
+        b.iter(|| {
+            let f = &pcm[(i % 50) * 320..(i % 50 + 1) * 320];
+            i += 1;
+            codes.clear();
+            out.clear();
+            enc.encode(black_box(f), &mut codes).expect("even frame");
+            dec.decode(&codes, &mut out);
+            black_box(out.len())
+        })
+    });
+}
+
 fn resampler_bench(c: &mut Criterion) {
     let pcm48 = speechish(48000, 960);
     let pcm8 = speechish(8000, 160);
@@ -83,13 +108,20 @@ fn resampler_bench(c: &mut Criterion) {
 }
 
 fn transcode_bench(c: &mut Criterion) {
-    for (name, s) in [
+    for (name, pbx, s) in [
         (
             "transcode_opus8k_pcmu_opus8k_20ms",
+            Codec::Pcmu,
             OpusSettings::narrowband(),
         ),
         (
+            "transcode_opus16k_g722_opus16k_20ms",
+            Codec::G722,
+            OpusSettings::wideband(),
+        ),
+        (
             "transcode_opus48k_pcmu_opus48k_20ms",
+            Codec::Pcmu,
             OpusSettings::fullband(),
         ),
     ] {
@@ -104,8 +136,9 @@ fn transcode_bench(c: &mut Criterion) {
                 p
             })
             .collect();
-        let mut down = Transcoder::new(Codec::Opus, Codec::Pcmu, 20, s).expect("down");
-        let mut up = Transcoder::new(Codec::Pcmu, Codec::Opus, 20, s).expect("up");
+        let mut down = Transcoder::new(Codec::Opus, pbx, 20, s).expect("down");
+        let mut up = Transcoder::new(pbx, Codec::Opus, 20, s).expect("up");
+        assert!(pbx != Codec::G722 || (!down.resamples() && !up.resamples()));
         let mut i = 0;
         c.bench_function(name, |b| {
             b.iter(|| {
@@ -141,6 +174,7 @@ criterion_group!(
     benches,
     opus_roundtrip,
     g711_bench,
+    g722_bench,
     resampler_bench,
     transcode_bench
 );

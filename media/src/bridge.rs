@@ -55,6 +55,19 @@ pub enum BridgeEvent {
     PbxBye,
 }
 
+/// How digits pressed in the browser are sent to the PBX.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PbxDtmf {
+    /// RFC 4733 telephone-events when the PBX leg negotiated them, else in-band tones.
+    #[default]
+    Rfc4733,
+    /// Always in-band tones mixed into the audio (and tone detection on the PBX's audio).
+    Inband,
+    /// Not in the media at all: each press is only reported as
+    /// [`BridgeEvent::WebrtcDigit`] for the controller to signal (SIP INFO).
+    Signalled,
+}
+
 /// Bridge configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BridgeConfig {
@@ -66,22 +79,27 @@ pub struct BridgeConfig {
     pub webrtc_ptime: u32,
     /// telephone-event PT on the WebRTC side (48 kHz), if negotiated.
     pub webrtc_dtmf_pt: Option<u8>,
-    /// Opus settings used when transcoding (narrowband 8 kHz/c5 by default).
+    /// Opus settings used when transcoding: Opus runs at the PBX codec's sample rate
+    /// ([`OpusSettings::for_pbx_codec`]: 16 kHz for G.722, 8 kHz for G.711).
     pub opus: OpusSettings,
     /// First timestamp of frames produced for the WebRTC side.
     pub webrtc_initial_ts: u32,
+    /// How browser digits reach the PBX.
+    pub pbx_dtmf: PbxDtmf,
 }
 
 impl BridgeConfig {
-    /// Default bridge: Opus 20 ms on the WebRTC side, narrowband Opus transcoding.
+    /// Default bridge: Opus 20 ms on the WebRTC side, transcoded at the PBX codec's rate
+    /// (wideband for G.722, narrowband for G.711).
     pub fn new(rtp: RtpLegConfig) -> Self {
         Self {
-            rtp,
             webrtc_codec: Codec::Opus,
             webrtc_ptime: 20,
             webrtc_dtmf_pt: Some(126),
-            opus: OpusSettings::narrowband(),
+            opus: OpusSettings::for_pbx_codec(rtp.codec),
+            rtp,
             webrtc_initial_ts: 0,
+            pbx_dtmf: PbxDtmf::default(),
         }
     }
 }
@@ -167,7 +185,8 @@ impl Bridge {
     /// Creates a bridge at `now`.
     ///
     /// # Errors
-    /// [`CodecError`] when a transcoding path is not supported (e.g. G.722).
+    /// [`CodecError`] when a transcoding path is not supported (telephone-event as audio,
+    /// an Opus rate libopus refuses, a ptime that is not a multiple of 10 ms).
     pub fn new(now: Instant, cfg: BridgeConfig) -> Result<Self, BridgeError> {
         let pbx = cfg.rtp.codec;
         let passthrough = pbx == cfg.webrtc_codec && cfg.rtp.ptime == cfg.webrtc_ptime;
@@ -175,8 +194,8 @@ impl Bridge {
             (None, None)
         } else {
             let mut to_webrtc = Transcoder::new(pbx, cfg.webrtc_codec, cfg.webrtc_ptime, cfg.opus)?;
-            if cfg.rtp.dtmf_pt.is_none() {
-                // The PBX can only signal digits in-band: listen for them.
+            if cfg.rtp.dtmf_pt.is_none() || cfg.pbx_dtmf == PbxDtmf::Inband {
+                // The PBX signals digits in-band: listen for them.
                 to_webrtc.enable_tone_detection();
             }
             (
@@ -297,11 +316,15 @@ impl Bridge {
         if let Some(d) = rw.digit {
             self.events.push_back(BridgeEvent::WebrtcDigit(d));
         }
-        if self.cfg.rtp.dtmf_pt.is_some() {
-            for p in &rw.packets {
-                self.rtp.send_dtmf(p);
+        match self.cfg.pbx_dtmf {
+            PbxDtmf::Signalled => return,
+            PbxDtmf::Rfc4733 if self.cfg.rtp.dtmf_pt.is_some() => {
+                for p in &rw.packets {
+                    self.rtp.send_dtmf(p);
+                }
+                return;
             }
-            return;
+            PbxDtmf::Rfc4733 | PbxDtmf::Inband => {}
         }
         // No telephone-event towards the PBX: play the tone in-band while the key is down.
         if let (Some(first), Some(t)) = (rw.packets.first(), self.to_rtp.as_mut()) {
@@ -690,6 +713,143 @@ mod tests {
             "{events:?}"
         );
         assert!(events.contains(&BridgeEvent::PbxDigit('4')), "{events:?}");
+    }
+
+    /// `Signalled` keeps digits out of the media (the controller sends SIP INFO) but still
+    /// reports each press once; `Inband` plays a tone although telephone-event was negotiated.
+    #[test]
+    fn dtmf_modes_towards_the_pbx() {
+        let ev = |end, dur| {
+            DtmfEvent {
+                event: 5,
+                end,
+                volume: 10,
+                duration: dur,
+            }
+            .to_bytes()
+        };
+        let t0 = Instant::now();
+        let mut cfg = BridgeConfig::new(rtp_cfg(Codec::Pcmu, 0, Some(101)));
+        cfg.pbx_dtmf = PbxDtmf::Signalled;
+        let mut b = Bridge::new(t0, cfg).expect("bridge");
+        b.handle_webrtc_dtmf(t0, 4800, &ev(false, 960));
+        for _ in 0..3 {
+            b.handle_webrtc_dtmf(t0, 4800, &ev(true, 4800));
+        }
+        assert!(b.poll_transmit().is_none(), "no telephone-event sent");
+        assert_eq!(b.poll_event(), Some(BridgeEvent::WebrtcDigit('5')));
+        assert_eq!(b.poll_event(), None, "one report per press");
+
+        let mut cfg = BridgeConfig::new(rtp_cfg(Codec::Pcmu, 0, Some(101)));
+        cfg.pbx_dtmf = PbxDtmf::Inband;
+        let mut b = Bridge::new(t0, cfg).expect("bridge");
+        let mut enc = OpusEncoder::new(OpusSettings::narrowband()).expect("enc");
+        let mut det = crate::dtmf::ToneDetector::new(8000);
+        let mut heard = Vec::new();
+        for i in 0..20u32 {
+            let now = t0 + Duration::from_millis(u64::from(i) * 20);
+            if i == 3 {
+                b.handle_webrtc_dtmf(now, 48_000, &ev(false, 960));
+            }
+            if i == 10 {
+                b.handle_webrtc_dtmf(now, 48_000, &ev(true, 6720));
+            }
+            let mut p = Vec::new();
+            enc.encode(&[0; 160], &mut p).expect("enc");
+            b.handle_webrtc_media(
+                now,
+                MediaFrame {
+                    seq: i as u16,
+                    timestamp: i * 960,
+                    marker: i == 0,
+                    payload: p,
+                },
+            );
+            for ms in 0..20 {
+                b.handle_timeout(now + Duration::from_millis(ms));
+            }
+            while let Some(t) = b.poll_transmit() {
+                if t.rtcp {
+                    continue;
+                }
+                let p = RtpPacket::parse(&t.data).expect("ok");
+                assert_eq!(p.header.payload_type, 0, "audio only, no telephone-event");
+                let pcm: Vec<i16> = p.payload.iter().map(|&c| g711::ulaw_decode(c)).collect();
+                heard.extend(det.feed(&pcm));
+            }
+        }
+        assert_eq!(heard, vec!['5']);
+    }
+
+    /// An Opus ⇄ G.722 bridge runs Opus at 16 kHz without a resampler and stamps G.722
+    /// packets on the 8 kHz RTP clock (160 per 20 ms) while they carry 320 samples.
+    #[test]
+    fn g722_leg_uses_wideband_opus_and_8k_clock() {
+        let t0 = Instant::now();
+        let cfg = BridgeConfig::new(rtp_cfg(Codec::G722, 9, Some(101)));
+        assert_eq!(cfg.opus.sample_rate, 16000);
+        let mut b = Bridge::new(t0, cfg).expect("bridge");
+        let mut enc = OpusEncoder::new(OpusSettings::wideband()).expect("enc");
+        let mut g722 = crate::codec::g722::G722Encoder::new();
+        let mut stamps = Vec::new();
+        let mut to_browser = 0;
+        for i in 0..50u32 {
+            let now = t0 + Duration::from_millis(u64::from(i) * 20);
+            let pcm: Vec<i16> = (0..320)
+                .map(|k| {
+                    let t = f64::from(i * 320 + k) / 16000.0;
+                    (6000.0 * (2.0 * std::f64::consts::PI * 5000.0 * t).sin()) as i16
+                })
+                .collect();
+            let mut p = Vec::new();
+            enc.encode(&pcm, &mut p).expect("enc");
+            b.handle_webrtc_media(
+                now,
+                MediaFrame {
+                    seq: i as u16,
+                    timestamp: i * 960,
+                    marker: i == 0,
+                    payload: p,
+                },
+            );
+            let mut codes = Vec::new();
+            g722.encode(&pcm, &mut codes).expect("even");
+            let pkt = RtpPacket {
+                header: crate::rtp::RtpHeader {
+                    payload_type: 9,
+                    sequence: i as u16,
+                    timestamp: i * 160,
+                    ssrc: 9,
+                    ..Default::default()
+                },
+                payload: codes,
+                padding: 0,
+            };
+            b.handle_rtp_input(now, addr("192.0.2.10:17000"), pkt.to_bytes().expect("ok"));
+            for ms in 0..20 {
+                b.handle_timeout(now + Duration::from_millis(ms));
+            }
+            while let Some(t) = b.poll_transmit() {
+                if !t.rtcp {
+                    let p = RtpPacket::parse(&t.data).expect("ok");
+                    assert_eq!((p.header.payload_type, p.payload.len()), (9, 160));
+                    stamps.push(p.header.timestamp);
+                }
+            }
+            while let Some(o) = b.poll_webrtc() {
+                if let WebrtcOutput::Audio(_) = o {
+                    to_browser += 1;
+                }
+            }
+        }
+        assert!(stamps.len() >= 45, "{} packets to the pbx", stamps.len());
+        assert!(
+            stamps.windows(2).all(|w| w[1].wrapping_sub(w[0]) == 160),
+            "{stamps:?}"
+        );
+        assert!(to_browser >= 45, "{to_browser} frames to the browser");
+        let s = b.stats();
+        assert!(s.to_webrtc.decoded >= 45 && s.to_rtp.encoded >= 45, "{s:?}");
     }
 
     /// E-model: clean G.711 ~4.4, 5 % loss clearly worse, 400 ms delay worse still.

@@ -47,15 +47,14 @@
 //!
 //! # Out of scope
 //!
-//! Sockets, SRTP/DTLS/ICE (the WebRTC leg, `webrtc.rs`, wraps str0m for those), G.722
-//! encoding (no maintained Rust implementation; negotiating it returns
-//! [`codec::CodecError::Unsupported`]), video transcoding (video is only negotiated for
-//! passthrough, [`sdp::negotiate_video_passthrough`]).
+//! Sockets, SRTP/DTLS/ICE (the WebRTC leg, `webrtc.rs`, wraps str0m for those), G.722 at
+//! 56 and 48 kbit/s (modes 2 and 3: SDP never negotiates them), video transcoding (video is
+//! only negotiated for passthrough, [`sdp::negotiate_video_passthrough`]).
 //!
 //! # Layout
 //!
 //! - [`rtp`]: RTP/RTCP wire formats, sequence arithmetic, receiver statistics, RTCP-mux rule.
-//! - [`codec`]: [`codec::Codec`], G.711 tables, Opus wrapper, polyphase resampler.
+//! - [`codec`]: [`codec::Codec`], G.711 tables, G.722 SB-ADPCM, Opus wrapper, polyphase resampler.
 //! - [`jitter`]: adaptive jitter buffer yielding a frame or a loss per slot.
 //! - [`dtmf`]: RFC 4733 events, cross-leg rewriter, Q.23 tone generator, Goertzel detector.
 //! - [`sdp`]: SDP model and RFC 3264 offer/answer for the RTP leg.

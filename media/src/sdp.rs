@@ -672,6 +672,12 @@ pub struct RtpSdp {
     last_offer: Option<SessionDescription>,
 }
 
+/// Audio codecs the gateway offers to a PBX and accepts from one, in preference order:
+/// G.722 first (wideband; the bridge then runs Opus at 16 kHz), then G.711 mu-law and
+/// A-law, which every PBX speaks, and telephone-event for DTMF.
+pub const PBX_AUDIO_CODECS: [Codec; 4] =
+    [Codec::G722, Codec::Pcmu, Codec::Pcma, Codec::TelephoneEvent];
+
 const DTMF_PT_8K: u8 = 101;
 const DTMF_PT_48K: u8 = 110;
 const OPUS_PT: u8 = 111;

@@ -3,10 +3,11 @@
 //!
 //! Input is what a jitter buffer yields ([`JitterOutput`]): a frame to decode, or a lost
 //! slot to conceal (Opus PLC, Opus in-band FEC when the next packet is already there, or
-//! a fading repeat of the last frame for G.711). PCM goes through a FIFO so a 20 ms Opus
-//! side can feed a 30 ms PBX side. For Opus⇄G.711 the Opus codec runs at 8 kHz (see
-//! `codec::opus`), so no resampler is involved; any other rate pair goes through the
-//! polyphase [`Resampler`]. An in-band DTMF tone can be mixed into the output for a leg
+//! a fading repeat of the last frame for G.711 and G.722). PCM goes through a FIFO so a
+//! 20 ms Opus side can feed a 30 ms PBX side. For Opus⇄G.711 the Opus codec runs at 8 kHz
+//! and for Opus⇄G.722 at 16 kHz (see `codec::opus`), so no resampler is involved; any
+//! other rate pair goes through the polyphase [`Resampler`]. Output durations are in the
+//! outgoing codec's RTP clock, not its sample rate (G.722: 160 per 20 ms, 320 samples). An in-band DTMF tone can be mixed into the output for a leg
 //! that has no telephone-event.
 
 use std::collections::VecDeque;
@@ -240,7 +241,7 @@ impl Transcoder {
                     self.stats.concealed += 1;
                 }
             }
-            AudioDecoder::Pcmu | AudioDecoder::Pcma => {
+            AudioDecoder::Pcmu | AudioDecoder::Pcma | AudioDecoder::G722(_) => {
                 // Fading repetition of the last frame: cheap and better than silence for
                 // isolated losses; after ~60 ms it has faded out.
                 let gain = 0.6f32.powi(self.lost_run as i32);
@@ -379,7 +380,15 @@ mod tests {
             n += 1;
         }
         assert!((4..=5).contains(&n), "{n}");
-        assert!(Transcoder::new(Codec::Pcmu, Codec::G722, 20, OpusSettings::narrowband()).is_err());
+        assert!(
+            Transcoder::new(
+                Codec::Pcmu,
+                Codec::TelephoneEvent,
+                20,
+                OpusSettings::narrowband()
+            )
+            .is_err()
+        );
         assert!(Transcoder::new(Codec::Pcmu, Codec::Pcma, 25, OpusSettings::narrowband()).is_err());
     }
 

@@ -1,12 +1,12 @@
 //! Audio codecs: the [`Codec`] identity (names, clock rates, static payload types) and the
 //! sample-level encoders/decoders behind it.
 //!
-//! G.711 is implemented here with lookup tables; Opus wraps libopus through the `opus`
-//! crate; G.722 has no maintained Rust implementation on crates.io, so it is named in the
-//! model (SDP can offer and recognise it) but encoding it returns
-//! [`CodecError::Unsupported`]. The resampler lives here too because only codec paths need it.
+//! G.711 is implemented here with lookup tables; G.722 (64 kbit/s) is a pure-Rust
+//! sub-band ADPCM codec ([`g722`]) bit-exact with the ITU algorithm; Opus wraps libopus
+//! through the `opus` crate. The resampler lives here too because only codec paths need it.
 
 pub mod g711;
+pub mod g722;
 pub mod opus;
 pub mod resample;
 
@@ -122,6 +122,8 @@ pub enum AudioDecoder {
     Pcmu,
     /// G.711 A-law.
     Pcma,
+    /// G.722 at 64 kbit/s (16 kHz PCM).
+    G722(Box<g722::G722Decoder>),
     /// Opus via libopus.
     Opus(opus::OpusDecoder),
 }
@@ -130,11 +132,12 @@ impl AudioDecoder {
     /// Creates a decoder; `sample_rate` is only used by Opus (8000/16000/48000 output).
     ///
     /// # Errors
-    /// [`CodecError::Unsupported`] for G.722/telephone-event, or a libopus error.
+    /// [`CodecError::Unsupported`] for telephone-event, or a libopus error.
     pub fn new(codec: Codec, sample_rate: u32) -> Result<Self, CodecError> {
         match codec {
             Codec::Pcmu => Ok(Self::Pcmu),
             Codec::Pcma => Ok(Self::Pcma),
+            Codec::G722 => Ok(Self::G722(Box::default())),
             Codec::Opus => Ok(Self::Opus(opus::OpusDecoder::new(sample_rate)?)),
             other => Err(CodecError::Unsupported(other)),
         }
@@ -144,6 +147,7 @@ impl AudioDecoder {
     pub fn sample_rate(&self) -> u32 {
         match self {
             Self::Pcmu | Self::Pcma => 8000,
+            Self::G722(_) => 16000,
             Self::Opus(d) => d.sample_rate(),
         }
     }
@@ -161,6 +165,10 @@ impl AudioDecoder {
             Self::Pcma => {
                 out.extend(payload.iter().map(|&b| g711::alaw_decode(b)));
                 Ok(payload.len())
+            }
+            Self::G722(d) => {
+                d.decode(payload, out);
+                Ok(payload.len() * 2)
             }
             Self::Opus(d) => d.decode(payload, out),
         }
@@ -182,8 +190,8 @@ impl AudioDecoder {
                 Some(n) => d.decode_fec(n, samples, out),
                 None => d.conceal(samples, out),
             },
-            // G.711 has no codec PLC; the pipeline's own concealment handles it.
-            Self::Pcmu | Self::Pcma => {
+            // G.711 and G.722 have no codec PLC; the pipeline's own concealment handles it.
+            Self::Pcmu | Self::Pcma | Self::G722(_) => {
                 out.extend(std::iter::repeat_n(0, samples));
                 Ok(samples)
             }
@@ -198,19 +206,22 @@ pub enum AudioEncoder {
     Pcmu,
     /// G.711 A-law.
     Pcma,
+    /// G.722 at 64 kbit/s (16 kHz PCM).
+    G722(Box<g722::G722Encoder>),
     /// Opus via libopus.
     Opus(opus::OpusEncoder),
 }
 
 impl AudioEncoder {
-    /// Creates a G.711 encoder, or an Opus encoder with `settings`.
+    /// Creates a G.711 or G.722 encoder, or an Opus encoder with `settings`.
     ///
     /// # Errors
-    /// [`CodecError::Unsupported`] for G.722/telephone-event, or a libopus error.
+    /// [`CodecError::Unsupported`] for telephone-event, or a libopus error.
     pub fn new(codec: Codec, settings: opus::OpusSettings) -> Result<Self, CodecError> {
         match codec {
             Codec::Pcmu => Ok(Self::Pcmu),
             Codec::Pcma => Ok(Self::Pcma),
+            Codec::G722 => Ok(Self::G722(Box::default())),
             Codec::Opus => Ok(Self::Opus(opus::OpusEncoder::new(settings)?)),
             other => Err(CodecError::Unsupported(other)),
         }
@@ -220,6 +231,7 @@ impl AudioEncoder {
     pub fn sample_rate(&self) -> u32 {
         match self {
             Self::Pcmu | Self::Pcma => 8000,
+            Self::G722(_) => 16000,
             Self::Opus(e) => e.settings().sample_rate,
         }
     }
@@ -238,6 +250,7 @@ impl AudioEncoder {
                 out.extend(pcm.iter().map(|&s| g711::alaw_encode(s)));
                 Ok(())
             }
+            Self::G722(e) => e.encode(pcm, out),
             Self::Opus(e) => e.encode(pcm, out),
         }
     }
@@ -259,8 +272,11 @@ mod tests {
         assert_eq!(Codec::G722.sample_rate(), 16000);
         assert_eq!(Codec::Opus.clock_rate(), 48000);
         assert!(matches!(
-            AudioEncoder::new(Codec::G722, opus::OpusSettings::narrowband()),
-            Err(CodecError::Unsupported(Codec::G722))
+            AudioEncoder::new(Codec::TelephoneEvent, opus::OpusSettings::narrowband()),
+            Err(CodecError::Unsupported(Codec::TelephoneEvent))
         ));
+        let enc = AudioEncoder::new(Codec::G722, opus::OpusSettings::narrowband()).expect("g722");
+        let dec = AudioDecoder::new(Codec::G722, 8000).expect("g722");
+        assert_eq!((enc.sample_rate(), dec.sample_rate()), (16000, 16000));
     }
 }

@@ -29,8 +29,12 @@ impl Gateway {
     /// `namecall ready http=<addr>`.
     pub fn start(bin: &Path, data_dir: &Path, extra: &[&str]) -> io::Result<Gateway> {
         let mut cmd = Command::new(bin);
-        cmd.args(["serve", "--http", "127.0.0.1:0", "--media-ip", "127.0.0.1"])
-            .args(["--rtp-ports", "0-0", "--sip", "127.0.0.1:0", "--data-dir"])
+        cmd.args(["serve", "--http", "127.0.0.1:0", "--media-ip", "127.0.0.1"]);
+        // OS-chosen media ports unless the test sets a range
+        if !extra.contains(&"--rtp-ports") {
+            cmd.args(["--rtp-ports", "0-0"]);
+        }
+        cmd.args(["--sip", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(extra)
             .env("RUST_LOG", "info,gateway=debug");
@@ -310,15 +314,30 @@ pub struct LabGateway {
 impl LabGateway {
     /// Starts the gateway and waits until its `acme/main` trunk is registered at `pbx`.
     pub fn start(bin: &Path, pbx: &crate::Kamailio, root: &Path) -> io::Result<LabGateway> {
+        LabGateway::start_with(bin, pbx, root, |plan| plan, &[])
+    }
+
+    /// Like [`LabGateway::start`], with the lab dialplan passed through `edit`
+    /// (e.g. to add `dtmf: info` to the trunk) and `extra` serve arguments
+    /// (e.g. `--rtp-ports`).
+    pub fn start_with(
+        bin: &Path,
+        pbx: &crate::Kamailio,
+        root: &Path,
+        edit: impl FnOnce(String) -> String,
+        extra: &[&str],
+    ) -> io::Result<LabGateway> {
         let plans = root.join("plans");
         let data = root.join("data");
         std::fs::create_dir_all(&plans)?;
         let acme =
             std::fs::read_to_string(crate::workspace_root().join("dialplans/examples/acme.yaml"))?
                 .replace("127.0.0.1:5070", &pbx.addr().to_string());
-        std::fs::write(plans.join("acme.yaml"), acme)?;
+        std::fs::write(plans.join("acme.yaml"), edit(acme))?;
         let plans_arg = plans.to_string_lossy().into_owned();
-        let gw = Gateway::start(bin, &data, &["--dialplans", &plans_arg])?;
+        let mut args = vec!["--dialplans", plans_arg.as_str()];
+        args.extend_from_slice(extra);
+        let gw = Gateway::start(bin, &data, &args)?;
         wait_for("trunk registered", Duration::from_secs(20), || {
             (!pbx.contacts("trunk").is_empty()).then_some(())
         })

@@ -449,7 +449,27 @@ impl Baresip {
         play: &Path,
         answermode: &str,
     ) -> io::Result<Baresip> {
-        Baresip::start_full(pbx, ext, password, play, answermode, None)
+        Baresip::start_full(
+            pbx,
+            ext,
+            password,
+            play,
+            answermode,
+            None,
+            &PhoneAudio::G711,
+        )
+    }
+
+    /// Starts an auto-answering phone that offers and accepts only G.722
+    /// (baresip's `g722` module, `audio_codecs=G722/16000/1`); `play` should
+    /// be a 16 kHz WAV (the phone's audio runs at 16 kHz).
+    pub fn start_g722(
+        pbx: &Kamailio,
+        ext: &str,
+        password: &str,
+        play: &Path,
+    ) -> io::Result<Baresip> {
+        Baresip::start_full(pbx, ext, password, play, "auto", None, &PhoneAudio::G722)
     }
 
     /// Starts an auto-answering phone that can chat: received MESSAGEs
@@ -463,7 +483,15 @@ impl Baresip {
         play: &Path,
         peer: &str,
     ) -> io::Result<Baresip> {
-        Baresip::start_full(pbx, ext, password, play, "auto", Some(peer))
+        Baresip::start_full(
+            pbx,
+            ext,
+            password,
+            play,
+            "auto",
+            Some(peer),
+            &PhoneAudio::G711,
+        )
     }
 
     fn start_full(
@@ -473,6 +501,7 @@ impl Baresip {
         play: &Path,
         answermode: &str,
         chat_peer: Option<&str>,
+        audio: &PhoneAudio,
     ) -> io::Result<Baresip> {
         require("baresip", "baresip-core")?;
         let dir = tempfile::Builder::new()
@@ -493,20 +522,22 @@ impl Baresip {
              audio_player\t\taufile,/dev/null\n\
              audio_source\t\taufile,{play}\n\
              audio_alert\t\taufile,/dev/null\n\
-             ausrc_srate\t\t8000\nauplay_srate\t\t8000\nausrc_channels\t\t1\nauplay_channels\t\t1\n\
+             ausrc_srate\t\t{srate}\nauplay_srate\t\t{srate}\nausrc_channels\t\t1\nauplay_channels\t\t1\n\
              rtp_tos\t\t\t0\n\
              rtp_ports\t\t{rtp}-{}\n\
              rtcp_mux\t\tno\n\
              jitter_buffer_delay\t5-10\n\
              statmode_default\toff\n\
              module_path\t\t/usr/lib/baresip/modules\n\
-             module\t\t\tg711.so\nmodule\t\t\taufile.so\nmodule\t\t\tsndfile.so\n\
+             module\t\t\t{codec_module}\nmodule\t\t\taufile.so\nmodule\t\t\tsndfile.so\n\
              module_app\t\taccount.so\nmodule_app\t\tmenu.so\nmodule_app\t\tctrl_tcp.so\n\
              ctrl_tcp_listen\t\t127.0.0.1:{ctrl_port}\n\
              snd_path\t\t{}\n",
             rtp + 99,
             rec.display(),
             play = play.display(),
+            srate = audio.srate(),
+            codec_module = audio.module(),
         );
         if chat_peer.is_some() {
             // `contact` sends MESSAGE to the current contact (`message`
@@ -520,9 +551,10 @@ impl Baresip {
         std::fs::write(
             dir.path().join("accounts"),
             format!(
-                "<sip:{ext}@{}>;auth_user={ext};auth_pass={password};answermode={};regint=300;audio_codecs=PCMU,PCMA\n",
+                "<sip:{ext}@{}>;auth_user={ext};auth_pass={password};answermode={};regint=300;audio_codecs={}\n",
                 pbx.addr(),
-                answermode
+                answermode,
+                audio.codecs(),
             ),
         )?;
         let contacts = match chat_peer {
@@ -598,6 +630,38 @@ impl Baresip {
 impl Drop for Baresip {
     fn drop(&mut self) {
         kill(&mut self.child);
+    }
+}
+
+/// Which codecs a lab phone speaks.
+enum PhoneAudio {
+    /// PCMU and PCMA at 8 kHz (what most desk phones offer).
+    G711,
+    /// G.722 only, audio at 16 kHz.
+    G722,
+}
+
+impl PhoneAudio {
+    fn srate(&self) -> u32 {
+        match self {
+            PhoneAudio::G711 => 8000,
+            PhoneAudio::G722 => 16000,
+        }
+    }
+
+    fn module(&self) -> &'static str {
+        match self {
+            PhoneAudio::G711 => "g711.so",
+            PhoneAudio::G722 => "g722.so",
+        }
+    }
+
+    fn codecs(&self) -> &'static str {
+        match self {
+            PhoneAudio::G711 => "PCMU,PCMA",
+            // baresip matches the codec by name, sample rate and channels
+            PhoneAudio::G722 => "G722/16000/1",
+        }
     }
 }
 
