@@ -629,6 +629,18 @@ mod tests {
             assert!(tokio::time::Instant::now() < end, "trunk state {st:?}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        // the SRV targets are the company's: calls from them are admitted,
+        // although `pbx.test` itself has no address
+        assert_eq!(
+            crate::sip::inbound::trunk_of(&plans, &sip.trunks, IpAddr::from([127, 0, 0, 1]))
+                .await
+                .as_deref(),
+            Some("acme")
+        );
+        assert_eq!(
+            crate::sip::inbound::trunk_of(&plans, &sip.trunks, IpAddr::from([127, 0, 0, 9])).await,
+            None
+        );
         sip.shutdown().await;
     }
 

@@ -81,6 +81,10 @@ pub struct TrunkState {
     /// Addresses of the trunk (DNS SRV targets) whose keep-alive says down;
     /// calls try them last.
     pub down_targets: Vec<SocketAddr>,
+    /// Every address the trunk's peer resolved to when it started: calls
+    /// and MESSAGEs from these are the company's (a PBX found by SRV may
+    /// send from a target whose IP the bare host name does not have).
+    pub addresses: Vec<SocketAddr>,
 }
 
 impl TrunkState {
@@ -219,6 +223,10 @@ enum Command {
     Unwatch {
         key: String,
     },
+    Addresses {
+        key: String,
+        addresses: Vec<SocketAddr>,
+    },
     Invite {
         config: Box<CallConfig>,
         offer: Option<Body>,
@@ -317,6 +325,23 @@ impl Sip {
                 uri: Box::new(uri),
                 targets,
                 interval,
+            })
+            .await
+            .map_err(|_| SipError::Stopped)
+    }
+
+    /// Records the addresses trunk `key` resolved to (see [`TrunkState::addresses`]).
+    /// Goes through the SIP task so it is ordered after an earlier
+    /// [`Sip::unregister`] of the same key, which clears the entry.
+    pub async fn set_addresses(
+        &self,
+        key: &str,
+        addresses: Vec<SocketAddr>,
+    ) -> Result<(), SipError> {
+        self.tx
+            .send(Command::Addresses {
+                key: key.to_string(),
+                addresses,
             })
             .await
             .map_err(|_| SipError::Stopped)
@@ -719,6 +744,9 @@ impl Driver {
                     // an `ip` trunk: nothing else shows its state
                     self.trunks.remove(&key);
                 }
+            }
+            Command::Addresses { key, addresses } => {
+                self.trunks.update(&key, |s| s.addresses = addresses);
             }
             Command::Invite {
                 config,

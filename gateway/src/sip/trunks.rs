@@ -77,6 +77,8 @@ fn start_trunk(sip: &Sip, key: &str, trunk: &Trunk, expires: u32) -> bool {
                 return;
             }
         };
+        let addresses = targets.as_slice().iter().map(|t| t.addr).collect();
+        let _ = sip.set_addresses(&key, addresses).await;
         watch_trunk(&sip, &key, &trunk, &targets).await;
         if let Some(password) = password {
             register_trunk(&sip, &key, &trunk, targets, password, expires).await;
