@@ -65,9 +65,6 @@ fn start_trunk(sip: &Sip, key: &str, trunk: &Trunk, expires: u32) -> bool {
         return false;
     }
     let registers = password.is_some();
-    if !registers && trunk.keepalive.is_none() {
-        return false;
-    }
     let (sip, key, trunk) = (sip.clone(), key.to_owned(), trunk.clone());
     tokio::spawn(async move {
         let targets = match trunk_targets(sip.dns.as_ref(), &key, &trunk).await {
