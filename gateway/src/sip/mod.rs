@@ -1008,3 +1008,33 @@ impl Driver {
 fn uri_of(n: &NameAddr) -> String {
     n.uri.to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The per-trunk metrics: up is 1 unless the keep-alive says down;
+    /// failovers count per trunk; the two SIP gauges are always there.
+    #[test]
+    fn trunk_metrics_render() {
+        let t = TrunkStatus::default();
+        t.update("acme/main", |s| s.up = Some(false));
+        t.update("acme/backup", |s| s.up = None);
+        t.record_failover("acme/main");
+        t.record_failover("acme/main");
+        let text = t.render_metrics();
+        for line in [
+            "namecall_sip_dialogs 0\n",
+            "namecall_sip_transactions 0\n",
+            "namecall_trunk_up{trunk=\"acme/main\"} 0\n",
+            "namecall_trunk_up{trunk=\"acme/backup\"} 1\n",
+            "namecall_trunk_failovers_total{trunk=\"acme/main\"} 2\n",
+            "namecall_trunk_failovers_total{trunk=\"acme/backup\"} 0\n",
+        ] {
+            assert!(text.contains(line), "{line:?} in\n{text}");
+        }
+        assert!(!t.usable("acme/main"));
+        assert!(t.usable("acme/backup"));
+        assert!(t.usable("acme/unknown"), "a trunk never seen is usable");
+    }
+}
