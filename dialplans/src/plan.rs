@@ -119,8 +119,8 @@ pub struct Trunk {
     /// for an address or a host with a port, DNS NAPTR records decide for a
     /// bare host name (RFC 3263). [`Trunk::transport_or_udp`] for the simple case.
     pub transport: Option<Transport>,
-    /// A static address used when DNS gives no target for the peer's host
-    /// name (or for an address, the peer itself stays first).
+    /// A static address tried after the peer's own addresses (its DNS
+    /// targets), and alone when the host name does not resolve.
     pub address: Option<std::net::SocketAddr>,
     /// Domain for From/To headers; defaults to the peer host when absent.
     pub domain: Option<String>,
