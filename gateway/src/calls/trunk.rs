@@ -621,7 +621,8 @@ impl Running {
                 if idx >= self.first_fork {
                     self.current_alerted = true;
                 }
-                if self.winner.is_some() || self.ending.is_some() {
+                if self.winner.is_some() || self.ending.is_some() || idx < self.first_fork {
+                    // a given-up trunk's fork rings late: its CANCEL goes out now
                     return;
                 }
                 let early = self.early.is_none()
@@ -668,8 +669,9 @@ impl Running {
             debug!("pbx acknowledged our answer");
             return;
         }
-        if self.winner.is_some() || self.ending.is_some() {
-            // another fork won (or the caller hung up) while this one answered: release it
+        if self.winner.is_some() || self.ending.is_some() || idx < self.first_fork {
+            // another fork won (or the caller hung up, or this fork's trunk was
+            // given up and the call moved on) while this one answered: release it
             if let Some(f) = self.forks.get_mut(idx) {
                 f.state = ForkState::Leaving;
                 let call = f.call;
