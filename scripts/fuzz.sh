@@ -24,4 +24,4 @@ RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
 -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing -Cdebug-assertions -Coverflow-checks" \
     cargo +nightly build --release --target "$triple" --bin parse
 log "fuzzing the SIP parser for $secs s"
-exec "target/$triple/release/parse" -max_total_time="$secs" -print_final_stats=1 corpus/parse
+exec "${CARGO_TARGET_DIR:-target}/$triple/release/parse" -max_total_time="$secs" -print_final_stats=1 corpus/parse

@@ -97,6 +97,12 @@ pub enum ClientFrame {
     },
     /// The user's conversations with unread counts.
     Conversations {},
+    /// The current members of a conversation the user is in, with their
+    /// admin flag and receipt watermarks.
+    Members {
+        /// The conversation.
+        conversation: ConversationId,
+    },
     /// Create a group.
     GroupCreate {
         /// Idempotency id; also names the group (`g:<creator>:<client_id>`).
@@ -311,6 +317,13 @@ pub enum ServerFrame {
         /// Most recent first.
         items: Vec<ConversationItem>,
     },
+    /// The current members of a conversation.
+    Members {
+        /// The conversation.
+        conversation: ConversationId,
+        /// Longest-standing first.
+        members: Vec<MemberItem>,
+    },
     /// Someone's presence as the viewer may see it.
     Presence {
         /// Whose.
@@ -334,6 +347,30 @@ pub enum ServerFrame {
         #[serde(skip_serializing_if = "Option::is_none")]
         client_id: Option<String>,
     },
+}
+
+/// One line of the `members` frame.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MemberItem {
+    /// Who.
+    pub login: Login,
+    /// May rename the group and add, remove or promote members.
+    pub admin: bool,
+    /// Has every entry up to this seq on at least one device.
+    pub delivered: Seq,
+    /// Has read up to this seq.
+    pub read: Seq,
+}
+
+impl From<crate::store::Member> for MemberItem {
+    fn from(m: crate::store::Member) -> Self {
+        Self {
+            login: m.login,
+            admin: m.admin,
+            delivered: m.delivered,
+            read: m.read,
+        }
+    }
 }
 
 /// One line of the `conversations` frame.

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 use crate::delivery::DeliveryConfig;
 use crate::error::{ChatError, Result};
-use crate::frames::{ClientFrame, ConversationItem, Entry, ServerFrame};
+use crate::frames::{ClientFrame, ConversationItem, Entry, MemberItem, ServerFrame};
 use crate::hub::{Hub, Outbox};
 use crate::model::{
     Body, ClientId, CompanyName, ConversationId, DeviceId, Login, Payload, Seq, Timestamp,
@@ -510,6 +510,17 @@ impl ChatService {
                     read_by,
                     delivered_to,
                     pending,
+                }))
+            }
+            ClientFrame::Members { conversation } => {
+                let members = s.members(login, &conversation).await?;
+                // past members (removed, left) no longer see who is in it
+                if !members.iter().any(|m| &m.login == login) {
+                    return Err(ChatError::Forbidden);
+                }
+                Ok(one(ServerFrame::Members {
+                    conversation,
+                    members: members.into_iter().map(MemberItem::from).collect(),
                 }))
             }
             ClientFrame::Conversations {} => {

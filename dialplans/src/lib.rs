@@ -43,9 +43,11 @@
 //!
 //! # Out of scope (schema version 1)
 //!
-//! Failover between trunks, caller-based routing, voicemail and queues are
-//! not in the schema yet; the versioned `version:` key lets them arrive
-//! without breaking files.
+//! Caller-based routing, voicemail and queues are not in the schema yet;
+//! the versioned `version:` key lets them arrive without breaking files.
+//! Trunk failover and keep-alive intervals are in the schema
+//! ([`Trunk::failover`], [`Trunk::keepalive`]); acting on them is the
+//! gateway's job.
 //!
 //! # Layout
 //!
@@ -75,7 +77,8 @@ pub use eval::{
     CallContext, ChatDecision, Decision, ECHO_NAME, MenuInput, evaluate, evaluate_chat,
 };
 pub use plan::{
-    ChatRoute, Dialplan, Inbound, InboundAllow, NameEntry, SCHEMA_VERSION, Secret, Trunk, TrunkKind,
+    ChatRoute, DEFAULT_KEEPALIVE, Dialplan, Inbound, InboundAllow, NameEntry, SCHEMA_VERSION,
+    Secret, Trunk, TrunkKind,
 };
 pub use set::Dialplans;
 pub use types::{DtmfMode, Extension, HostPort, LoginName, Transport, parse_duration};

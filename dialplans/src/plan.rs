@@ -8,15 +8,22 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
+use std::time::Duration;
 
 use crate::action::{self, Action};
 use crate::error::{DialplanError, ErrorKind, Location};
 use crate::parse::Cx;
-use crate::types::{DtmfMode, Extension, HostPort, LoginName, Transport};
+use crate::types::{DtmfMode, Extension, HostPort, LoginName, Transport, parse_duration};
 use crate::yaml::{self, Node, NodeKind};
 
 /// The schema version this build reads.
 pub const SCHEMA_VERSION: u32 = 1;
+
+/// Interval between OPTIONS keep-alives to a trunk peer when the file sets none.
+pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(30);
+
+/// Shortest keep-alive interval accepted: faster pings only load the PBX.
+const MIN_KEEPALIVE: Duration = Duration::from_secs(1);
 
 /// Names that cannot be tenants because the gateway answers them itself.
 const RESERVED_TENANTS: &[&str] = &["echo"];
@@ -77,6 +84,28 @@ impl Dialplan {
     pub fn name(&self, sub_name: &str) -> Option<&NameEntry> {
         self.names.get(sub_name)
     }
+
+    /// The trunks a call routed to `trunk` may use, in the order they are
+    /// tried: `trunk` itself, then its `failover` trunks depth-first in the
+    /// order written (each trunk once). Empty when `trunk` is unknown.
+    ///
+    /// Validation refuses failover cycles, so the walk is finite anyway; the
+    /// visited check only keeps a trunk reached twice from being tried twice.
+    pub fn failover_order(&self, trunk: &str) -> Vec<&Trunk> {
+        let mut out: Vec<&Trunk> = Vec::new();
+        let mut stack = vec![trunk];
+        while let Some(name) = stack.pop() {
+            let Some(t) = self.trunks.get(name) else {
+                continue;
+            };
+            if out.iter().any(|o| o.name == t.name) {
+                continue;
+            }
+            out.push(t);
+            stack.extend(t.failover.iter().rev().map(String::as_str));
+        }
+        out
+    }
 }
 
 /// A SIP trunk towards the company's PBX.
@@ -86,14 +115,32 @@ pub struct Trunk {
     pub name: String,
     /// How the gateway authenticates to the PBX.
     pub kind: TrunkKind,
-    /// SIP transport.
-    pub transport: Transport,
+    /// SIP transport as written; `None` when the file leaves it open: UDP
+    /// for an address or a host with a port, DNS NAPTR records decide for a
+    /// bare host name (RFC 3263). [`Trunk::transport_or_udp`] for the simple case.
+    pub transport: Option<Transport>,
+    /// A static address used when DNS gives no target for the peer's host
+    /// name (or for an address, the peer itself stays first).
+    pub address: Option<std::net::SocketAddr>,
     /// Domain for From/To headers; defaults to the peer host when absent.
     pub domain: Option<String>,
     /// Lower is tried first when several trunks could carry a call.
     pub priority: u32,
     /// How DTMF digits are sent to the PBX (`dtmf:`, default RFC 4733).
     pub dtmf: DtmfMode,
+    /// Trunks that carry a call when this one is down or refuses it with
+    /// 503/408 or times out, in the order written (see [`Dialplan::failover_order`]).
+    pub failover: Vec<String>,
+    /// Interval between OPTIONS keep-alives to the peer; `None` (`off`)
+    /// sends none and the trunk is always taken as up.
+    pub keepalive: Option<Duration>,
+}
+
+impl Trunk {
+    /// The transport, UDP when the file leaves it open.
+    pub fn transport_or_udp(&self) -> Transport {
+        self.transport.unwrap_or_default()
+    }
 }
 
 /// How a trunk is authenticated.
@@ -383,6 +430,9 @@ const REGISTER_KEYS: &[&str] = &[
     "domain",
     "priority",
     "dtmf",
+    "failover",
+    "keepalive",
+    "address",
 ];
 const IP_KEYS: &[&str] = &[
     "kind",
@@ -392,7 +442,17 @@ const IP_KEYS: &[&str] = &[
     "domain",
     "priority",
     "dtmf",
+    "failover",
+    "keepalive",
+    "address",
 ];
+
+/// One `failover` entry: trunk `from` lists `to`, written at `at`.
+struct FailoverRef {
+    from: String,
+    to: String,
+    at: Location,
+}
 
 fn trunks(cx: &mut Cx<'_>, node: &Node) -> BTreeMap<String, Trunk> {
     let mut out = BTreeMap::new();
@@ -407,12 +467,13 @@ fn trunks(cx: &mut Cx<'_>, node: &Node) -> BTreeMap<String, Trunk> {
         );
         return out;
     };
+    let mut refs = Vec::new();
     for (key, value) in entries {
         if let Err(reason) = trunk_name_ok(&key.name) {
             cx.invalid(key.at, "trunk name", &key.name, reason);
             continue;
         }
-        if let Some(t) = trunk(cx, &key.name, value) {
+        if let Some(t) = trunk(cx, &key.name, value, &mut refs) {
             out.insert(key.name.clone(), t);
         } else {
             // Keep the name known so routes referring to it do not add a
@@ -420,7 +481,83 @@ fn trunks(cx: &mut Cx<'_>, node: &Node) -> BTreeMap<String, Trunk> {
             out.insert(key.name.clone(), placeholder_trunk(&key.name));
         }
     }
+    check_failover(cx, &out, &refs);
     out
+}
+
+/// Checks that every `failover` entry names a trunk of the file and that no
+/// chain of failovers leads back to where it started. A cycle is reported
+/// once, at the first entry of it in file order.
+fn check_failover(cx: &mut Cx<'_>, trunks: &BTreeMap<String, Trunk>, refs: &[FailoverRef]) {
+    for r in refs {
+        if !trunks.contains_key(&r.to) {
+            cx.err(
+                r.at,
+                ErrorKind::UnknownTrunk {
+                    name: r.to.clone(),
+                    defined: trunks.keys().cloned().collect::<Vec<_>>().join(", "),
+                },
+            );
+        }
+    }
+    let mut reported: Vec<Vec<String>> = Vec::new();
+    for start in refs {
+        let mut path = vec![start.from.clone(), start.to.clone()];
+        let mut seen = vec![start.to.clone()];
+        if !way_back(refs, &start.from, &mut path, &mut seen) {
+            continue;
+        }
+        let mut key = path.clone();
+        key.sort();
+        key.dedup();
+        if reported.contains(&key) {
+            continue;
+        }
+        reported.push(key);
+        cx.err(
+            start.at,
+            ErrorKind::Conflict(format!(
+                "failover cycle {}; a trunk must not fail over back to itself",
+                path.join(" -> ")
+            )),
+        );
+    }
+}
+
+/// Depth-first from the last trunk of `path` towards `home`; on success
+/// `path` ends at `home`. `seen` keeps the walk linear in the number of
+/// entries (a trunk that did not lead home once will not later either), and
+/// the walk keeps its own stack so a huge file cannot overflow the thread's.
+fn way_back(
+    refs: &[FailoverRef],
+    home: &str,
+    path: &mut Vec<String>,
+    seen: &mut Vec<String>,
+) -> bool {
+    // For each trunk on the path after the first: the next entry to try from it.
+    let mut next: Vec<usize> = vec![0; path.len().saturating_sub(1)];
+    while let (Some(here), Some(i)) = (path.last().cloned(), next.last().copied()) {
+        if here == home {
+            return true;
+        }
+        let Some((j, r)) = refs
+            .iter()
+            .enumerate()
+            .skip(i)
+            .find(|(_, r)| r.from == here && (r.to == home || !seen.contains(&r.to)))
+        else {
+            path.pop();
+            next.pop();
+            continue;
+        };
+        if let Some(n) = next.last_mut() {
+            *n = j + 1;
+        }
+        seen.push(r.to.clone());
+        path.push(r.to.clone());
+        next.push(0);
+    }
+    false
 }
 
 fn placeholder_trunk(name: &str) -> Trunk {
@@ -433,14 +570,17 @@ fn placeholder_trunk(name: &str) -> Trunk {
             },
             allow_from: Vec::new(),
         },
-        transport: Transport::Udp,
+        transport: None,
+        address: None,
         domain: None,
         priority: u32::MAX,
         dtmf: DtmfMode::default(),
+        failover: Vec::new(),
+        keepalive: None,
     }
 }
 
-fn trunk(cx: &mut Cx<'_>, name: &str, node: &Node) -> Option<Trunk> {
+fn trunk(cx: &mut Cx<'_>, name: &str, node: &Node, refs: &mut Vec<FailoverRef>) -> Option<Trunk> {
     let context = format!("trunk `{name}`");
     let kind_text = match &node.kind {
         NodeKind::Map(entries) => match entries.iter().find(|(k, _)| k.name == "kind") {
@@ -476,8 +616,21 @@ fn trunk(cx: &mut Cx<'_>, name: &str, node: &Node) -> Option<Trunk> {
         required,
     )?;
     let transport = match f.get("transport") {
-        Some(n) => cx.value(n, "transport", Transport::parse)?,
-        None => Transport::Udp,
+        Some(n) => Some(cx.value(n, "transport", Transport::parse)?),
+        None => None,
+    };
+    let address = match f.get("address") {
+        Some(n) => Some(cx.value(n, "address", |s| {
+            if let Ok(a) = s.parse::<std::net::SocketAddr>() {
+                return Ok(a);
+            }
+            s.parse::<IpAddr>()
+                .map(|ip| std::net::SocketAddr::new(ip, 5060))
+                .map_err(|_| {
+                    "expected an ip address with an optional port, e.g. `192.0.2.7:5060`".into()
+                })
+        })?),
+        None => None,
     };
     let domain = f
         .get("domain")
@@ -494,6 +647,37 @@ fn trunk(cx: &mut Cx<'_>, name: &str, node: &Node) -> Option<Trunk> {
         Some(n) => cx.value(n, "dtmf mode", DtmfMode::parse)?,
         None => DtmfMode::default(),
     };
+    let keepalive = match f.get("keepalive") {
+        Some(n) => cx.value(n, "keepalive", |s| {
+            if s == "off" {
+                return Ok(None);
+            }
+            let d = parse_duration(s).map_err(|e| format!("{e}; or `off`"))?;
+            if d < MIN_KEEPALIVE {
+                return Err("a keep-alive interval is at least 1s".into());
+            }
+            Ok(Some(d))
+        })?,
+        None => Some(DEFAULT_KEEPALIVE),
+    };
+    let mut failover = Vec::new();
+    if let Some(list) = f.get("failover").and_then(|n| cx.list(n, "failover")) {
+        for item in list {
+            let Some(to) = cx.scalar(item, "failover trunk") else {
+                continue;
+            };
+            if failover.iter().any(|t| t == to) {
+                cx.invalid(item.at, "failover trunk", to, "listed twice".into());
+                continue;
+            }
+            failover.push(to.to_owned());
+            refs.push(FailoverRef {
+                from: name.to_owned(),
+                to: to.to_owned(),
+                at: item.at,
+            });
+        }
+    }
     let kind = if kind_text == "register" {
         let registrar = cx.value(f.get("registrar")?, "registrar", HostPort::parse);
         let username = f
@@ -561,9 +745,12 @@ fn trunk(cx: &mut Cx<'_>, name: &str, node: &Node) -> Option<Trunk> {
         name: name.to_owned(),
         kind,
         transport,
+        address,
         domain,
         priority,
         dtmf,
+        failover,
+        keepalive,
     })
 }
 

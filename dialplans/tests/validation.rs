@@ -212,3 +212,60 @@ fn trunk_dtmf_mode() {
         assert_eq!(plan.trunks["main"].dtmf, mode, "{text}");
     }
 }
+
+/// A call routed to a trunk may use that trunk and then its failover
+/// trunks, depth-first in the order written, each once.
+#[test]
+fn failover_order_follows_the_chain() {
+    let text = "version: 1\ntenant: acme\ntrunks:\n  main: { kind: ip, proxy: 127.0.0.1, failover: [b, c] }\n  b: { kind: ip, proxy: 127.0.0.2, failover: [d, c] }\n  c: { kind: ip, proxy: 127.0.0.3 }\n  d: { kind: ip, proxy: 127.0.0.4 }\nnames:\n  sales:\n    route: { dial: { trunk: main, extension: \"100\" } }\n";
+    let plan = Dialplan::parse("acme.yaml", text).expect("valid");
+    let order: Vec<&str> = plan
+        .failover_order("main")
+        .iter()
+        .map(|t| t.name.as_str())
+        .collect();
+    assert_eq!(order, ["main", "b", "d", "c"]);
+    let order: Vec<&str> = plan
+        .failover_order("c")
+        .iter()
+        .map(|t| t.name.as_str())
+        .collect();
+    assert_eq!(order, ["c"]);
+    assert!(plan.failover_order("nope").is_empty());
+}
+
+/// Keep-alives default to 30 s, take any duration of at least 1 s, and `off`.
+#[test]
+fn keepalive_default_value_and_off() {
+    let plan = Dialplan::parse("acme.yaml", GOOD).expect("valid");
+    assert_eq!(
+        plan.trunk("main").expect("main").keepalive,
+        Some(std::time::Duration::from_secs(30))
+    );
+    let with = |v: &str| {
+        GOOD.replace(
+            "proxy: 127.0.0.1 }",
+            &format!("proxy: 127.0.0.1, keepalive: {v} }}"),
+        )
+    };
+    let plan = Dialplan::parse("acme.yaml", &with("5s")).expect("valid");
+    assert_eq!(
+        plan.trunk("main").expect("main").keepalive,
+        Some(std::time::Duration::from_secs(5))
+    );
+    let plan = Dialplan::parse("acme.yaml", &with("off")).expect("valid");
+    assert_eq!(plan.trunk("main").expect("main").keepalive, None);
+    let errors = Dialplan::parse("acme.yaml", &with("500ms")).expect_err("too short");
+    assert!(errors[0].to_string().contains("at least 1s"), "{errors:?}");
+}
+
+/// A cycle through three trunks is one error, not one per trunk on it.
+#[test]
+fn failover_cycle_reported_once() {
+    let text = std::fs::read_to_string(bad_dir().join("failover-cycle.yaml")).expect("fixture");
+    let errors = Dialplan::parse("failover-cycle.yaml", &text).expect_err("cycle");
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    // Breaking the cycle makes the file valid: the error was the cycle.
+    let fixed = text.replace("failover: [main]", "failover: []");
+    assert!(Dialplan::parse("failover-cycle.yaml", &fixed).is_ok());
+}

@@ -102,6 +102,16 @@ pub struct ServeConfig {
     /// local push service, as in tests); browsers' push services are public HTTPS.
     #[arg(long, env = "NAMECALL_PUSH_ALLOW_HTTP")]
     pub push_allow_http: bool,
+
+    /// DNS servers (`ip:port`, comma separated) for RFC 3263 lookups of
+    /// trunk peers given by host name (NAPTR, SRV, A/AAAA); default: the
+    /// system's (`/etc/resolv.conf`).
+    #[arg(
+        long = "dns-server",
+        env = "NAMECALL_DNS_SERVERS",
+        value_delimiter = ','
+    )]
+    pub dns_servers: Vec<SocketAddr>,
 }
 
 impl ServeConfig {
@@ -116,6 +126,7 @@ impl ServeConfig {
             sip: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             push_subject: "mailto:push@localhost".to_owned(),
             push_allow_http: true,
+            dns_servers: Vec::new(),
         }
     }
 

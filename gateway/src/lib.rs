@@ -340,9 +340,19 @@ async fn start_sip(
 )> {
     let (itx, irx) = tokio::sync::mpsc::channel(256);
     let (mtx, mrx) = tokio::sync::mpsc::channel(256);
-    let sip = sip::spawn_with_messages(config.sip, None, itx, mtx)
+    let mut sip = sip::spawn_with_messages(config.sip, None, itx, mtx)
         .await
         .map_err(|e| anyhow::anyhow!("cannot bind SIP socket {}: {e}", config.sip))?;
+    let dns = if config.dns_servers.is_empty() {
+        sip::dns::DnsLookup::system()
+    } else {
+        sip::dns::DnsLookup::with_servers(&config.dns_servers, std::time::Duration::from_secs(2), 2)
+    };
+    match dns {
+        Ok(d) => sip.dns = Some(d),
+        // names still resolve through the system resolver's A/AAAA answer
+        Err(e) => tracing::warn!(cause = %e, "no RFC 3263 dns for trunks"),
+    }
     sip::trunks::start_registrations(&sip, plans, sip::trunks::DEFAULT_EXPIRES).await;
     Ok((sip, irx, mrx))
 }

@@ -13,6 +13,12 @@
 // `delivered` means the company's PBX took it, and a failure arrives as an
 // `error` with the message's client id (shown as "not delivered").
 //
+// Groups (`g:<creator>:<id>`): "New group" creates one; a group thread
+// shows its members (asked with `members` when it opens and after every
+// membership change), admins get add, remove, promote and rename; every
+// member may leave. Own posts in a group show who has read them, from the
+// members' receipt watermarks.
+//
 // The page keeps nothing across reloads: each load is a new chat device
 // and syncs the whole stream.
 'use strict';
@@ -21,7 +27,7 @@
   const $ = (id) => document.getElementById(id);
   const app = window.namecall;
   const CHAT_FRAMES = new Set(['ack', 'message', 'batch', 'history', 'receipt', 'read_elsewhere',
-    'expired', 'typing', 'receipts', 'conversations', 'presence', 'ok']);
+    'expired', 'typing', 'receipts', 'conversations', 'presence', 'ok', 'members']);
   const TYPING_REFRESH_MS = 3000;
 
   const chat = {
@@ -30,6 +36,7 @@
     open: null, // id of the shown thread
     synced: false,
     typingSentAt: 0,
+    groupOps: new Map(), // client_id of a group_* frame -> what it was
   };
   app.chat = chat; // for tests and the console
 
@@ -70,6 +77,7 @@
         pending: new Map(), // client_id -> {body, state}
         peers: new Map(), // login -> {delivered, read}
         typing: new Set(),
+        members: null, // groups: [{login, admin, delivered, read}] from `members`
       };
       chat.convs.set(id, c);
     }
@@ -87,8 +95,12 @@
     } else if (e.op === 'delete') {
       const t = c.messages.get(e.target);
       if (t) { t.deleted = true; delete t.body; }
-    } else if (e.op === 'group' && e.change && e.change.title) {
-      c.title = e.change.title;
+    } else if (e.op === 'group' && e.change) {
+      if (e.change.title) c.title = e.change.title;
+      const gone = e.change.event === 'removed' || e.change.event === 'left';
+      if (gone && e.change.member === chat.me) c.active = false;
+      // the member list changed: ask again if it is on screen
+      if (chat.synced && chat.open === c.id && c.active) send({ type: 'members', conversation: c.id });
     }
     const fresh = !c.messages.has(e.seq);
     c.messages.set(e.seq, e);
@@ -113,6 +125,27 @@
     return 'sent';
   }
 
+  function isGroup(id) {
+    return id.startsWith('g:');
+  }
+
+  function amAdmin(c) {
+    return !!(c.members && c.members.some((m) => m.login === chat.me && m.admin));
+  }
+
+  function loginsIn(text) {
+    return text.toLowerCase().split(/[\s,]+/).filter((l) => l && l !== chat.me);
+  }
+
+  function groupOp(frame, what) {
+    const clientId = newId();
+    chat.groupOps.set(clientId, what);
+    $('group-error').textContent = '';
+    $('group-create-error').textContent = '';
+    send({ ...frame, client_id: clientId });
+    return clientId;
+  }
+
   function setPeer(c, login, delivered, read) {
     const p = c.peers.get(login) || { delivered: 0, read: 0 };
     p.delivered = Math.max(p.delivered, delivered);
@@ -134,6 +167,19 @@
         break;
       case 'ack': {
         const c = conv(f.conversation);
+        const op = chat.groupOps.get(f.client_id);
+        if (op) {
+          // the device that made a group change gets no `message` of it:
+          // fetch the event (title, members) like the other devices see it
+          chat.groupOps.delete(f.client_id);
+          const before = c.lastSeq;
+          c.lastSeq = Math.max(c.lastSeq, f.seq);
+          if (op === 'leave') c.active = false;
+          else send({ type: 'history', conversation: c.id, after: Math.max(0, Math.min(before, f.seq - 1)), limit: 100 });
+          if (op === 'create') openThread(c.id);
+          else if (c.active && chat.open === c.id) send({ type: 'members', conversation: c.id });
+          break;
+        }
         const p = c.pending.get(f.client_id);
         c.pending.delete(f.client_id);
         if (p && !c.messages.has(f.seq)) {
@@ -170,6 +216,14 @@
           c.active = it.active;
         }
         break;
+      case 'members': {
+        const c = conv(f.conversation);
+        c.members = f.members;
+        // receipts count only the current members
+        c.peers = new Map();
+        for (const m of f.members) if (m.login !== chat.me) setPeer(c, m.login, m.delivered, m.read);
+        break;
+      }
       case 'typing': {
         const c = conv(f.conversation);
         if (f.typing) c.typing.add(f.user); else c.typing.delete(f.user);
@@ -197,6 +251,12 @@
   function onError(f) {
     // chat errors carry the client id of the failed write
     if (!f.client_id) return false;
+    const op = chat.groupOps.get(f.client_id);
+    if (op) {
+      chat.groupOps.delete(f.client_id);
+      $(op === 'create' ? 'group-create-error' : 'group-error').textContent = `${op} refused: ${f.code}${f.message && f.message !== f.code ? ` (${f.message})` : ''}`;
+      return true;
+    }
     for (const c of chat.convs.values()) {
       const p = c.pending.get(f.client_id);
       if (p) { p.state = 'failed'; p.error = f.code; render(); return true; }
@@ -232,6 +292,9 @@
     const peer = peerOf(id);
     // the answer comes now; later changes are pushed while this socket lives
     if (peer) send({ type: 'presence', login: peer });
+    c.members = isGroup(id) ? c.members : null;
+    if (isGroup(id) && c.active) send({ type: 'members', conversation: id });
+    $('group-error').textContent = '';
     $('thread').hidden = false;
     render();
     $('chat-text').focus();
@@ -257,6 +320,19 @@
       case 'file': return `📎 ${body.name || 'file'}`;
       case 'contact': return `👤 ${body.name}`;
       default: return `[${body.kind}]`;
+    }
+  }
+
+  function groupEventText(m) {
+    const ch = m.change || {};
+    switch (ch.event) {
+      case 'created': return `${m.sender} created "${ch.title}" with ${(ch.members || []).join(', ')}`;
+      case 'renamed': return `${m.sender} renamed the group to "${ch.title}"`;
+      case 'added': return `${m.sender} added ${(ch.members || []).join(', ')}`;
+      case 'removed': return `${m.sender} removed ${ch.member}`;
+      case 'left': return `${ch.member || m.sender} left`;
+      case 'promoted': return `${m.sender} made ${ch.member} an admin`;
+      default: return `${m.sender}: group change`;
     }
   }
 
@@ -355,7 +431,7 @@
       li.className = mine ? 'mine' : 'theirs';
       if (m.op === 'group') {
         li.className = 'event';
-        li.textContent = `${m.sender}: ${m.change ? m.change.event : 'group change'}`;
+        li.textContent = groupEventText(m);
       } else if (m.deleted) {
         li.textContent = 'message deleted';
         li.classList.add('deleted');
@@ -382,6 +458,13 @@
         }[st];
         s.title = st;
         li.append(s);
+        if (isGroup(c.id) && !m.failed && !m.expired) {
+          const readers = [...c.peers].filter(([, p]) => p.read >= seq).map(([l]) => l).sort();
+          const r = document.createElement('span');
+          r.className = 'readers';
+          r.textContent = readers.length ? `read by ${readers.join(', ')}` : '';
+          li.append(r);
+        }
       }
       ol.append(li);
     }
@@ -400,9 +483,61 @@
       ol.append(li);
     }
     ol.scrollTop = ol.scrollHeight;
+    renderGroupPanel(c);
+    $('chat-text').disabled = !c.active;
+    $('chat-send').disabled = !c.active;
     const typing = $('typing-indicator');
     typing.hidden = c.typing.size === 0;
     typing.textContent = c.typing.size ? `${[...c.typing].join(', ')} ${c.typing.size > 1 ? 'are' : 'is'} typing…` : '';
+  }
+
+  function renderGroupPanel(c) {
+    const panel = $('group-panel');
+    panel.hidden = !isGroup(c.id);
+    if (panel.hidden) return;
+    const admin = c.active && amAdmin(c);
+    $('group-admin-form').hidden = !admin;
+    $('group-rename-form').hidden = !admin;
+    $('group-leave-btn').hidden = !c.active;
+    const ul = $('group-members-list');
+    ul.replaceChildren();
+    if (!c.active) {
+      const li = document.createElement('li');
+      li.textContent = 'You are no longer a member of this group.';
+      ul.append(li);
+      return;
+    }
+    for (const m of c.members || []) {
+      const li = document.createElement('li');
+      li.dataset.login = m.login;
+      const name = document.createElement('span');
+      name.className = 'login';
+      name.textContent = m.login === chat.me ? `${m.login} (you)` : m.login;
+      li.append(name);
+      if (m.admin) {
+        const a = document.createElement('span');
+        a.className = 'admin';
+        a.textContent = 'admin';
+        li.append(a);
+      }
+      if (admin && m.login !== chat.me) {
+        if (!m.admin) {
+          const p = document.createElement('button');
+          p.type = 'button';
+          p.className = 'secondary promote';
+          p.textContent = 'Make admin';
+          p.addEventListener('click', () => groupOp({ type: 'group_promote', conversation: c.id, member: m.login }, 'make admin'));
+          li.append(p);
+        }
+        const r = document.createElement('button');
+        r.type = 'button';
+        r.className = 'danger remove';
+        r.textContent = 'Remove';
+        r.addEventListener('click', () => groupOp({ type: 'group_remove', conversation: c.id, member: m.login }, 'remove'));
+        li.append(r);
+      }
+      ul.append(li);
+    }
   }
 
   function render() {
@@ -457,6 +592,39 @@
     const h = ev.detail;
     if (!chat.me || app.guest || h.name === chat.me) return;
     openThread(threadFor(h.name, h.kind));
+  });
+
+  $('new-group-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const title = $('group-title').value.trim();
+    const members = loginsIn($('group-members').value);
+    if (!title || !members.length || !chat.me) {
+      $('group-create-error').textContent = 'a group needs a title and at least one other member';
+      return;
+    }
+    $('group-title').value = '';
+    $('group-members').value = '';
+    groupOp({ type: 'group_create', title, members }, 'create');
+  });
+
+  $('group-admin-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const members = loginsIn($('group-add').value);
+    if (!chat.open || !members.length) return;
+    $('group-add').value = '';
+    groupOp({ type: 'group_add', conversation: chat.open, members }, 'add');
+  });
+
+  $('group-rename-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const title = $('group-rename').value.trim();
+    if (!chat.open || !title) return;
+    $('group-rename').value = '';
+    groupOp({ type: 'group_rename', conversation: chat.open, title }, 'rename');
+  });
+
+  $('group-leave-btn').addEventListener('click', () => {
+    if (chat.open && isGroup(chat.open)) groupOp({ type: 'group_leave', conversation: chat.open }, 'leave');
   });
 
   $('chat-form').addEventListener('submit', (ev) => {

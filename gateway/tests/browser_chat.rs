@@ -4,7 +4,9 @@
 //! waits for its readiness line, runs `node tests/browser/chat.mjs <url>`
 //! (playwright-core + Debian's chromium) and checks its JSON verdict: text,
 //! a location and an uploaded PNG (shown as its thumbnail) arrive, the sender sees delivered then read, typing shows,
-//! and last seen replaces online when the peer's page closes.
+//! and last seen replaces online when the peer's page closes. A second test
+//! runs `group-chat.mjs`: three pages in a group (create, members panel,
+//! read-by, remove, promote, rename, leave).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -113,23 +115,14 @@ fn two_chromium_users_chat() {
         .save(&picture)
         .expect("write a test PNG");
 
-    let script = repo_root().join("gateway/tests/browser/chat.mjs");
-    let out = Command::new("node")
-        .arg(&script)
-        .arg(format!("http://{}/", gw.addr))
-        .arg("--image")
-        .arg(&picture)
-        .output()
-        .expect("node runs (install nodejs and `npm install` in tests/)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    eprintln!("chat.mjs stderr: {}", String::from_utf8_lossy(&out.stderr));
-    let line = stdout
-        .lines()
-        .rev()
-        .find(|l| l.starts_with('{'))
-        .unwrap_or_else(|| panic!("chat.mjs printed no JSON: {stdout}"));
-    let verdict: serde_json::Value = serde_json::from_str(line).expect("chat.mjs prints JSON");
-    eprintln!("chat.mjs verdict: {verdict:#}");
+    let (verdict, ok) = run_script(
+        "chat.mjs",
+        &[
+            format!("http://{}/", gw.addr),
+            "--image".into(),
+            picture.display().to_string(),
+        ],
+    );
     for check in [
         "signed_in",
         "unread_badge",
@@ -153,5 +146,59 @@ fn two_chromium_users_chat() {
         );
     }
     assert_eq!(verdict["ok"], serde_json::Value::Bool(true));
-    assert!(out.status.success());
+    assert!(ok);
+}
+
+/// Runs `node gateway/tests/browser/<script> <args>` and returns its JSON
+/// verdict (the last line starting with `{`) and whether it exited 0.
+fn run_script(script: &str, args: &[String]) -> (serde_json::Value, bool) {
+    let out = Command::new("node")
+        .arg(repo_root().join("gateway/tests/browser").join(script))
+        .args(args)
+        .output()
+        .expect("node runs (install nodejs and `npm install` in tests/)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{script} stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("{script} printed no JSON: {stdout}"));
+    let verdict: serde_json::Value = serde_json::from_str(line).expect("the script prints JSON");
+    eprintln!("{script} verdict: {verdict:#}");
+    (verdict, out.status.success())
+}
+
+/// Alice, Bob and Carol in a group, all through the web client: create from
+/// the form, members panel with admin controls, read-by lists growing to
+/// read, removal (the removed page can no longer send and gets nothing),
+/// promotion, rename by the new admin, leave.
+#[test]
+fn three_chromium_users_in_a_group() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let gw = start_gateway(data.path());
+    let (verdict, ok) = run_script("group-chat.mjs", &[format!("http://{}/", gw.addr)]);
+    for check in [
+        "signed_in",
+        "created",
+        "creator_is_admin",
+        "admin_controls",
+        "listed_with_title",
+        "bob_not_admin",
+        "read_by_one",
+        "read_by_all",
+        "removed_member_told",
+        "removed_member_gets_nothing",
+        "promoted",
+        "renamed",
+        "left",
+    ] {
+        assert_eq!(
+            verdict["checks"][check],
+            serde_json::Value::Bool(true),
+            "check {check} failed: {verdict}"
+        );
+    }
+    assert_eq!(verdict["ok"], serde_json::Value::Bool(true));
+    assert!(ok);
 }

@@ -178,3 +178,56 @@ async fn five_members_removal_and_read_by() {
         "a removed member is in no list: {r}"
     );
 }
+
+/// `members` lists the current members with admin flags and watermarks, to
+/// members only: a removed member is refused.
+#[tokio::test]
+async fn members_frame_lists_current_members_to_members_only() {
+    let (addr, _stop, _dir) = start().await;
+    let mut alice = member(addr, "alice").await;
+    let mut bob = member(addr, "bob").await;
+    let mut carol = member(addr, "carol").await;
+    send(
+        &mut alice,
+        json!({"type":"group_create","client_id":"g2","title":"Trio","members":["bob","carol"]}),
+    )
+    .await;
+    let group = recv_type(&mut alice, "ack").await["conversation"]
+        .as_str()
+        .expect("group id")
+        .to_owned();
+    send(&mut alice, post(&group, "p1", "hello trio")).await;
+    let seq = recv_type(&mut alice, "ack").await["seq"]
+        .as_i64()
+        .expect("seq");
+    let _ = next_post(&mut bob).await;
+    send(
+        &mut bob,
+        json!({"type":"read","conversation":group,"seq":seq}),
+    )
+    .await;
+    recv_type(&mut bob, "ok").await;
+    send(
+        &mut alice,
+        json!({"type":"group_remove","conversation":group,"client_id":"rm2","member":"carol"}),
+    )
+    .await;
+    recv_type(&mut alice, "ack").await;
+
+    send(&mut bob, json!({"type":"members","conversation":group})).await;
+    let m = recv_type(&mut bob, "members").await;
+    let list = m["members"].as_array().expect("members array");
+    let logins: Vec<&str> = list.iter().filter_map(|x| x["login"].as_str()).collect();
+    assert_eq!(logins, vec!["alice", "bob"], "{m}");
+    assert_eq!(list[0]["admin"], true, "{m}");
+    assert_eq!(list[1]["admin"], false, "{m}");
+    assert!(list[1]["read"].as_i64() >= Some(seq), "{m}");
+
+    let _ = drain_for(&mut carol, 200).await;
+    send(&mut carol, json!({"type":"members","conversation":group})).await;
+    let refused = recv_type(&mut carol, "error").await;
+    assert_eq!(refused["code"], "forbidden", "{refused}");
+    // and a stranger's socket stays usable after a refusal
+    send(&mut carol, json!({"type":"conversations"})).await;
+    recv_type(&mut carol, "conversations").await;
+}

@@ -28,6 +28,36 @@ async fn start_gateway_sip() -> sip::Sip {
     sip
 }
 
+/// Runs SIPp as a client towards `target` with the shared options (bound to
+/// 127.0.0.1 on any port, no stdin) and `args`, in a fresh directory; gives
+/// its verdict, its output and the text of its `*{log_suffix}` trace files.
+async fn run_sipp(
+    args: &[&str],
+    target: String,
+    log_suffix: &'static str,
+    limit: Duration,
+) -> (bool, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    all.extend(["-i", "127.0.0.1", "-p", "0", "-nostdin"].map(String::from));
+    all.push(target);
+    let (ok, out) = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = all.iter().map(String::as_str).collect();
+        labkit::sipp(&args, &d, limit)
+    })
+    .await
+    .unwrap()
+    .expect("sipp runs");
+    let logs = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(log_suffix))
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .collect::<String>();
+    (ok, out, logs)
+}
+
 fn stat(out: &str, name: &str) -> Option<u64> {
     // SIPp's final screen: "Successful call | ... | 100" style lines
     out.lines()
@@ -42,104 +72,52 @@ fn stat(out: &str, name: &str) -> Option<u64> {
         .next()
 }
 
-/// SIPp's stock `uac` scenario: 100 calls to `echo`, 10 at a time.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sipp_uac_calls_us_100_times() {
+/// SIPp's stock `uac` scenario calls `echo` `calls` times, 10 at a time,
+/// with `transport` (`u1`: UDP, `t1`: one TCP connection for all calls);
+/// every call must succeed.
+async fn stock_uac(transport: &str, calls: u64) {
     let sip = start_gateway_sip().await;
-    let dir = tempfile::tempdir().unwrap();
-    let target = sip.local_addr.to_string();
-    let d = dir.path().to_path_buf();
-    let (ok, out) = tokio::task::spawn_blocking(move || {
-        labkit::sipp(
-            &[
-                "-sn",
-                "uac",
-                "-s",
-                "echo",
-                "-m",
-                "100",
-                "-r",
-                "20",
-                "-l",
-                "10",
-                "-i",
-                "127.0.0.1",
-                "-p",
-                "0",
-                "-nostdin",
-                "-trace_screen",
-                "-timeout",
-                "60s",
-                &target,
-            ],
-            &d,
-            Duration::from_secs(90),
-        )
-    })
-    .await
-    .unwrap()
-    .expect("sipp runs");
-    let screen = std::fs::read_dir(dir.path())
-        .unwrap()
-        .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().ends_with("_screen.log"))
-        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-        .collect::<String>();
-    assert!(ok, "sipp uac failed:\n{out}\n{screen}");
-    assert_eq!(stat(&screen, "Successful call"), Some(100), "{screen}");
+    let calls_arg = calls.to_string();
+    let args = [
+        "-sn",
+        "uac",
+        "-t",
+        transport,
+        "-s",
+        "echo",
+        "-m",
+        &calls_arg,
+        "-r",
+        "20",
+        "-l",
+        "10",
+        "-trace_screen",
+        "-timeout",
+        "60s",
+    ];
+    let (ok, out, screen) = run_sipp(
+        &args,
+        sip.local_addr.to_string(),
+        "_screen.log",
+        Duration::from_secs(90),
+    )
+    .await;
+    assert!(ok, "sipp uac over {transport} failed:\n{out}\n{screen}");
+    assert_eq!(stat(&screen, "Successful call"), Some(calls), "{screen}");
     assert_eq!(stat(&screen, "Failed call"), Some(0), "{screen}");
 }
 
-/// The same stock `uac` scenario over TCP (`-t t1`: one connection for all
-/// calls): our listener accepts, frames by Content-Length and answers on the
-/// connection the requests came on.
+/// SIPp's stock `uac` scenario: 100 calls over UDP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sipp_uac_calls_us_100_times() {
+    stock_uac("u1", 100).await;
+}
+
+/// The same over TCP: our listener accepts, frames by Content-Length and
+/// answers on the connection the requests came on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sipp_uac_calls_us_over_tcp() {
-    let sip = start_gateway_sip().await;
-    let dir = tempfile::tempdir().unwrap();
-    let target = sip.local_addr.to_string();
-    let d = dir.path().to_path_buf();
-    let (ok, out) = tokio::task::spawn_blocking(move || {
-        labkit::sipp(
-            &[
-                "-sn",
-                "uac",
-                "-t",
-                "t1",
-                "-s",
-                "echo",
-                "-m",
-                "50",
-                "-r",
-                "20",
-                "-l",
-                "10",
-                "-i",
-                "127.0.0.1",
-                "-p",
-                "0",
-                "-nostdin",
-                "-trace_screen",
-                "-timeout",
-                "60s",
-                &target,
-            ],
-            &d,
-            Duration::from_secs(90),
-        )
-    })
-    .await
-    .unwrap()
-    .expect("sipp runs");
-    let screen = std::fs::read_dir(dir.path())
-        .unwrap()
-        .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().ends_with("_screen.log"))
-        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-        .collect::<String>();
-    assert!(ok, "sipp uac over tcp failed:\n{out}\n{screen}");
-    assert_eq!(stat(&screen, "Successful call"), Some(50), "{screen}");
-    assert_eq!(stat(&screen, "Failed call"), Some(0), "{screen}");
+    stock_uac("t1", 50).await;
 }
 
 /// SIPp's stock `uas` scenario answers; we place 100 calls (INVITE, 200, ACK,
@@ -218,43 +196,25 @@ async fn we_call_sipp_uas_100_times() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unacknowledged_200_is_retransmitted_then_bye() {
     let sip = start_gateway_sip().await;
-    let dir = tempfile::tempdir().unwrap();
     let scenario = labkit::workspace_root().join("tests/sipp/uac-no-ack.xml");
-    let target = sip.local_addr.to_string();
-    let d = dir.path().to_path_buf();
     let t = std::time::Instant::now();
-    let (ok, out) = tokio::task::spawn_blocking(move || {
-        labkit::sipp(
-            &[
-                "-sf",
-                scenario.to_str().unwrap(),
-                "-s",
-                "echo",
-                "-m",
-                "1",
-                "-i",
-                "127.0.0.1",
-                "-p",
-                "0",
-                "-nostdin",
-                "-trace_msg",
-                "-timeout",
-                "80s",
-                &target,
-            ],
-            &d,
-            Duration::from_secs(90),
-        )
-    })
-    .await
-    .unwrap()
-    .expect("sipp runs");
-    let msgs = std::fs::read_dir(dir.path())
-        .unwrap()
-        .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().ends_with("_messages.log"))
-        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-        .collect::<String>();
+    let (ok, out, msgs) = run_sipp(
+        &[
+            "-sf",
+            scenario.to_str().unwrap(),
+            "-s",
+            "echo",
+            "-m",
+            "1",
+            "-trace_msg",
+            "-timeout",
+            "80s",
+        ],
+        sip.local_addr.to_string(),
+        "_messages.log",
+        Duration::from_secs(90),
+    )
+    .await;
     assert!(ok, "scenario failed:\n{out}\n{msgs}");
     let oks = msgs.matches("SIP/2.0 200 OK").count();
     assert!(
@@ -265,5 +225,85 @@ async fn unacknowledged_200_is_retransmitted_then_bye() {
     assert!(
         elapsed >= Duration::from_secs(30),
         "BYE came after {elapsed:?}, before 64*T1"
+    );
+}
+
+/// RFC 3262 with SIPp as a caller that `Require`s 100rel: our 183 with SDP
+/// carries `Require: 100rel` and an RSeq, is retransmitted (same RSeq) until
+/// SIPp's PRACK, the PRACK gets 200, and only then our 200 to the INVITE
+/// goes out (it was asked for at once); SIPp ACKs and hangs up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reliable_183_waits_for_prack() {
+    let (itx, mut irx) = mpsc::channel(4);
+    let sip = sip::spawn("127.0.0.1:0".parse().unwrap(), None, itx)
+        .await
+        .expect("sip socket");
+    let leg = sip.clone();
+    let callee = tokio::spawn(async move {
+        let mut call = irx.recv().await.expect("SIPp's INVITE");
+        let sdp = |s: &str| Body::sdp(s.as_bytes().to_vec());
+        let early = sdp(
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n",
+        );
+        let answer = early.clone();
+        leg.with_call(call.call, move |c, now| {
+            c.ring(now, 183, Some(early)).expect("unanswered");
+            // Held by the dialog until the 183 is PRACKed.
+            c.answer(now, Some(answer)).expect("unanswered");
+        })
+        .await
+        .expect("leg alive");
+        let mut seen = Vec::new();
+        while let Some(ev) = tokio::time::timeout(Duration::from_secs(20), call.events.recv())
+            .await
+            .ok()
+            .flatten()
+        {
+            let end = matches!(ev, DialogEvent::Terminated { .. });
+            seen.push(ev);
+            if end {
+                break;
+            }
+        }
+        seen
+    });
+    let scenario = labkit::workspace_root().join("tests/sipp/uac-100rel.xml");
+    let (ok, out, msgs) = run_sipp(
+        &[
+            "-sf",
+            scenario.to_str().unwrap(),
+            "-s",
+            "alice",
+            "-m",
+            "1",
+            "-trace_msg",
+            "-timeout",
+            "30s",
+        ],
+        sip.local_addr.to_string(),
+        "_messages.log",
+        Duration::from_secs(40),
+    )
+    .await;
+    assert!(ok, "scenario failed:\n{out}\n{msgs}");
+    let rseqs: Vec<&str> = msgs
+        .split("SIP/2.0 183 ")
+        .skip(1)
+        .filter_map(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("RSeq:").map(str::trim))
+        })
+        .collect();
+    assert!(
+        rseqs.len() >= 2 && rseqs.iter().all(|r| *r == rseqs[0]),
+        "expected the 183 and its retransmission with one RSeq, saw {rseqs:?}\n{msgs}"
+    );
+    let events = callee.await.expect("callee task");
+    assert!(
+        matches!(
+            events.as_slice(),
+            [DialogEvent::Answered { .. }, DialogEvent::Terminated { .. }]
+        ),
+        "{events:?}"
     );
 }

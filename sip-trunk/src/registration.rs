@@ -268,6 +268,19 @@ impl Registration {
         }
     }
 
+    /// Sends the next REGISTER now instead of at the refresh or back-off
+    /// time, and forgets earlier failures: the registrar was seen coming
+    /// back (it answers OPTIONS again) and has probably lost the binding.
+    /// A no-op while a REGISTER is in flight or after [`unregister`](Self::unregister).
+    pub fn refresh_now(&mut self, now: Instant) {
+        if self.in_flight.is_some() || self.next_attempt.is_none() {
+            return;
+        }
+        self.failures = 0;
+        self.next_attempt = Some(now);
+        self.handle_timeout(now);
+    }
+
     /// Removes the binding (expires=0) for shutdown; ends in [`RegistrationEvent::Unregistered`].
     pub fn unregister(&mut self, _now: Instant) {
         self.next_attempt = None;
@@ -590,6 +603,49 @@ mod tests {
             vec![RegistrationEvent::Registered { expires: 100 }]
         );
         assert_eq!(reg.poll_timeout(), Some(t1 + Duration::from_secs(80)));
+    }
+
+    /// `refresh_now` skips a long back-off (the registrar is back), does
+    /// nothing while a REGISTER is in flight, and nothing after unregister.
+    #[test]
+    fn refresh_now_skips_the_back_off() {
+        let t0 = Instant::now();
+        let mut reg = Registration::new(config(), t0, 3);
+        reg.handle_timeout(t0);
+        let r1 = take(&mut reg);
+        // In flight: nothing more is sent.
+        reg.refresh_now(t0);
+        assert!(reg.poll_transmit().is_none());
+        // Several timeouts push the retry far out.
+        reg.handle_transaction_timeout(t0);
+        let mut now = t0;
+        for _ in 0..5 {
+            now = reg.poll_timeout().expect("retry scheduled");
+            reg.handle_timeout(now);
+            take(&mut reg);
+            reg.handle_transaction_timeout(now);
+        }
+        let retry = reg.poll_timeout().expect("retry scheduled");
+        assert!(retry - now >= Duration::from_secs(40), "{:?}", retry - now);
+        events(&mut reg);
+        let back = now + Duration::from_secs(1);
+        reg.refresh_now(back);
+        let r2 = take(&mut reg);
+        assert!(cseq(&r2) > cseq(&r1));
+        assert_eq!(r2.headers.call_id().ok(), r1.headers.call_id().ok());
+        // A failure right after starts the back-off from its first step again.
+        reg.handle_transaction_timeout(back);
+        let next = reg.poll_timeout().expect("retry scheduled");
+        assert!(
+            next - back <= Duration::from_millis(2400),
+            "{:?}",
+            next - back
+        );
+        // After unregister nothing is resent.
+        reg.unregister(back);
+        events(&mut reg);
+        reg.refresh_now(back);
+        assert!(reg.poll_transmit().is_none());
     }
 
     /// Failures back off 2, 4, 8 ... capped at 300 s, each within plus or minus 20 %.

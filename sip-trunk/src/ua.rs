@@ -39,11 +39,19 @@ use crate::transaction::{
 /// before it is answered 500 (the sender gives up after 32 s, Timer F).
 pub const MESSAGE_ANSWER_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Methods we accept, for `Allow` in OPTIONS answers.
-const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, UPDATE, INFO, MESSAGE, OPTIONS, REFER, NOTIFY";
+/// How often a peer that is down is probed, at most: its return should be
+/// noticed in seconds, not after a whole keep-alive interval. While the peer
+/// stays silent one OPTIONS transaction is in flight at a time (Timer F), so
+/// this costs a retransmission every T2 and no more.
+pub const DOWN_PROBE_INTERVAL: Duration = Duration::from_secs(2);
 
-/// Option tags a request may `Require` of us as UAS (RFC 4028 session timers).
-const UAS_EXTENSIONS: &[&str] = &["timer"];
+/// Methods we accept, for `Allow` in OPTIONS answers.
+const ALLOW: &str =
+    "INVITE, ACK, CANCEL, BYE, UPDATE, INFO, MESSAGE, OPTIONS, REFER, NOTIFY, PRACK";
+
+/// Option tags a request may `Require` of us as UAS (RFC 4028 session
+/// timers, RFC 3262 reliable provisional responses).
+const UAS_EXTENSIONS: &[&str] = &["timer", "100rel"];
 
 /// The option tags of `req`'s `Require` that we do not implement as UAS.
 fn unsupported_requirements(req: &Request) -> Vec<String> {
@@ -287,6 +295,8 @@ struct Peer {
     uri: Uri,
     dest: SocketAddr,
     transport: Transport,
+    /// Time between the end of one OPTIONS and the next while the peer is up.
+    interval: Duration,
     up: Option<bool>,
     next_ping: Instant,
     in_flight: bool,
@@ -378,6 +388,19 @@ impl UserAgent {
     pub fn handle_transport_error(&mut self, now: Instant, transmit: &Transmit) {
         self.clamp(now);
         if let Some(id) = transmit.transaction {
+            self.layer
+                .handle_input(self.now, Input::TransportError { id });
+        }
+        self.pump();
+    }
+
+    /// Reports that a stream connection to `dest` could not be opened (or
+    /// broke before an answer): every client transaction waiting on it fails
+    /// now, as a transport error (RFC 3261 17.1.4), so a registration or a
+    /// call moves to its next target at once instead of after Timer B or F.
+    pub fn handle_unreachable(&mut self, now: Instant, dest: SocketAddr, transport: Transport) {
+        self.clamp(now);
+        for id in self.layer.waiting_on(dest, transport) {
             self.layer
                 .handle_input(self.now, Input::TransportError { id });
         }
@@ -494,6 +517,18 @@ impl UserAgent {
         true
     }
 
+    /// How many call legs (dialogs, early or confirmed) the user agent holds;
+    /// a count that does not return to zero once calls are over is a leak.
+    pub fn call_count(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// How many transactions are alive (including those lingering in
+    /// Completed or Accepted state for retransmissions).
+    pub fn transaction_count(&self) -> usize {
+        self.layer.len()
+    }
+
     /// Borrows a call leg for an action (`ring`, `answer`, `hangup` ...); output follows on the next `poll_output`.
     pub fn call(&mut self, h: CallHandle) -> Option<&mut Call> {
         self.calls.get_mut(&h).map(|s| &mut s.call)
@@ -550,13 +585,33 @@ impl UserAgent {
         self.pump();
     }
 
-    /// Starts OPTIONS keep-alives to a trunk peer; the first ping goes out now.
+    /// Starts OPTIONS keep-alives to a trunk peer every
+    /// [`UaConfig::keepalive_interval`]; the first ping goes out now.
     pub fn add_peer(
         &mut self,
         now: Instant,
         uri: Uri,
         dest: SocketAddr,
         transport: Transport,
+    ) -> PeerHandle {
+        let interval = self.config.keepalive_interval;
+        self.add_peer_every(now, uri, dest, transport, interval)
+    }
+
+    /// Starts OPTIONS keep-alives to a trunk peer every `interval` (a
+    /// trunk's own setting); the first ping goes out now.
+    ///
+    /// The peer is reported up ([`UaEvent::PeerUp`]) on any final answer
+    /// but a 5xx, and down ([`UaEvent::PeerDown`]) on a 5xx, a transaction
+    /// timeout (Timer F) or a transport error; each only when it changes.
+    /// While down it is probed every [`DOWN_PROBE_INTERVAL`] at most.
+    pub fn add_peer_every(
+        &mut self,
+        now: Instant,
+        uri: Uri,
+        dest: SocketAddr,
+        transport: Transport,
+        interval: Duration,
     ) -> PeerHandle {
         self.clamp(now);
         let h = PeerHandle(self.alloc());
@@ -566,6 +621,7 @@ impl UserAgent {
                 uri,
                 dest,
                 transport,
+                interval,
                 up: None,
                 next_ping: self.now,
                 in_flight: false,
@@ -574,6 +630,30 @@ impl UserAgent {
         self.ping(h);
         self.pump();
         h
+    }
+
+    /// Stops the keep-alives to a peer (a trunk removed by a reload); an
+    /// OPTIONS still in flight finishes silently.
+    pub fn remove_peer(&mut self, h: PeerHandle) {
+        self.peers.remove(&h);
+    }
+
+    /// Whether a peer answered its last keep-alive; `None` before the first
+    /// answer or timeout, or for an unknown handle.
+    pub fn peer_up(&self, h: PeerHandle) -> Option<bool> {
+        self.peers.get(&h).and_then(|p| p.up)
+    }
+
+    /// Sends a registration's REGISTER now instead of at its refresh or
+    /// back-off time: its registrar was seen coming back after an outage
+    /// and has probably forgotten the binding. A no-op while a REGISTER is
+    /// in flight or after [`UserAgent::unregister`].
+    pub fn refresh_registration(&mut self, now: Instant, h: RegistrationHandle) {
+        self.clamp(now);
+        if let Some(slot) = self.regs.get_mut(&h) {
+            slot.reg.refresh_now(self.now);
+        }
+        self.pump();
     }
 
     /// Sends an out-of-dialog MESSAGE (RFC 3428).
@@ -955,8 +1035,9 @@ impl UserAgent {
                             s.reg.handle_response(now, &response);
                         }
                     }
-                    // Any final answer, even 404 or 405, proves the peer is alive.
-                    Some(Owner::Peer(h)) if final_ => self.peer_result(h, true),
+                    // Any final answer, even 404, 405 or 407, proves the peer is alive;
+                    // a 5xx says the PBX behind it cannot take calls now.
+                    Some(Owner::Peer(h)) if final_ => self.peer_result(h, response.status.0 < 500),
                     Some(Owner::Message(h))
                         if matches!(response.status.0, 401 | 407)
                             && self.answer_message_challenge(h, &response) => {}
@@ -1164,7 +1245,12 @@ impl UserAgent {
             self.config.contact.clone(),
             self.config.contact.clone(),
             (
-                self.config.via_transport.clone(),
+                // our in-dialog requests travel the way the INVITE came
+                if transport == Transport::Udp {
+                    self.config.via_transport.clone()
+                } else {
+                    transport.via_token().to_owned()
+                },
                 self.config.sent_by.clone(),
             ),
         );
@@ -1213,12 +1299,16 @@ impl UserAgent {
 
     fn peer_result(&mut self, h: PeerHandle, alive: bool) {
         let now = self.now;
-        let interval = self.config.keepalive_interval;
         let Some(p) = self.peers.get_mut(&h) else {
             return;
         };
         p.in_flight = false;
-        p.next_ping = now + interval;
+        p.next_ping = now
+            + if alive {
+                p.interval
+            } else {
+                p.interval.min(DOWN_PROBE_INTERVAL)
+            };
         if p.up != Some(alive) {
             p.up = Some(alive);
             self.events.push_back(if alive {
@@ -1414,7 +1504,7 @@ mod tests {
         net.b
             .call(cb)
             .expect("leg")
-            .ring(180, None)
+            .ring(net.now, 180, None)
             .expect("unanswered");
         net.settle();
         assert!(matches!(
@@ -1481,7 +1571,7 @@ mod tests {
         net.b
             .call(cb)
             .expect("leg")
-            .ring(180, None)
+            .ring(net.now, 180, None)
             .expect("unanswered");
         net.settle();
         net.a.call(ca).expect("leg").cancel().expect("unanswered");
@@ -1529,6 +1619,81 @@ mod tests {
         assert_eq!(net.ev_a, vec![UaEvent::PeerUp { peer: p }]);
     }
 
+    /// A peer's own interval spaces its pings; a 5xx answer marks it down and
+    /// brings the next probe within [`DOWN_PROBE_INTERVAL`]; a 200 marks it up.
+    #[test]
+    fn keepalive_interval_per_peer_and_5xx_is_down() {
+        let now = Instant::now();
+        let mut ua = UserAgent::new(UaConfig::new(uri("sip:gw@192.0.2.1:5060"), A, 1), now);
+        let p = ua.add_peer_every(
+            now,
+            uri("sip:192.0.2.2"),
+            addr(B),
+            Transport::Udp,
+            Duration::from_secs(7),
+        );
+        // Drains the output: the OPTIONS sent, if any, and the events.
+        let drain = |ua: &mut UserAgent| {
+            let mut options = None;
+            let mut events = Vec::new();
+            loop {
+                match ua.poll_output() {
+                    UaOutput::Transmit(t) => {
+                        if let Ok(crate::message::SipMessage::Request(req)) =
+                            crate::message::parse_message(&t.data)
+                        {
+                            assert_eq!(req.method, Method::Options);
+                            options = Some(req);
+                        }
+                    }
+                    UaOutput::Event(e) => events.push(e),
+                    UaOutput::Timeout(_) => break,
+                }
+            }
+            (options, events)
+        };
+        // Answers `req` with `status` at `at`; returns the events.
+        let answer = |ua: &mut UserAgent, at: Instant, req: &Request, status: u16| {
+            let resp = Response::from_request(req, status, "Whatever");
+            ua.handle_input(at, addr(B), Transport::Udp, &resp.to_bytes());
+            drain(ua).1
+        };
+        let (first, _) = drain(&mut ua);
+        let first = first.expect("the first ping goes out at once");
+        assert_eq!(
+            answer(&mut ua, now, &first, 200),
+            vec![UaEvent::PeerUp { peer: p }]
+        );
+        assert_eq!(ua.peer_up(p), Some(true));
+        // Up: the next ping after the peer's own 7 s, not the UA default 30 s.
+        ua.handle_timeout(now + Duration::from_millis(6_900));
+        assert!(drain(&mut ua).0.is_none(), "no ping before 7 s");
+        let t7 = now + Duration::from_secs(7);
+        ua.handle_timeout(t7);
+        let second = drain(&mut ua).0.expect("a ping at 7 s");
+        assert_eq!(
+            answer(&mut ua, t7, &second, 503),
+            vec![UaEvent::PeerDown { peer: p }]
+        );
+        assert_eq!(ua.peer_up(p), Some(false));
+        // Down: probed again after DOWN_PROBE_INTERVAL.
+        ua.handle_timeout(t7 + DOWN_PROBE_INTERVAL - Duration::from_millis(100));
+        assert!(drain(&mut ua).0.is_none(), "no probe before the interval");
+        let t9 = t7 + DOWN_PROBE_INTERVAL;
+        ua.handle_timeout(t9);
+        let third = drain(&mut ua).0.expect("a probe while down");
+        // 407 (a PBX that challenges OPTIONS) is an answer: up again.
+        assert_eq!(
+            answer(&mut ua, t9, &third, 407),
+            vec![UaEvent::PeerUp { peer: p }]
+        );
+        let next3 = t9 + Duration::from_secs(7);
+        ua.remove_peer(p);
+        assert_eq!(ua.peer_up(p), None);
+        ua.handle_timeout(next3);
+        assert!(drain(&mut ua).0.is_none(), "a removed peer is not pinged");
+    }
+
     /// A request requiring an extension we lack gets 420 naming it (RFC 3261 8.2.2.3);
     /// one requiring only session timers goes on.
     #[test]
@@ -1563,11 +1728,8 @@ mod tests {
             refused.starts_with("SIP/2.0 420 Bad Extension\r\n"),
             "{refused}"
         );
-        assert!(
-            refused.contains("\r\nUnsupported: 100rel, Foo\r\n"),
-            "{refused}"
-        );
-        let fine = answer(&mut ua, request("timer", "a2"));
+        assert!(refused.contains("\r\nUnsupported: Foo\r\n"), "{refused}");
+        let fine = answer(&mut ua, request("100rel, timer", "a2"));
         assert!(fine.starts_with("SIP/2.0 200 OK\r\n"), "{fine}");
     }
 

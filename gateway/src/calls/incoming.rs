@@ -186,7 +186,9 @@ pub async fn ring(registry: Arc<CallRegistry>, sip: Sip, mut call: IncomingCall,
     };
     let id = format!("in-{}", NEXT_CALL.fetch_add(1, Ordering::Relaxed));
     info!(%login, %from, call = %id, devices = sessions.len(), "ringing a messenger user");
-    let _ = sip.with_call(h, |c, _| drop(c.ring(180, None))).await;
+    let _ = sip
+        .with_call(h, |c, now| drop(c.ring(now, 180, None)))
+        .await;
     let (rtx, mut rrx) = mpsc::channel(8);
     let mut ringing: Vec<SessionTx> = Vec::new();
     for (session, tx) in sessions {

@@ -118,6 +118,8 @@ impl CallRegistry {
     pub fn with_trunks(mut self, plans: Arc<crate::plans::SharedPlans>, sip: Sip) -> Self {
         let local = route::Local {
             sent_by: sip.sent_by.clone(),
+            trunks: sip.trunks.clone(),
+            dns: sip.dns.clone(),
         };
         self.routing = Some(Routing { plans, sip, local });
         self
@@ -160,7 +162,11 @@ impl CallRegistry {
         events: mpsc::Sender<LegEvent>,
     ) -> Result<CallHandle, CallError> {
         let Some(routing) = &self.routing else {
-            return Err(CallError::NotFound(route.trunk_key));
+            let key = route
+                .first()
+                .map(|t| t.trunk_key.clone())
+                .unwrap_or_default();
+            return Err(CallError::NotFound(key));
         };
         // both ports are taken before the PBX is rung (an exhausted range refuses here)
         let (webrtc_socket, rtp_socket) = incoming::bind_pair(&self.sockets).await?;

@@ -6,17 +6,27 @@
 //! Request-URI and To, and the digest credentials that answer the PBX's 407.
 //! The caller appears in From as their named login on the gateway's own
 //! domain (`"alice" <sip:alice@gateway>`), never as a number.
+//!
+//! A trunk with `failover` trunks gives an ordered list of trunks: the
+//! route's trunk first, then its failover chain
+//! ([`dialplans::Dialplan::failover_order`]), minus every trunk whose
+//! keep-alive says it is down. The call task moves down that list when a
+//! trunk answers 503 or 408 or not at all.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use dialplans::{CallContext, Decision, Dialplans, DtmfMode, MenuInput, Strategy, TrunkKind};
 use sip_trunk::auth::Credentials;
 use sip_trunk::dialog::CallConfig;
 use sip_trunk::message::Uri;
+use sip_trunk::resolve::TargetList;
+use sip_trunk::transaction::Transport;
 
-/// Default SIP port when the dialplan gives none.
-const SIP_PORT: u16 = 5060;
+use crate::sip::TrunkStatus;
+use crate::sip::dns::DnsLookup;
+use crate::sip::trunks::{peer_of, trunk_targets, up_first, uri_transport_param};
 
 /// How many menu steps we follow by their timeout branch before giving up (loops in a plan).
 const MAX_MENU_STEPS: usize = 8;
@@ -37,20 +47,36 @@ pub enum Route {
     },
 }
 
-/// Ringing one or more extensions on one trunk.
+/// Ringing one or more extensions on a company's trunk, with the trunks to
+/// fall back on.
 #[derive(Debug)]
 pub struct TrunkRoute {
-    /// `tenant/trunk`, for logs and metrics.
-    pub trunk_key: String,
-    /// Where INVITEs go.
-    pub dest: SocketAddr,
-    /// One configuration per extension to ring, in dialplan order.
-    pub legs: Vec<CallConfig>,
+    /// The usable trunks in the order they are tried (never empty).
+    pub trunks: Vec<TrunkLegs>,
     /// All at once, or one after another.
     pub strategy: Strategy,
     /// Ring time for the whole call (simultaneous) or per extension (sequential).
     pub ring_timeout: Duration,
-    /// How the caller's digits reach the PBX (the trunk's `dtmf:`).
+}
+
+impl TrunkRoute {
+    /// The first trunk, the one the call starts on.
+    pub fn first(&self) -> Option<&TrunkLegs> {
+        self.trunks.first()
+    }
+}
+
+/// The INVITEs of a call on one trunk.
+#[derive(Debug, Clone)]
+pub struct TrunkLegs {
+    /// `tenant/trunk`, for logs and metrics.
+    pub trunk_key: String,
+    /// Where INVITEs go, in the order tried (addresses whose keep-alive
+    /// says down come last).
+    pub targets: TargetList,
+    /// One configuration per extension to ring, in dialplan order.
+    pub legs: Vec<CallConfig>,
+    /// How the caller's digits reach this trunk's PBX (its `dtmf:`).
     pub dtmf: DtmfMode,
 }
 
@@ -59,6 +85,10 @@ pub struct TrunkRoute {
 pub struct Local {
     /// `host:port` written in Via and Contact.
     pub sent_by: String,
+    /// Up/down state of the trunks (keep-alive), to skip the dead ones.
+    pub trunks: Arc<TrunkStatus>,
+    /// RFC 3263 lookups for trunk peers given by name.
+    pub dns: Option<DnsLookup>,
 }
 
 /// Decides where a call from `caller` to `dialled` goes.
@@ -137,47 +167,66 @@ pub async fn route(
         code: 503,
         reason: "unavailable",
     };
-    let Some(TrunkTarget {
-        trunk_key,
-        dest,
-        credentials,
-        domain,
-        dtmf,
-    }) = trunk_target(plans, &tenant, &trunk_name).await
-    else {
+    let Some(plan) = plans.get(&tenant) else {
         return unavailable;
     };
-    let (Ok(from), Ok(contact)) = (
-        Uri::parse(&format!("sip:{caller}@{}", local.sent_by)),
-        Uri::parse(&format!("sip:{caller}@{}", local.sent_by)),
-    ) else {
-        return unavailable;
-    };
-    let mut legs = Vec::with_capacity(targets.len());
-    for target in &targets {
-        let Ok(to) = Uri::parse(&format!("sip:{target}@{domain}")) else {
-            return unavailable;
+    let mut trunks = Vec::new();
+    for trunk in plan.failover_order(&trunk_name) {
+        let key = format!("{}/{}", plan.tenant, trunk.name);
+        if !local.trunks.usable(&key) {
+            tracing::info!(trunk = %key, "trunk is down; skipped");
+            continue;
+        }
+        let Some(target) = trunk_target(plans, local, &tenant, &trunk.name).await else {
+            continue;
         };
+        if let Some(t) = trunk_legs(local, caller, caller_display, &targets, target) {
+            trunks.push(t);
+        }
+    }
+    if trunks.is_empty() {
+        return unavailable;
+    }
+    Route::Trunk(TrunkRoute {
+        trunks,
+        strategy,
+        ring_timeout: timeout,
+    })
+}
+
+/// One INVITE configuration per extension on one trunk; `None` when a URI does not parse.
+fn trunk_legs(
+    local: &Local,
+    caller: &str,
+    caller_display: &str,
+    targets: &[dialplans::Extension],
+    target: TrunkTarget,
+) -> Option<TrunkLegs> {
+    let transport = target.transport();
+    let param = uri_transport_param(transport);
+    let from = Uri::parse(&format!("sip:{caller}@{}", local.sent_by)).ok()?;
+    let contact = Uri::parse(&format!("sip:{caller}@{}{param}", local.sent_by)).ok()?;
+    let mut legs = Vec::with_capacity(targets.len());
+    for ext in targets {
+        let to = Uri::parse(&format!("sip:{ext}@{}", target.domain)).ok()?;
         let mut cfg = CallConfig::new(
             from.clone(),
             to,
             contact.clone(),
-            ("UDP".into(), local.sent_by.clone()),
+            (transport.via_token().into(), local.sent_by.clone()),
         );
         cfg.display_name = Some(caller_display.to_owned());
-        cfg.credentials = credentials.clone();
+        cfg.credentials = target.credentials.clone();
         cfg.user_agent = Some(format!("namecall/{}", env!("CARGO_PKG_VERSION")));
         // we enforce ring timeouts ourselves (per member for sequential groups)
         cfg.answer_timeout = None;
         legs.push(cfg);
     }
-    Route::Trunk(TrunkRoute {
-        trunk_key,
-        dest,
+    Some(TrunkLegs {
+        trunk_key: target.trunk_key,
+        targets: target.targets,
         legs,
-        strategy,
-        ring_timeout: timeout,
-        dtmf,
+        dtmf: target.dtmf,
     })
 }
 
@@ -186,8 +235,8 @@ pub async fn route(
 pub struct TrunkTarget {
     /// `tenant/trunk`, for logs and metrics.
     pub trunk_key: String,
-    /// The PBX address requests go to.
-    pub dest: SocketAddr,
+    /// Where requests go, in the order tried (never empty).
+    pub targets: TargetList,
     /// Digest credentials that answer the PBX's 401/407 (`register` trunks).
     pub credentials: Option<Credentials>,
     /// SIP domain for the Request-URI and To (`pbx.lab`).
@@ -196,47 +245,64 @@ pub struct TrunkTarget {
     pub dtmf: DtmfMode,
 }
 
+impl TrunkTarget {
+    /// The first address requests go to.
+    pub fn dest(&self) -> SocketAddr {
+        self.targets
+            .current()
+            .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |t| t.addr)
+    }
+
+    /// The transport of the first address.
+    pub fn transport(&self) -> Transport {
+        self.targets
+            .current()
+            .map_or(Transport::Udp, |t| t.transport)
+    }
+}
+
 /// Where and how requests on `tenant`'s trunk `trunk_name` go; `None` (and
 /// a warning) when the trunk is unknown, its password is not set or its
 /// peer does not resolve.
 pub async fn trunk_target(
     plans: &Dialplans,
+    local: &Local,
     tenant: &str,
     trunk_name: &str,
 ) -> Option<TrunkTarget> {
     let plan = plans.get(tenant)?;
     let trunk = plan.trunks.get(trunk_name)?;
     let trunk_key = format!("{}/{}", plan.tenant, trunk.name);
-    let (peer, credentials) = match &trunk.kind {
+    let credentials = match &trunk.kind {
         TrunkKind::Register {
-            registrar,
-            username,
-            password,
-            ..
+            username, password, ..
         } => {
             let Some(password) = password.resolve(|v| std::env::var(v).ok()) else {
                 tracing::warn!(trunk = %trunk_key, "trunk password is not set; cannot use the trunk");
                 return None;
             };
-            (
-                registrar,
-                Some(Credentials::new(username.clone(), password)),
-            )
+            Some(Credentials::new(username.clone(), password))
         }
-        TrunkKind::Ip { proxy, .. } => (proxy, None),
+        TrunkKind::Ip { .. } => None,
     };
-    let port = peer.port.unwrap_or(SIP_PORT);
-    let dest = match tokio::net::lookup_host((peer.host.as_str(), port)).await {
-        Ok(mut a) => a.next(),
+    let targets = match trunk_targets(local.dns.as_ref(), &trunk_key, trunk).await {
+        Ok(t) => t,
         Err(e) => {
-            tracing::warn!(trunk = %trunk_key, cause = %e, "cannot resolve the trunk peer");
-            None
+            tracing::warn!(trunk = %trunk_key, cause = %e, "cannot use the trunk");
+            return None;
         }
-    }?;
+    };
+    let down = local
+        .trunks
+        .get(&trunk_key)
+        .map(|s| s.down_targets)
+        .unwrap_or_default();
+    let targets = up_first(&targets, &down);
+    let peer = peer_of(trunk);
     let domain = trunk.domain.clone().unwrap_or_else(|| bracket(&peer.host));
     Some(TrunkTarget {
         trunk_key,
-        dest,
+        targets,
         credentials,
         domain,
         dtmf: trunk.dtmf,
@@ -281,6 +347,8 @@ mod tests {
     fn local() -> Local {
         Local {
             sent_by: "127.0.0.1:5099".into(),
+            trunks: Arc::new(TrunkStatus::default()),
+            dns: None,
         }
     }
 
@@ -292,10 +360,14 @@ mod tests {
         else {
             panic!("a trunk route")
         };
-        assert_eq!(r.trunk_key, "acme/main");
-        assert_eq!(r.dest, "127.0.0.1:5070".parse().expect("addr"));
-        assert_eq!(r.legs.len(), 1);
-        let leg = &r.legs[0];
+        assert_eq!(r.trunks.len(), 1);
+        let t = &r.trunks[0];
+        assert_eq!(t.trunk_key, "acme/main");
+        let first = t.targets.current().expect("a target");
+        assert_eq!(first.addr, "127.0.0.1:5070".parse().expect("addr"));
+        assert_eq!(first.transport, Transport::Udp);
+        assert_eq!(t.legs.len(), 1);
+        let leg = &t.legs[0];
         assert_eq!(leg.remote.to_string(), "sip:100@pbx.lab");
         assert_eq!(leg.local.to_string(), "sip:alice@127.0.0.1:5099");
         assert_eq!(leg.display_name.as_deref(), Some("Alice"));
@@ -310,7 +382,11 @@ mod tests {
         else {
             panic!("a trunk route")
         };
-        let to: Vec<String> = r.legs.iter().map(|l| l.remote.to_string()).collect();
+        let to: Vec<String> = r.trunks[0]
+            .legs
+            .iter()
+            .map(|l| l.remote.to_string())
+            .collect();
         assert_eq!(to, vec!["sip:100@pbx.lab", "sip:101@pbx.lab"]);
         assert_eq!(r.strategy, Strategy::Simultaneous);
     }
@@ -331,6 +407,50 @@ mod tests {
             route(&p, &local(), "alice", "Alice", "echo").await,
             Route::Echo
         ));
+    }
+
+    /// A route to a trunk with failover lists the failover trunks after it,
+    /// skips the ones whose keep-alive says down, and refuses at once when
+    /// every one is down.
+    #[tokio::test]
+    async fn failover_skips_down_trunks() {
+        let text = "version: 1\ntenant: acme\ntrunks:\n  main: { kind: ip, proxy: 127.0.0.1:5070, failover: [backup], transport: tcp }\n  backup: { kind: ip, proxy: 127.0.0.1:5072 }\nnames:\n  sales:\n    route: { dial: { trunk: main, extension: \"100\" } }\n";
+        let plans = Dialplans::from_sources([("acme.yaml", text)]).expect("valid");
+        let local = local();
+        let keys = |r: Route| match r {
+            Route::Trunk(t) => t
+                .trunks
+                .iter()
+                .map(|t| {
+                    let first = t.targets.current().expect("a target");
+                    (t.trunk_key.clone(), first.addr.port(), first.transport)
+                })
+                .collect::<Vec<_>>(),
+            other => panic!("a trunk route, got {other:?}"),
+        };
+        let both = keys(route(&plans, &local, "alice", "Alice", "acme/sales").await);
+        assert_eq!(
+            both,
+            vec![
+                ("acme/main".to_owned(), 5070, Transport::Tcp),
+                ("acme/backup".to_owned(), 5072, Transport::Udp)
+            ]
+        );
+        local.trunks.update("acme/main", |s| s.up = Some(false));
+        let backup = keys(route(&plans, &local, "alice", "Alice", "acme/sales").await);
+        assert_eq!(
+            backup,
+            vec![("acme/backup".to_owned(), 5072, Transport::Udp)]
+        );
+        local.trunks.update("acme/backup", |s| s.up = Some(false));
+        assert!(matches!(
+            route(&plans, &local, "alice", "Alice", "acme/sales").await,
+            Route::Refuse { code: 503, .. }
+        ));
+        // Back up: the main trunk is first again.
+        local.trunks.update("acme/main", |s| s.up = Some(true));
+        let main = keys(route(&plans, &local, "alice", "Alice", "acme/sales").await);
+        assert_eq!(main[0].0, "acme/main");
     }
 
     #[test]

@@ -11,7 +11,11 @@
 //! 1. **Ringing**: INVITEs are out (the caller's WebRTC leg is already up, so
 //!    media starts the moment the callee answers). 180/183 become `ringing`;
 //!    a final failure of every fork ends the call with the clearest status
-//!    (busy beats unavailable); the ring timeout cancels the forks.
+//!    (busy beats unavailable); the ring timeout cancels the forks. When the
+//!    trunk itself fails (every fork got 503 or 408 or no answer, or the ring
+//!    timeout passed without the PBX ringing) and the route has failover
+//!    trunks, the forks start again on the next trunk instead, and the
+//!    failed trunk's `namecall_trunk_failovers_total` counts it.
 //! 2. **Up**: the first 2xx wins (other forks are cancelled, a late 2xx gets
 //!    BYE); its SDP answer configures the bridge's RTP leg. Re-INVITEs from
 //!    the PBX (hold: sendonly/inactive/`c=0.0.0.0`, resume) are answered on
@@ -21,7 +25,7 @@
 //!    the PBX's BYE, or a failed WebRTC leg ends both legs. Dropping the task
 //!    closes both sockets; its gauge returns.
 
-use std::net::SocketAddr;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,11 +37,12 @@ use media::rtp_leg::RtpLegConfig;
 use media::sdp::{Direction, NegotiatedAudio, PBX_AUDIO_CODECS, RtpSdp, SessionDescription};
 use media::webrtc::{Event, Output, Receive, WebRtcLeg};
 use sip_trunk::dialog::{Body, DialogEvent, TerminatedReason};
+use sip_trunk::resolve::TargetList;
 use sip_trunk::ua::CallHandle as SipCall;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use super::route::{TrunkRoute, reason_of};
+use super::route::{TrunkLegs, TrunkRoute, reason_of};
 use crate::media_io::{LegCommand, LegEvent, MediaSocket};
 use crate::metrics::{Gauge, Metrics};
 use crate::sip::Sip;
@@ -132,8 +137,12 @@ impl AnsweredCall {
                 content_type: "application/sdp".into(),
                 data: Vec::new().into(),
             },
-            route_dest: SocketAddr::from(([0, 0, 0, 0], 0)),
+            trunk_key: String::new(),
+            targets: TargetList::new(Vec::new()),
             configs: Vec::new(),
+            alternates: VecDeque::new(),
+            first_fork: 0,
+            current_alerted: true,
             strategy: Strategy::Simultaneous,
             ring_timeout: Duration::ZERO,
             forks: vec![Fork {
@@ -248,8 +257,20 @@ struct Running {
     sip: Sip,
     sdp: RtpSdp,
     offer: Body,
-    route_dest: SocketAddr,
+    /// The trunk the current forks ring on (`tenant/trunk`).
+    trunk_key: String,
+    /// Its addresses (RFC 3263 order): each fork moves down them on 503 or timeout.
+    targets: TargetList,
+    /// The INVITEs of the current trunk, one per extension.
     configs: Vec<sip_trunk::dialog::CallConfig>,
+    /// Trunks left to try when the current one fails.
+    alternates: VecDeque<TrunkLegs>,
+    /// Index in `forks` of the current trunk's first fork; earlier forks
+    /// belong to trunks already given up (they end on their own).
+    first_fork: usize,
+    /// A fork of the current trunk rang (or answered): the trunk works, so
+    /// its failures are the callee's and are not retried elsewhere.
+    current_alerted: bool,
     strategy: Strategy,
     ring_timeout: Duration,
     forks: Vec<Fork>,
@@ -298,7 +319,11 @@ impl TrunkCall {
             content_type: "application/sdp".into(),
             data: sdp
                 .offer(
-                    &pbx_codecs(route.dtmf, &PBX_AUDIO_CODECS),
+                    // one offer serves every trunk of the failover chain: the first decides
+                    &pbx_codecs(
+                        route.first().map_or(DtmfMode::default(), |t| t.dtmf),
+                        &PBX_AUDIO_CODECS,
+                    ),
                     Direction::SendRecv,
                 )
                 .to_string()
@@ -307,6 +332,17 @@ impl TrunkCall {
         };
         let (dialog_tx, dialog_rx) = mpsc::unbounded_channel();
         let now = Instant::now();
+        let mut trunks: VecDeque<TrunkLegs> = route.trunks.into();
+        let Some(first) = trunks.pop_front() else {
+            warn!("a trunk route without trunks");
+            let _ = events
+                .send(LegEvent::Ended {
+                    reason: "unavailable",
+                    code: 503,
+                })
+                .await;
+            return;
+        };
         let mut call = Running {
             leg,
             wsock: webrtc_socket,
@@ -314,8 +350,12 @@ impl TrunkCall {
             sip,
             sdp,
             offer,
-            route_dest: route.dest,
-            configs: route.legs,
+            trunk_key: first.trunk_key,
+            targets: first.targets,
+            configs: first.legs,
+            alternates: trunks,
+            first_fork: 0,
+            current_alerted: false,
             strategy: route.strategy,
             ring_timeout: route.ring_timeout,
             forks: Vec::new(),
@@ -333,20 +373,11 @@ impl TrunkCall {
             offered: None,
             early: None,
             ending: None,
-            dtmf_mode: route.dtmf,
+            dtmf_mode: first.dtmf,
         };
         call.offered = Some(call.sdp.clone());
-        info!(trunk = %route.trunk_key, dest = %call.route_dest, forks = call.configs.len(), "calling the pbx");
-        let first = match call.strategy {
-            Strategy::Sequential => 1,
-            Strategy::Simultaneous => call.configs.len(),
-        };
-        for i in 0..first {
-            if let Err(e) = call.start_fork(i).await {
-                warn!(cause = %e, "cannot place the sip call");
-                call.end(("unavailable", 503));
-            }
-        }
+        info!(trunk = %call.trunk_key, targets = ?call.targets.as_slice(), forks = call.configs.len(), failover = call.alternates.len(), "calling the pbx");
+        call.start_trunk().await;
         let (reason, code) = call.run(&mut commands).await;
         info!(reason, code, "trunk call ended");
         let _ = call.events.send(LegEvent::Ended { reason, code }).await;
@@ -354,13 +385,72 @@ impl TrunkCall {
 }
 
 impl Running {
+    /// Rings the current trunk: every extension at once, or the first one.
+    async fn start_trunk(&mut self) {
+        let first = match self.strategy {
+            Strategy::Sequential => 1,
+            Strategy::Simultaneous => self.configs.len(),
+        };
+        for i in 0..first {
+            if let Err(e) = self.start_fork(i).await {
+                warn!(cause = %e, "cannot place the sip call");
+                self.end(("unavailable", 503));
+            }
+        }
+    }
+
+    /// The forks of the current trunk.
+    fn current(&self) -> &[Fork] {
+        self.forks.get(self.first_fork..).unwrap_or_default()
+    }
+
+    /// Whether the current trunk failed as a trunk: nothing rang, and every
+    /// fork ended with 503, 408 or without any answer.
+    fn trunk_failed(&self) -> bool {
+        !self.current_alerted
+            && self.current().len() == self.configs.len()
+            && self.current().iter().all(|f| {
+                matches!(
+                    f.state,
+                    ForkState::Done(None | Some(503) | Some(408)) | ForkState::Leaving
+                )
+            })
+    }
+
+    /// Gives up on the current trunk and rings the next one; false when there is none.
+    async fn fail_over(&mut self, why: &'static str) -> bool {
+        if self.winner.is_some() || self.ending.is_some() {
+            return false;
+        }
+        let Some(next) = self.alternates.pop_front() else {
+            return false;
+        };
+        warn!(from = %self.trunk_key, to = %next.trunk_key, why, "trunk failed; trying the next trunk");
+        self.sip.trunks.record_failover(&self.trunk_key);
+        // whatever still rings on the old trunk is released; it ends on its own
+        for i in self.first_fork..self.forks.len() {
+            if self.forks[i].state.is_open() {
+                self.leave_fork(i).await;
+            }
+        }
+        self.first_fork = self.forks.len();
+        self.trunk_key = next.trunk_key;
+        self.targets = next.targets;
+        self.configs = next.legs;
+        self.dtmf_mode = next.dtmf;
+        self.current_alerted = false;
+        self.ring_deadline = Instant::now() + self.ring_timeout;
+        self.start_trunk().await;
+        true
+    }
+
     async fn start_fork(&mut self, i: usize) -> Result<(), crate::sip::SipError> {
         let Some(cfg) = self.configs.get(i).cloned() else {
             return Ok(());
         };
         let (call, mut rx) = self
             .sip
-            .invite(cfg, Some(self.offer.clone()), self.route_dest)
+            .invite_targets(cfg, Some(self.offer.clone()), self.targets.clone())
             .await?;
         let deadline = match self.strategy {
             Strategy::Sequential => Some(Instant::now() + self.ring_timeout),
@@ -497,6 +587,9 @@ impl Running {
             return;
         }
         if now >= self.ring_deadline {
+            if !self.current_alerted && self.fail_over("no answer in time").await {
+                return;
+            }
             info!("nobody answered in time");
             self.end(("no-answer", 408));
             return;
@@ -517,10 +610,10 @@ impl Running {
 
     /// Sequential groups: rings the next member, if any.
     async fn next_member(&mut self) {
-        if self.strategy != Strategy::Sequential || self.forks.len() >= self.configs.len() {
+        if self.strategy != Strategy::Sequential || self.current().len() >= self.configs.len() {
             return;
         }
-        let next = self.forks.len();
+        let next = self.current().len();
         if let Err(e) = self.start_fork(next).await {
             warn!(cause = %e, "cannot ring the next member");
         }
@@ -533,6 +626,9 @@ impl Running {
                     && f.state == ForkState::Trying
                 {
                     f.state = ForkState::Ringing;
+                }
+                if idx >= self.first_fork {
+                    self.current_alerted = true;
                 }
                 if self.winner.is_some() || self.ending.is_some() {
                     return;
@@ -770,6 +866,10 @@ impl Running {
             self.end(ending);
             return;
         }
+        if idx < self.first_fork {
+            // a fork of a trunk already given up
+            return;
+        }
         if self.winner.is_some() || was == Some(ForkState::Leaving) {
             // a loser we released, or a late one
             if self.strategy == Strategy::Sequential && self.winner.is_none() {
@@ -777,19 +877,22 @@ impl Running {
             }
             return;
         }
-        if self.strategy == Strategy::Sequential && self.forks.len() < self.configs.len() {
+        if self.strategy == Strategy::Sequential && self.current().len() < self.configs.len() {
             // this member failed: ring the next one
             if reason == TerminatedReason::Timeout || code.is_some() {
                 self.next_member().await;
                 return;
             }
         }
-        if self.forks.len() == self.configs.len()
+        if self.current().len() == self.configs.len()
             && self
-                .forks
+                .current()
                 .iter()
                 .all(|f| matches!(f.state, ForkState::Done(_)))
         {
+            if self.trunk_failed() && self.fail_over("503, 408 or no answer").await {
+                return;
+            }
             self.end(self.best_failure(reason));
         }
     }

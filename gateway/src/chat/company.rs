@@ -168,6 +168,8 @@ impl SipRelay {
         let (tx, rx) = mpsc::unbounded_channel();
         let local = Local {
             sent_by: sip.sent_by.clone(),
+            trunks: sip.trunks.clone(),
+            dns: sip.dns.clone(),
         };
         let relay = Arc::new(SipRelay {
             plans,
@@ -296,7 +298,7 @@ impl Worker {
                 format!("{}'s trunk is not available", job.company),
             )
         };
-        let target = trunk_target(&plans, tenant.as_str(), &trunk)
+        let target = trunk_target(&plans, &self.local, tenant.as_str(), &trunk)
             .await
             .ok_or_else(unavailable)?;
         let display = match &self.directory {
@@ -328,7 +330,11 @@ impl Worker {
             credentials: target.credentials.clone(),
         };
         debug!(trunk = %target.trunk_key, %extension, seq = job.seq.0, "chat to company as sip MESSAGE");
-        match self.sip.send_message(msg, target.dest).await {
+        match self
+            .sip
+            .send_message_over(msg, target.dest(), target.transport())
+            .await
+        {
             Ok(Some(code)) if (200..300).contains(&code) => Ok(()),
             Ok(Some(code)) => Err(refusal(
                 "company_rejected",

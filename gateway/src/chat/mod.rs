@@ -57,6 +57,7 @@ pub const CHAT_TYPES: &[&str] = &[
     "history",
     "receipts",
     "conversations",
+    "members",
     "group_create",
     "group_rename",
     "group_add",
@@ -76,6 +77,7 @@ const READ_ONLY: &[&str] = &[
     "history",
     "receipts",
     "conversations",
+    "members",
     "presence",
     "privacy",
 ];

@@ -2,8 +2,8 @@
 //!
 //! An admin creates a key with `namecall apikey create <company>` and sends
 //! it as `Authorization: Bearer nck_...`. Each key belongs to one company
-//! (tenant) and only ever sees that company: today its trunks and their
-//! registration state, the first thing an admin checks when desk phones
+//! (tenant) and only ever sees that company: today its trunks, their
+//! registration state and whether they are up, the first thing an admin checks when desk phones
 //! stop ringing. Errors are problem+json (401 without a valid key).
 
 use std::sync::Arc;
@@ -55,6 +55,13 @@ pub struct TrunkReply {
     pub registrations: u64,
     /// The last failure, if any.
     pub last_error: Option<String>,
+    /// `up` (answers keep-alive OPTIONS), `down` (silent or 5xx: calls skip
+    /// it), or `unknown` (no answer yet, or `keepalive: off`).
+    pub state: &'static str,
+    /// When `state` last changed, Unix seconds (`null` before the first answer).
+    pub last_change: Option<u64>,
+    /// Calls that failed on this trunk and were retried on the next one.
+    pub failovers: u64,
 }
 
 /// `GET /v1/admin/trunks`.
@@ -87,6 +94,13 @@ pub async fn trunks(
                         expires: st.expires,
                         registrations: st.registrations,
                         last_error: st.last_error,
+                        state: match st.up {
+                            Some(true) => "up",
+                            Some(false) => "down",
+                            None => "unknown",
+                        },
+                        last_change: st.last_change,
+                        failovers: st.failovers,
                     }
                 })
                 .collect()

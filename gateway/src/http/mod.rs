@@ -54,8 +54,9 @@ async fn vapid(State(state): State<AppState>) -> axum::response::Response {
 
 /// `GET /metrics`: Prometheus text format.
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
-    )
+    let mut body = state.metrics.render();
+    if let Some(admin) = &state.admin {
+        body.push_str(&admin.trunks.render_metrics());
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }

@@ -311,7 +311,7 @@ mod tests {
     }
 
     /// A tiny authoritative DNS server on loopback UDP, answering from
-    /// [`zone`] (NXDOMAIN for unknown names), on its own thread.
+    /// [`zone`] or a given zone (NXDOMAIN for unknown names), on its own thread.
     struct Responder {
         addr: SocketAddr,
         queries: Arc<AtomicUsize>,
@@ -320,6 +320,10 @@ mod tests {
 
     impl Responder {
         fn start() -> Self {
+            Self::serve(zone())
+        }
+
+        fn serve(zone: HashMap<(String, RecordType), Vec<RData>>) -> Self {
             let sock = UdpSocket::bind("127.0.0.1:0").expect("bind dns responder");
             sock.set_read_timeout(Some(Duration::from_millis(50)))
                 .expect("timeout");
@@ -328,7 +332,6 @@ mod tests {
             let stop = Arc::new(AtomicBool::new(false));
             let (q, st) = (queries.clone(), stop.clone());
             std::thread::spawn(move || {
-                let zone = zone();
                 let known: Vec<String> = zone.keys().map(|(n, _)| n.clone()).collect();
                 let mut buf = [0u8; 1500];
                 while !st.load(Ordering::Relaxed) {
@@ -538,5 +541,94 @@ mod tests {
                 target(Transport::Tcp, "127.0.0.20:5080"),
             ]
         );
+    }
+
+    /// A trunk given by its domain alone: NAPTR picks TCP, SRV puts a dead
+    /// address before Kamailio. The REGISTER fails at once on the dead one
+    /// (TCP connection refused) and lands on the next; the keep-alive marks
+    /// only the dead address down, so the trunk stays up.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn trunk_by_domain_registers_through_srv_past_a_dead_target() {
+        let pbx = labkit::Kamailio::start(&[("trunk", "trunkpass")]).expect("kamailio");
+        let dead = labkit::free_port();
+        let mut z = HashMap::new();
+        z.insert(
+            ("pbx.test.".into(), RecordType::NAPTR),
+            vec![RData::NAPTR(NAPTR::new(
+                10,
+                10,
+                b"S".to_vec().into(),
+                b"SIP+D2T".to_vec().into(),
+                Vec::new().into(),
+                name("_sip._tcp.pbx.test."),
+            ))],
+        );
+        z.insert(
+            ("_sip._tcp.pbx.test.".into(), RecordType::SRV),
+            vec![
+                RData::SRV(SRV::new(20, 0, pbx.addr().port(), name("b.pbx.test."))),
+                RData::SRV(SRV::new(10, 0, dead, name("a.pbx.test."))),
+            ],
+        );
+        for host in ["a.pbx.test.", "b.pbx.test."] {
+            z.insert(
+                (host.into(), RecordType::A),
+                vec![RData::A(A::new(127, 0, 0, 1))],
+            );
+        }
+        let dns = Responder::serve(z);
+        let text = "version: 1\ntenant: acme\ntrunks:\n  main:\n    kind: register\n    registrar: pbx.test\n    username: trunk\n    password: trunkpass\n    domain: pbx.lab\n    keepalive: 1s\nnames:\n  sales:\n    route: { dial: { trunk: main, extension: \"100\" } }\n";
+        let plans = dialplans::Dialplans::from_sources([("acme.yaml", text)]).expect("valid plan");
+        let trunk = plans
+            .get("acme")
+            .and_then(|p| p.trunk("main"))
+            .expect("trunk main")
+            .clone();
+        let lookup = dns.lookup();
+        let dead_addr = format!("127.0.0.1:{dead}");
+        let targets = crate::sip::trunks::trunk_targets(Some(&lookup), "acme/main", &trunk)
+            .await
+            .expect("targets");
+        assert_eq!(
+            targets.as_slice(),
+            &[
+                target(Transport::Tcp, &dead_addr),
+                target(Transport::Tcp, &pbx.addr().to_string()),
+            ],
+            "NAPTR -> SRV by priority -> A"
+        );
+
+        let (itx, _irx) = tokio::sync::mpsc::channel(8);
+        let mut sip = crate::sip::spawn("127.0.0.1:0".parse().expect("addr"), None, itx)
+            .await
+            .expect("sip socket");
+        sip.dns = Some(lookup);
+        let started = crate::sip::trunks::start_registrations(&sip, &plans, 60).await;
+        assert_eq!(started, vec!["acme/main".to_owned()]);
+        let end = tokio::time::Instant::now() + Duration::from_secs(20);
+        while pbx.contacts("trunk").is_empty() {
+            assert!(
+                tokio::time::Instant::now() < end,
+                "no binding at the second SRV target:\n{}",
+                pbx.log.tail(20)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let contacts = pbx.contacts("trunk");
+        assert!(
+            contacts[0].to_ascii_lowercase().contains("transport=tcp"),
+            "{contacts:?}"
+        );
+        let dead_addr: SocketAddr = dead_addr.parse().expect("addr");
+        let end = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let st = sip.trunks.get("acme/main").unwrap_or_default();
+            if st.up == Some(true) && st.down_targets == vec![dead_addr] {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < end, "trunk state {st:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        sip.shutdown().await;
     }
 }

@@ -9,8 +9,9 @@
 //! `poll_output` until `Timeout`). Other tasks reach it through a [`Sip`]
 //! handle (an mpsc channel), so no lock is shared with the protocol state.
 //!
-//! Events go out on these paths: registration outcomes update the shared
-//! [`TrunkStatus`] table (read by `/metrics` and tests), call events go to
+//! Events go out on these paths: registration outcomes and keep-alive
+//! results (trunk up/down) update the shared [`TrunkStatus`] table (read by
+//! `/metrics`, the admin API, call routing and tests), call events go to
 //! the channel the call's owner gave when it placed or accepted the call,
 //! new incoming calls go to the `incoming` channel of [`spawn`], incoming
 //! MESSAGEs to the `messages` channel of [`spawn_with_messages`] (answered
@@ -23,17 +24,20 @@ mod tcp;
 pub mod trunks;
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Instant as StdInstant;
+use std::time::{Duration, Instant as StdInstant, SystemTime};
 
 use sip_trunk::dialog::{Body, Call, CallConfig, DialogEvent};
 use sip_trunk::message::{NameAddr, Request, Uri};
 use sip_trunk::registration::{RegistrationConfig, RegistrationEvent};
+use sip_trunk::resolve::{Target, TargetList};
 use sip_trunk::transaction::Transport;
 use sip_trunk::ua::{
-    CallHandle, IncomingMessageHandle, MessageHandle, OutgoingMessage, RegistrationHandle,
-    UaConfig, UaEvent, UaOutput, UserAgent,
+    CallHandle, IncomingMessageHandle, MessageHandle, OutgoingMessage, PeerHandle,
+    RegistrationHandle, UaConfig, UaEvent, UaOutput, UserAgent,
 };
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
@@ -43,11 +47,16 @@ use tracing::{debug, info, warn};
 /// Largest datagram we read; bigger SIP messages are refused by the parser (64 KiB).
 const MAX_DATAGRAM: usize = 65_535;
 
-/// Registration state of each trunk, keyed `tenant/trunk`.
+/// Registration and keep-alive state of each trunk, keyed `tenant/trunk`,
+/// and the SIP task's two leak gauges (call legs, transactions).
 #[derive(Debug, Default)]
 pub struct TrunkStatus {
     /// Plain std lock: held only to copy or replace one entry, never across `.await`.
     entries: RwLock<HashMap<String, TrunkState>>,
+    /// Call legs the user agent holds, published by the SIP task after every drain.
+    sip_calls: AtomicUsize,
+    /// Live transactions of the user agent, published likewise.
+    sip_transactions: AtomicUsize,
 }
 
 /// What we know of one trunk's registration.
@@ -61,6 +70,25 @@ pub struct TrunkState {
     pub registrations: u64,
     /// Last failure, if any.
     pub last_error: Option<String>,
+    /// What the OPTIONS keep-alive says: `Some(true)` answered, `Some(false)`
+    /// silent or 5xx, `None` not known yet or keep-alive off.
+    pub up: Option<bool>,
+    /// When `up` last changed, Unix seconds.
+    pub last_change: Option<u64>,
+    /// Calls this trunk failed (503, 408, no answer) that were retried on the
+    /// next trunk of its failover list.
+    pub failovers: u64,
+    /// Addresses of the trunk (DNS SRV targets) whose keep-alive says down;
+    /// calls try them last.
+    pub down_targets: Vec<SocketAddr>,
+}
+
+impl TrunkState {
+    /// Whether calls may be offered to the trunk: everything but a trunk
+    /// whose keep-alive says it is down.
+    pub fn usable(&self) -> bool {
+        self.up != Some(false)
+    }
 }
 
 impl TrunkStatus {
@@ -80,13 +108,65 @@ impl TrunkStatus {
         v
     }
 
+    /// Whether calls may be offered to trunk `key` (see [`TrunkState::usable`]);
+    /// a trunk never seen is usable.
+    pub fn usable(&self, key: &str) -> bool {
+        self.get(key).is_none_or(|s| s.usable())
+    }
+
+    /// Counts a call that failed on trunk `key` and moved to the next trunk.
+    pub fn record_failover(&self, key: &str) {
+        self.update(key, |s| s.failovers += 1);
+    }
+
+    /// (call legs, transactions) of the SIP user agent, as last published.
+    pub fn sip_counts(&self) -> (usize, usize) {
+        (
+            self.sip_calls.load(Ordering::Relaxed),
+            self.sip_transactions.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The SIP lines of `/metrics`: `namecall_sip_dialogs` and
+    /// `namecall_sip_transactions` (gauges that return to their idle values
+    /// once calls are over), `namecall_trunk_up{trunk}` (1 while calls may
+    /// use it, 0 while its keep-alive says it is down) and
+    /// `namecall_trunk_failovers_total{trunk}`.
+    pub fn render_metrics(&self) -> String {
+        let all = self.all();
+        let (calls, transactions) = self.sip_counts();
+        let mut out = format!(
+            "# HELP namecall_sip_dialogs SIP call legs (dialogs) held by the user agent.\n# TYPE namecall_sip_dialogs gauge\nnamecall_sip_dialogs {calls}\n\
+             # HELP namecall_sip_transactions Live SIP transactions (keep-alives included).\n# TYPE namecall_sip_transactions gauge\nnamecall_sip_transactions {transactions}\n"
+        );
+        out.push_str(
+            "# HELP namecall_trunk_up 1 while calls may use the trunk, 0 while its keep-alive says it is down.\n# TYPE namecall_trunk_up gauge\n",
+        );
+        for (key, s) in &all {
+            let _ = writeln!(
+                out,
+                "namecall_trunk_up{{trunk=\"{key}\"}} {}",
+                u8::from(s.usable())
+            );
+        }
+        out.push_str("# HELP namecall_trunk_failovers_total Calls that failed on the trunk and were retried on the next one.\n# TYPE namecall_trunk_failovers_total counter\n");
+        for (key, s) in &all {
+            let _ = writeln!(
+                out,
+                "namecall_trunk_failovers_total{{trunk=\"{key}\"}} {}",
+                s.failovers
+            );
+        }
+        out
+    }
+
     fn remove(&self, key: &str) {
         if let Ok(mut m) = self.entries.write() {
             m.remove(key);
         }
     }
 
-    fn update(&self, key: &str, f: impl FnOnce(&mut TrunkState)) {
+    pub(crate) fn update(&self, key: &str, f: impl FnOnce(&mut TrunkState)) {
         if let Ok(mut m) = self.entries.write() {
             f(m.entry(key.to_string()).or_default());
         }
@@ -125,17 +205,26 @@ enum Command {
     Register {
         key: String,
         config: Box<RegistrationConfig>,
-        dest: SocketAddr,
+        targets: TargetList,
     },
     Unregister {
+        key: String,
+    },
+    Watch {
+        key: String,
+        uri: Box<Uri>,
+        targets: Vec<Target>,
+        interval: Duration,
+    },
+    Unwatch {
         key: String,
     },
     Invite {
         config: Box<CallConfig>,
         offer: Option<Body>,
-        dest: SocketAddr,
+        targets: TargetList,
         events: mpsc::UnboundedSender<DialogEvent>,
-        reply: oneshot::Sender<CallHandle>,
+        reply: oneshot::Sender<Option<CallHandle>>,
     },
     WithCall {
         call: CallHandle,
@@ -145,6 +234,7 @@ enum Command {
     Message {
         msg: Box<OutgoingMessage>,
         dest: SocketAddr,
+        transport: Transport,
         reply: oneshot::Sender<Option<u16>>,
     },
     AnswerMessage {
@@ -167,6 +257,9 @@ pub struct Sip {
     pub sent_by: String,
     /// Registration state of every trunk.
     pub trunks: Arc<TrunkStatus>,
+    /// RFC 3263 lookups (NAPTR/SRV/A) for trunk peers given by name; `None`
+    /// uses the system resolver's A/AAAA answer only.
+    pub dns: Option<dns::DnsLookup>,
 }
 
 /// Why a command could not be carried out.
@@ -178,21 +271,62 @@ pub enum SipError {
     /// The call leg no longer exists.
     #[error("no such call")]
     NoSuchCall,
+    /// A request was given no address to go to.
+    #[error("no target address")]
+    NoTarget,
 }
 
 impl Sip {
-    /// Starts registering `config` at `dest`; progress shows in [`Sip::trunks`] under `key`.
+    /// Starts registering `config` at the first of `targets` (RFC 3263
+    /// order), moving to the next after a timeout or 503; progress shows in
+    /// [`Sip::trunks`] under `key`.
     pub async fn register(
         &self,
         key: &str,
         config: RegistrationConfig,
-        dest: SocketAddr,
+        targets: TargetList,
     ) -> Result<(), SipError> {
+        if targets.is_empty() {
+            return Err(SipError::NoTarget);
+        }
         self.tx
             .send(Command::Register {
                 key: key.to_string(),
                 config: Box::new(config),
-                dest,
+                targets,
+            })
+            .await
+            .map_err(|_| SipError::Stopped)
+    }
+
+    /// Sends OPTIONS keep-alives to every address of trunk `key` every
+    /// `interval` (replacing earlier ones for `key`); [`Sip::trunks`] shows
+    /// the trunk up while any address answers and down once all are silent
+    /// (or 5xx), and a registration of `key` is renewed at once when the
+    /// trunk comes back after being down.
+    pub async fn watch(
+        &self,
+        key: &str,
+        uri: Uri,
+        targets: Vec<Target>,
+        interval: Duration,
+    ) -> Result<(), SipError> {
+        self.tx
+            .send(Command::Watch {
+                key: key.to_string(),
+                uri: Box::new(uri),
+                targets,
+                interval,
+            })
+            .await
+            .map_err(|_| SipError::Stopped)
+    }
+
+    /// Stops the keep-alives of trunk `key` (a removed or changed trunk).
+    pub async fn unwatch(&self, key: &str) -> Result<(), SipError> {
+        self.tx
+            .send(Command::Unwatch {
+                key: key.to_string(),
             })
             .await
             .map_err(|_| SipError::Stopped)
@@ -208,12 +342,44 @@ impl Sip {
             .map_err(|_| SipError::Stopped)
     }
 
-    /// Sends an INVITE; the leg's events arrive on the returned receiver.
+    /// Sends an INVITE over UDP; the leg's events arrive on the returned receiver.
     pub async fn invite(
         &self,
         config: CallConfig,
         offer: Option<Body>,
         dest: SocketAddr,
+    ) -> Result<(CallHandle, mpsc::UnboundedReceiver<DialogEvent>), SipError> {
+        self.invite_over(config, offer, dest, Transport::Udp).await
+    }
+
+    /// Sends an INVITE over `transport`; the leg's events arrive on the returned receiver.
+    pub async fn invite_over(
+        &self,
+        config: CallConfig,
+        offer: Option<Body>,
+        dest: SocketAddr,
+        transport: Transport,
+    ) -> Result<(CallHandle, mpsc::UnboundedReceiver<DialogEvent>), SipError> {
+        let target = Target {
+            transport,
+            addr: dest,
+        };
+        self.invite_targets(config, offer, TargetList::new(vec![target]))
+            .await
+    }
+
+    /// Sends an INVITE to the first of `targets` (RFC 3263 order), moving
+    /// to the next while it times out or gets 503 before any other answer;
+    /// the leg's events arrive on the returned receiver.
+    ///
+    /// # Errors
+    /// [`SipError::NoTarget`] for an empty list, [`SipError::Stopped`] when
+    /// the SIP task is gone.
+    pub async fn invite_targets(
+        &self,
+        config: CallConfig,
+        offer: Option<Body>,
+        targets: TargetList,
     ) -> Result<(CallHandle, mpsc::UnboundedReceiver<DialogEvent>), SipError> {
         let (etx, erx) = mpsc::unbounded_channel();
         let (rtx, rrx) = oneshot::channel();
@@ -221,13 +387,16 @@ impl Sip {
             .send(Command::Invite {
                 config: Box::new(config),
                 offer,
-                dest,
+                targets,
                 events: etx,
                 reply: rtx,
             })
             .await
             .map_err(|_| SipError::Stopped)?;
-        let h = rrx.await.map_err(|_| SipError::Stopped)?;
+        let h = rrx
+            .await
+            .map_err(|_| SipError::Stopped)?
+            .ok_or(SipError::NoTarget)?;
         Ok((h, erx))
     }
 
@@ -263,11 +432,25 @@ impl Sip {
         msg: OutgoingMessage,
         dest: SocketAddr,
     ) -> Result<Option<u16>, SipError> {
+        self.send_message_over(msg, dest, Transport::Udp).await
+    }
+
+    /// Like [`Sip::send_message`] over `transport`.
+    ///
+    /// # Errors
+    /// [`SipError::Stopped`] when the SIP task is gone.
+    pub async fn send_message_over(
+        &self,
+        msg: OutgoingMessage,
+        dest: SocketAddr,
+        transport: Transport,
+    ) -> Result<Option<u16>, SipError> {
         let (rtx, rrx) = oneshot::channel();
         self.tx
             .send(Command::Message {
                 msg: Box::new(msg),
                 dest,
+                transport,
                 reply: rtx,
             })
             .await
@@ -309,6 +492,8 @@ impl Sip {
 struct Routes {
     calls: HashMap<CallHandle, mpsc::UnboundedSender<DialogEvent>>,
     regs: HashMap<RegistrationHandle, String>,
+    /// Keep-alive peers: trunk key and the address pinged.
+    peers: HashMap<PeerHandle, (String, SocketAddr)>,
     messages: HashMap<MessageHandle, oneshot::Sender<Option<u16>>>,
 }
 
@@ -398,6 +583,7 @@ async fn spawn_inner(
         local_addr: local,
         sent_by,
         trunks,
+        dns: None,
     })
 }
 
@@ -423,6 +609,12 @@ impl Driver {
         let mut shutting_down: Option<(oneshot::Sender<()>, Instant)> = None;
         loop {
             let deadline = self.drain().await;
+            self.trunks
+                .sip_calls
+                .store(self.ua.call_count(), Ordering::Relaxed);
+            self.trunks
+                .sip_transactions
+                .store(self.ua.transaction_count(), Ordering::Relaxed);
             if let Some((_, until)) = &shutting_down {
                 let all_gone = self.trunks.all().iter().all(|(_, s)| !s.registered);
                 if all_gone || Instant::now() >= *until {
@@ -446,6 +638,9 @@ impl Driver {
                     Err(e) => debug!(cause = %e, "sip recv error"),
                 },
                 Some(input) = self.tcp_rx.recv() => {
+                    if let tcp::TcpInput::Unreachable { peer } = &input {
+                        self.ua.handle_unreachable(StdInstant::now(), *peer, Transport::Tcp);
+                    }
                     if let Some((from, data)) = self.tcp.handle(input) {
                         self.last_source = Some(from);
                         self.ua.handle_input(StdInstant::now(), from, Transport::Tcp, &data);
@@ -472,10 +667,15 @@ impl Driver {
     fn command(&mut self, cmd: Command) {
         let now = StdInstant::now();
         match cmd {
-            Command::Register { key, config, dest } => {
-                let h = self.ua.register(now, *config, dest, Transport::Udp);
-                self.trunks.update(&key, |_| {});
-                self.routes.regs.insert(h, key);
+            Command::Register {
+                key,
+                config,
+                targets,
+            } => {
+                if let Some(h) = self.ua.register_targets(now, *config, targets) {
+                    self.trunks.update(&key, |_| {});
+                    self.routes.regs.insert(h, key);
+                }
             }
             Command::Unregister { key } => {
                 let handles: Vec<RegistrationHandle> = self
@@ -492,15 +692,40 @@ impl Driver {
                 }
                 self.trunks.remove(&key);
             }
+            Command::Watch {
+                key,
+                uri,
+                targets,
+                interval,
+            } => {
+                self.unwatch(&key);
+                self.trunks.update(&key, |_| {});
+                for t in targets {
+                    let h =
+                        self.ua
+                            .add_peer_every(now, (*uri).clone(), t.addr, t.transport, interval);
+                    self.routes.peers.insert(h, (key.clone(), t.addr));
+                }
+            }
+            Command::Unwatch { key } => {
+                self.unwatch(&key);
+                self.trunks.update(&key, |s| {
+                    s.up = None;
+                    s.last_change = None;
+                    s.down_targets.clear();
+                });
+            }
             Command::Invite {
                 config,
                 offer,
-                dest,
+                targets,
                 events,
                 reply,
             } => {
-                let h = self.ua.invite(now, *config, offer, dest, Transport::Udp);
-                self.routes.calls.insert(h, events);
+                let h = self.ua.invite_targets(now, *config, offer, targets);
+                if let Some(h) = h {
+                    self.routes.calls.insert(h, events);
+                }
                 let _ = reply.send(h);
             }
             Command::WithCall { call, op, reply } => match self.ua.call(call) {
@@ -512,8 +737,13 @@ impl Driver {
                     let _ = reply.send(false);
                 }
             },
-            Command::Message { msg, dest, reply } => {
-                let h = self.ua.send_message_with(now, *msg, dest, Transport::Udp);
+            Command::Message {
+                msg,
+                dest,
+                transport,
+                reply,
+            } => {
+                let h = self.ua.send_message_with(now, *msg, dest, transport);
                 self.routes.messages.insert(h, reply);
             }
             Command::AnswerMessage {
@@ -526,6 +756,87 @@ impl Driver {
                 }
             }
             Command::Shutdown { .. } => {}
+        }
+    }
+
+    /// Stops the keep-alives of trunk `key`.
+    fn unwatch(&mut self, key: &str) {
+        let handles: Vec<PeerHandle> = self
+            .routes
+            .peers
+            .iter()
+            .filter(|(_, (k, _))| k == key)
+            .map(|(h, _)| *h)
+            .collect();
+        for h in handles {
+            self.ua.remove_peer(h);
+            self.routes.peers.remove(&h);
+        }
+    }
+
+    /// A keep-alive answer changed an address's state. The trunk is up
+    /// while any of its addresses answers, down once every one is down; a
+    /// registration trunk that is back registers again at once (a restarted
+    /// PBX forgot us).
+    fn peer_changed(&mut self, peer: PeerHandle, up: bool) {
+        let Some((key, addr)) = self.routes.peers.get(&peer).cloned() else {
+            return;
+        };
+        if up {
+            debug!(trunk = %key, %addr, "trunk address answers OPTIONS");
+        } else {
+            warn!(trunk = %key, %addr, "trunk address silent or 5xx to OPTIONS");
+        }
+        let states: Vec<(SocketAddr, Option<bool>)> = self
+            .routes
+            .peers
+            .iter()
+            .filter(|(_, (k, _))| *k == key)
+            .map(|(h, (_, a))| (*a, self.ua.peer_up(*h)))
+            .collect();
+        let trunk_up = if states.iter().any(|(_, s)| *s == Some(true)) {
+            Some(true)
+        } else if states.iter().all(|(_, s)| *s == Some(false)) {
+            Some(false)
+        } else {
+            None
+        };
+        let down: Vec<SocketAddr> = states
+            .iter()
+            .filter(|(_, s)| *s == Some(false))
+            .map(|(a, _)| *a)
+            .collect();
+        let was = self.trunks.get(&key).and_then(|s| s.up);
+        let stamp = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.trunks.update(&key, |s| {
+            s.down_targets = down;
+            if trunk_up.is_some() && trunk_up != s.up {
+                s.up = trunk_up;
+                s.last_change = Some(stamp);
+            }
+        });
+        if trunk_up == was || trunk_up.is_none() {
+            return;
+        }
+        if trunk_up == Some(true) {
+            info!(trunk = %key, "trunk up (answers OPTIONS)");
+        } else {
+            warn!(trunk = %key, "trunk down (no answer to OPTIONS, or 5xx)");
+        }
+        if trunk_up == Some(true) && was == Some(false) {
+            let regs: Vec<RegistrationHandle> = self
+                .routes
+                .regs
+                .iter()
+                .filter(|(_, k)| **k == key)
+                .map(|(h, _)| *h)
+                .collect();
+            for h in regs {
+                info!(trunk = %key, "registering again now that the trunk is back");
+                self.ua.refresh_registration(StdInstant::now(), h);
+            }
         }
     }
 
@@ -646,6 +957,8 @@ impl Driver {
                         .answer_message(StdInstant::now(), message, 503, "Service Unavailable");
                 }
             }
+            UaEvent::PeerUp { peer } => self.peer_changed(peer, true),
+            UaEvent::PeerDown { peer } => self.peer_changed(peer, false),
             UaEvent::MessageResult { message, status } => {
                 if let Some(reply) = self.routes.messages.remove(&message) {
                     let _ = reply.send(status);

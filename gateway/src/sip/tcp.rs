@@ -33,6 +33,9 @@ pub(crate) enum TcpInput {
     Message { from: SocketAddr, data: Vec<u8> },
     /// The connection to `peer` ended.
     Closed { peer: SocketAddr },
+    /// A connection to `peer` could not be opened: the requests queued for
+    /// it are lost, and their transactions should fail now.
+    Unreachable { peer: SocketAddr },
 }
 
 /// The SIP task's side: one writer per live connection, keyed by the peer.
@@ -66,7 +69,7 @@ impl TcpTransport {
                 None
             }
             TcpInput::Message { from, data } => Some((from, data)),
-            TcpInput::Closed { peer } => {
+            TcpInput::Closed { peer } | TcpInput::Unreachable { peer } => {
                 // Only forget the writer if it is the one that closed.
                 if self.conns.get(&peer).is_some_and(|w| w.is_closed()) {
                     self.conns.remove(&peer);
@@ -103,7 +106,9 @@ impl TcpTransport {
                 Ok(stream) => connection(stream, dest, rx, input).await,
                 Err(e) => {
                     warn!(cause = %e, %dest, "sip tcp connect failed");
-                    let _ = input.send(TcpInput::Closed { peer: dest }).await;
+                    // drop the writer first so `handle` sees it closed
+                    drop(rx);
+                    let _ = input.send(TcpInput::Unreachable { peer: dest }).await;
                 }
             }
         });

@@ -20,7 +20,8 @@ use crate::auth::{Challenge, ChallengeKind, Credentials, DigestClient};
 use crate::message::{Method, NameAddr, Request, Response, Uri, names};
 
 /// Methods we answer inside a dialog, advertised in `Allow`.
-const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, UPDATE, INFO, MESSAGE, OPTIONS, REFER, NOTIFY";
+const ALLOW: &str =
+    "INVITE, ACK, CANCEL, BYE, UPDATE, INFO, MESSAGE, OPTIONS, REFER, NOTIFY, PRACK";
 
 /// Settings for one call leg.
 #[derive(Debug, Clone)]
@@ -54,6 +55,10 @@ pub struct CallConfig {
     /// UAC: advertise `Supported: 100rel` (RFC 3262) so the peer may send
     /// reliable provisional responses. Reliable ones are PRACKed either way.
     pub supports_100rel: bool,
+    /// UAS: send provisional responses reliably (RFC 3262) when the INVITE
+    /// lists `100rel` in `Supported`. An INVITE that `Require`s it always
+    /// gets reliable provisionals.
+    pub reliable_provisionals: bool,
 }
 
 impl CallConfig {
@@ -74,6 +79,7 @@ impl CallConfig {
             user_agent: None,
             answer_timeout: Some(Duration::from_secs(180)),
             supports_100rel: true,
+            reliable_provisionals: false,
         }
     }
 }
@@ -140,6 +146,19 @@ struct Pending2xx {
     give_up: Instant,
     /// The 2xx answered the initial INVITE (its ACK reports `Answered`).
     initial: bool,
+}
+
+/// UAS: a reliable provisional response retransmitted until its PRACK (RFC 3262 3).
+#[derive(Debug, Clone)]
+struct PendingReliable {
+    response: Response,
+    rseq: u32,
+    next: Instant,
+    interval: Duration,
+    /// 64*T1 after the first send: the INVITE is then refused with 5xx.
+    give_up: Instant,
+    /// It carried SDP: a 2xx must wait for its PRACK.
+    has_body: bool,
 }
 
 /// What RFC 3262 says to do with a provisional response.
@@ -218,6 +237,16 @@ pub struct Call {
     glare: Option<GlareRetry>,
     /// UAC: highest RSeq acknowledged per early dialog (remote tag), RFC 3262 4.
     prack_rseq: Vec<(String, u32)>,
+    /// UAS: provisional responses to this INVITE go out reliably (RFC 3262).
+    uas_reliable: bool,
+    /// UAS: RSeq of our next reliable provisional.
+    next_rseq: u32,
+    /// UAS: the reliable provisional waiting for its PRACK; only one at a time.
+    pending_rel: Option<PendingReliable>,
+    /// UAS: provisionals held back until the pending one is PRACKed.
+    queued_rel: VecDeque<(u16, Option<Body>)>,
+    /// UAS: the 2xx asked for while a reliable provisional with SDP is unacknowledged.
+    held_answer: Option<Option<Body>>,
     transmit: VecDeque<Send>,
     events: VecDeque<DialogEvent>,
 }
@@ -267,6 +296,11 @@ impl Call {
             incoming_offer: None,
             glare: None,
             prack_rseq: Vec::new(),
+            uas_reliable: false,
+            next_rseq: 1,
+            pending_rel: None,
+            queued_rel: VecDeque::new(),
+            held_answer: None,
             transmit: VecDeque::new(),
             events: VecDeque::new(),
             config,
@@ -337,11 +371,26 @@ impl Call {
             incoming_offer: None,
             glare: None,
             prack_rseq: Vec::new(),
+            uas_reliable: false,
+            next_rseq: 1,
+            pending_rel: None,
+            queued_rel: VecDeque::new(),
+            held_answer: None,
             transmit: VecDeque::new(),
             events: VecDeque::new(),
             config,
         };
         call.negotiated = call.negotiate_incoming(invite, true)?;
+        let lists_100rel = |name: &str| {
+            invite.headers.get_all(name).any(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("100rel"))
+            })
+        };
+        call.uas_reliable = lists_100rel("Require")
+            || (call.config.reliable_provisionals && lists_100rel("Supported"));
+        // RFC 3262 3: the first RSeq is random in 1..2^31-1, leaving room to count up.
+        call.next_rseq = call.rng.random_range(1..(1u32 << 31) - 0x10000);
         Ok(call)
     }
 
@@ -451,6 +500,11 @@ impl Call {
         if let Some(p) = &self.uas_2xx {
             consider(p.next.min(p.give_up));
         }
+        if !self.invite_final
+            && let Some(p) = &self.pending_rel
+        {
+            consider(p.next.min(p.give_up));
+        }
         if let Some(g) = &self.glare {
             consider(g.at);
         }
@@ -484,6 +538,28 @@ impl Call {
                     return;
                 }
             }
+        }
+        if !self.invite_final
+            && let Some(mut p) = self.pending_rel.take()
+        {
+            if now >= p.give_up {
+                // RFC 3262 3: no PRACK within 64*T1, the INVITE is refused with 5xx.
+                self.queued_rel.clear();
+                self.held_answer = None;
+                self.invite_final = true;
+                let resp = Response::from_request(&self.invite, 504, "No PRACK Received")
+                    .with_to_tag(&self.local_tag);
+                self.transmit.push_back(Send::Response(resp));
+                self.terminate(TerminatedReason::Timeout);
+                return;
+            }
+            if now >= p.next {
+                // Through the INVITE server transaction, which still takes provisionals.
+                self.transmit.push_back(Send::Response(p.response.clone()));
+                p.interval *= 2;
+                p.next = now + p.interval;
+            }
+            self.pending_rel = Some(p);
         }
         if let Some(mut p) = self.uas_2xx.take() {
             if now >= p.give_up {
@@ -541,21 +617,36 @@ impl Call {
 
     /// UAS: sends a provisional response (180 Ringing, 183 with early media).
     ///
+    /// When the INVITE asked for reliable provisionals (RFC 3262) the response
+    /// carries `Require: 100rel` and an `RSeq`, and is retransmitted from `now`
+    /// until its PRACK arrives; a second one waits for the first one's PRACK.
+    ///
     /// # Errors
     /// [`DialogError::InvalidState`] unless the INVITE is still unanswered.
-    pub fn ring(&mut self, status: u16, body: Option<Body>) -> Result<(), DialogError> {
-        if self.role != Role::Uas || self.invite_final || !(101..200).contains(&status) {
+    pub fn ring(
+        &mut self,
+        now: Instant,
+        status: u16,
+        body: Option<Body>,
+    ) -> Result<(), DialogError> {
+        if self.role != Role::Uas
+            || self.invite_final
+            || self.held_answer.is_some()
+            || self.state == DialogState::Terminated
+            || !(101..200).contains(&status)
+        {
             return Err(DialogError::InvalidState("ring"));
         }
-        let reason = if status == 183 {
-            "Session Progress"
-        } else {
-            "Ringing"
-        };
-        let invite = self.invite.clone();
-        let resp = self.dialog_response(&invite, status, reason, body.as_ref());
         self.state = DialogState::Early;
-        self.transmit.push_back(Send::Response(resp));
+        if !self.uas_reliable {
+            let invite = self.invite.clone();
+            let resp = self.dialog_response(&invite, status, ring_reason(status), body.as_ref());
+            self.transmit.push_back(Send::Response(resp));
+        } else if self.pending_rel.is_some() {
+            self.queued_rel.push_back((status, body));
+        } else {
+            self.send_reliable(now, status, body);
+        }
         Ok(())
     }
 
@@ -564,12 +655,25 @@ impl Call {
     /// # Errors
     /// [`DialogError::InvalidState`] unless the INVITE is still unanswered.
     pub fn answer(&mut self, now: Instant, body: Option<Body>) -> Result<(), DialogError> {
-        if self.role != Role::Uas || self.invite_final || self.state == DialogState::Terminated {
+        if self.role != Role::Uas
+            || self.invite_final
+            || self.held_answer.is_some()
+            || self.state == DialogState::Terminated
+        {
             return Err(DialogError::InvalidState("answer"));
         }
+        // RFC 3262 3: no 2xx while a reliable provisional with SDP is unacknowledged.
+        if self.pending_rel.as_ref().is_some_and(|p| p.has_body)
+            || self.queued_rel.iter().any(|(_, b)| b.is_some())
+        {
+            self.held_answer = Some(body);
+            return Ok(());
+        }
+        self.pending_rel = None;
+        self.queued_rel.clear();
         self.invite_final = true;
         let invite = self.invite.clone();
-        let cseq = self.remote_cseq.unwrap_or(0);
+        let cseq = invite.headers.cseq().map_or(0, |c| c.seq);
         self.send_2xx(now, &invite, cseq, body, true);
         self.state = DialogState::Confirmed;
         Ok(())
@@ -583,6 +687,9 @@ impl Call {
         if self.role != Role::Uas || self.invite_final || !(300..700).contains(&status) {
             return Err(DialogError::InvalidState("reject"));
         }
+        self.pending_rel = None;
+        self.queued_rel.clear();
+        self.held_answer = None;
         self.invite_final = true;
         let resp =
             Response::from_request(&self.invite, status, reason).with_to_tag(&self.local_tag);
@@ -836,6 +943,7 @@ impl Call {
             }
             Method::Refer => self.on_refer(req),
             Method::Notify => self.on_notify(req),
+            Method::Prack => self.on_prack(now, req),
             _ => {
                 let resp =
                     Response::from_request(req, 501, "Not Implemented").with_header("Allow", ALLOW);
@@ -1307,11 +1415,73 @@ impl Call {
         if self.role != Role::Uas || self.invite_final || invite_cseq != Some(cseq) {
             return;
         }
+        self.pending_rel = None;
+        self.queued_rel.clear();
+        self.held_answer = None;
         self.invite_final = true;
         let r = Response::from_request(&self.invite, 487, "Request Terminated")
             .with_to_tag(&self.local_tag);
         self.transmit.push_back(Send::Response(r));
         self.terminate(TerminatedReason::Cancelled);
+    }
+
+    /// PRACK of our reliable provisional (RFC 3262 3): 200, stop its
+    /// retransmission, then send the next held provisional or the held 2xx.
+    /// A PRACK that matches nothing unacknowledged gets 481.
+    fn on_prack(&mut self, now: Instant, req: &Request) {
+        let invite_cseq = self.invite.headers.cseq().map(|c| c.seq).ok();
+        let rack = req.headers.get("RAck").and_then(|v| {
+            let mut it = v.split_whitespace();
+            let rseq = it.next()?.parse::<u32>().ok()?;
+            let cseq = it.next()?.parse::<u32>().ok()?;
+            let method = it.next()?;
+            method
+                .eq_ignore_ascii_case("INVITE")
+                .then_some((rseq, cseq))
+        });
+        let matches = match (&self.pending_rel, rack) {
+            (Some(p), Some((rseq, cseq))) => {
+                p.rseq == rseq && Some(cseq) == invite_cseq && self.role == Role::Uas
+            }
+            _ => false,
+        };
+        if !matches || self.invite_final {
+            let resp = Response::from_request(req, 481, "Call/Transaction Does Not Exist");
+            self.transmit.push_back(Send::Response(resp));
+            return;
+        }
+        self.pending_rel = None;
+        self.transmit
+            .push_back(Send::Response(Response::from_request(req, 200, "OK")));
+        if let Some((status, body)) = self.queued_rel.pop_front() {
+            self.send_reliable(now, status, body);
+            return;
+        }
+        if let Some(body) = self.held_answer.take() {
+            // Cannot fail: the INVITE is unanswered and nothing is pending any more.
+            let _ = self.answer(now, body);
+        }
+    }
+
+    /// UAS: sends a provisional with `Require: 100rel` and the next `RSeq`,
+    /// and arms its retransmission (T1, doubling; give up at 64*T1).
+    fn send_reliable(&mut self, now: Instant, status: u16, body: Option<Body>) {
+        let rseq = self.next_rseq;
+        self.next_rseq = self.next_rseq.wrapping_add(1);
+        let invite = self.invite.clone();
+        let resp = self
+            .dialog_response(&invite, status, ring_reason(status), body.as_ref())
+            .with_header("Require", "100rel")
+            .with_header("RSeq", rseq.to_string());
+        self.transmit.push_back(Send::Response(resp.clone()));
+        self.pending_rel = Some(PendingReliable {
+            response: resp,
+            rseq,
+            next: now + self.config.t1,
+            interval: self.config.t1,
+            give_up: now + self.config.t1 * 64,
+            has_body: body.is_some(),
+        });
     }
 
     /// An in-dialog REFER: 202, the first NOTIFY (100 Trying), and an event for the application.
@@ -1864,9 +2034,21 @@ impl Call {
         }
         self.state = DialogState::Terminated;
         self.uas_2xx = None;
+        self.pending_rel = None;
+        self.queued_rel.clear();
+        self.held_answer = None;
         self.glare = None;
         self.session = None;
         self.events.push_back(DialogEvent::Terminated { reason });
+    }
+}
+
+fn ring_reason(status: u16) -> &'static str {
+    match status {
+        183 => "Session Progress",
+        181 => "Call Is Being Forwarded",
+        182 => "Queued",
+        _ => "Ringing",
     }
 }
 

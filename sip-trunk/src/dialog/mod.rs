@@ -44,9 +44,12 @@
 //! | retransmitted (re-)INVITE after our 2xx gets the 2xx again | `invite_retransmission_after_2xx_is_not_a_new_call` (ua) |
 //! | our UAC against our UAS for ten minutes of refreshes | `uac_uas_pair_end_to_end` |
 //! | garbage headers never panic | `hostile_headers_do_not_panic` |
+//! | UAS reliable provisionals (RFC 3262): RSeq, retransmitted at T1 doubling until PRACK, in order, 2xx held while an SDP provisional is unacknowledged | `uas_reliable_provisional_retransmitted_until_prack`, `uas_reliable_provisionals_in_order_and_2xx_after_prack` |
+//! | reliable only when the INVITE asks (Require or Supported: 100rel) | `uas_reliable_only_when_asked` |
+//! | no PRACK within 64*T1: 504 and `Timeout`; CANCEL stops the retransmissions | `uas_reliable_provisional_without_prack_gives_up`, `uas_cancel_stops_reliable_provisional` |
+//! | our UAC PRACKs our UAS's reliable 183 | `uac_uas_pair_reliable_provisionals` |
 //!
-//! Not covered: sending reliable provisionals as UAS (RFC 3262: a request that
-//! `Require`s 100rel gets 420 from the user agent), forked early dialogs kept apart
+//! Not covered: forked early dialogs kept apart
 //! (the latest provisional's tag wins until the 2xx), strict-route peers are
 //! built but not tested, dialog snapshots for restarts.
 

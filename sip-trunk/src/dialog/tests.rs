@@ -243,7 +243,7 @@ fn uas_2xx_retransmitted_until_ack() {
     let t0 = Instant::now();
     let invite = pbx_invite(&[]);
     let mut call = Call::incoming(uas_config(), t0, &invite, 2).expect("valid INVITE");
-    call.ring(180, None).expect("ringing allowed");
+    call.ring(t0, 180, None).expect("ringing allowed");
     let ringing = one_response(&mut call);
     assert_eq!(ringing.status.0, 180);
     let tag = ringing
@@ -741,7 +741,7 @@ fn uas_cancel_gives_487() {
     let t0 = Instant::now();
     let invite = pbx_invite(&[]);
     let mut call = Call::incoming(uas_config(), t0, &invite, 8).expect("valid");
-    call.ring(180, None).expect("unanswered");
+    call.ring(t0, 180, None).expect("unanswered");
     drain(&mut call);
     let mut cancel = Request::new(Method::Cancel, invite.uri.clone());
     for n in ["Via", "From", "To", "Call-ID"] {
@@ -923,7 +923,7 @@ fn uac_uas_pair_end_to_end() {
     let mut a = Call::outgoing(cfg, t0, Some(sdp("v=0 a")), 21);
     let invite = one_request(&mut a);
     let mut b = Call::incoming(uas_config(), t0, &invite, 22).expect("our INVITE is valid");
-    b.ring(180, None).expect("unanswered");
+    b.ring(t0, 180, None).expect("unanswered");
     shuttle(t0, &mut a, &mut b);
     assert!(matches!(
         events(&mut a).as_slice(),
@@ -1234,7 +1234,7 @@ fn answer_timeout_both_roles() {
     let mut cfg = uas_config();
     cfg.answer_timeout = Some(Duration::from_secs(30));
     let mut call = Call::incoming(cfg, t0, &pbx_invite(&[]), 42).expect("valid");
-    call.ring(180, None).expect("unanswered");
+    call.ring(t0, 180, None).expect("unanswered");
     drain(&mut call);
     call.handle_timeout(t0 + Duration::from_secs(29));
     assert!(drain(&mut call).is_empty());
@@ -1370,4 +1370,235 @@ fn uac_reliable_provisional_without_rseq_is_not_pracked() {
     call.handle_response(t0, &peer_reply(&invite, 180, &[("Require", "100rel")]));
     assert_eq!(events(&mut call).len(), 1);
     assert!(drain(&mut call).is_empty());
+}
+
+/// A PRACK from the PBX acknowledging `prov` (RFC 3262 7.2).
+fn pbx_prack(call: &Call, seq: u32, prov: &Response) -> Request {
+    let rseq = prov
+        .headers
+        .get("RSeq")
+        .expect("RSeq on a reliable provisional");
+    pbx_request(call, Method::Prack, seq, None).with_header("RAck", format!("{rseq} 10 INVITE"))
+}
+
+/// RFC 3262 as UAS: an INVITE that requires 100rel gets its 180 with
+/// `Require: 100rel` and an RSeq, retransmitted at T1, 2T1, 4T1 ... until the
+/// PRACK, which gets 200; a PRACK for nothing pending gets 481; the next
+/// provisional counts the RSeq up.
+#[test]
+fn uas_reliable_provisional_retransmitted_until_prack() {
+    let t0 = Instant::now();
+    let invite = pbx_invite(&[("Require", "100rel")]);
+    let mut call = Call::incoming(uas_config(), t0, &invite, 31).expect("valid INVITE");
+    call.ring(t0, 180, None).expect("unanswered");
+    let ringing = one_response(&mut call);
+    assert_eq!(ringing.status.0, 180);
+    assert_eq!(ringing.headers.get("Require"), Some("100rel"));
+    let rseq: u32 = ringing
+        .headers
+        .get("RSeq")
+        .and_then(|r| r.parse().ok())
+        .expect("numeric RSeq");
+    assert!((1..1u32 << 31).contains(&rseq));
+
+    let mut resent = Vec::new();
+    let mut now = t0;
+    while let Some(next) = call.poll_timeout() {
+        if next - t0 > Duration::from_millis(7_600) {
+            break;
+        }
+        now = next;
+        call.handle_timeout(now);
+        for s in drain(&mut call) {
+            assert_eq!(
+                s,
+                Send::Response(ringing.clone()),
+                "the same 180, same RSeq"
+            );
+            resent.push((now - t0).as_millis());
+        }
+    }
+    assert_eq!(resent, [500, 1500, 3500, 7500], "T1 doubling, no T2 cap");
+
+    let prack = pbx_prack(&call, 11, &ringing);
+    call.handle_request(now, &prack);
+    let ok = one_response(&mut call);
+    assert_eq!(
+        (ok.status.0, ok.headers.cseq().expect("cseq").method),
+        (200, Method::Prack)
+    );
+    call.handle_timeout(now + Duration::from_secs(20));
+    assert!(
+        drain(&mut call).is_empty(),
+        "PRACK stopped the retransmissions"
+    );
+
+    // The same PRACK again, as a new request: nothing is pending any more.
+    call.handle_request(now, &pbx_prack(&call, 12, &ringing));
+    assert_eq!(one_response(&mut call).status.0, 481);
+
+    call.ring(now, 183, Some(sdp("v=0 early")))
+        .expect("unanswered");
+    let progress = one_response(&mut call);
+    assert_eq!(
+        progress.headers.get("RSeq"),
+        Some((rseq + 1).to_string().as_str())
+    );
+    assert!(events(&mut call).is_empty());
+}
+
+/// RFC 3262 3: a second reliable provisional waits for the first one's PRACK,
+/// and a 2xx waits for the PRACK of a provisional that carried SDP.
+#[test]
+fn uas_reliable_provisionals_in_order_and_2xx_after_prack() {
+    let t0 = Instant::now();
+    let invite = pbx_invite(&[("Supported", "100rel, timer")]);
+    let mut cfg = uas_config();
+    cfg.reliable_provisionals = true;
+    let mut call = Call::incoming(cfg, t0, &invite, 32).expect("valid INVITE");
+    call.ring(t0, 180, None).expect("unanswered");
+    let ringing = one_response(&mut call);
+    assert_eq!(ringing.headers.get("Require"), Some("100rel"));
+    call.ring(t0, 183, Some(sdp("v=0 early"))).expect("queued");
+    assert!(
+        drain(&mut call).is_empty(),
+        "the 183 waits for the 180's PRACK"
+    );
+    call.answer(t0, Some(sdp("v=0 answer"))).expect("held");
+    assert!(drain(&mut call).is_empty(), "the 200 waits too");
+    assert_eq!(
+        call.ring(t0, 180, None),
+        Err(DialogError::InvalidState("ring")),
+        "no provisional after answer"
+    );
+
+    let t1 = t0 + Duration::from_millis(100);
+    call.handle_request(t1, &pbx_prack(&call, 11, &ringing));
+    let out = drain(&mut call);
+    let [Send::Response(ok), Send::Response(progress)] = out.as_slice() else {
+        panic!("expected 200 to PRACK then the 183, got {out:?}");
+    };
+    assert_eq!((ok.status.0, progress.status.0), (200, 183));
+    assert!(progress.body.starts_with(b"v=0 early"));
+
+    let t2 = t1 + Duration::from_millis(100);
+    call.handle_request(t2, &pbx_prack(&call, 12, progress));
+    let out = drain(&mut call);
+    let [Send::Response(ok), Send::Response(answer)] = out.as_slice() else {
+        panic!("expected 200 to PRACK then the 200 to INVITE, got {out:?}");
+    };
+    assert_eq!(ok.headers.cseq().expect("cseq").method, Method::Prack);
+    assert_eq!(answer.headers.cseq().expect("cseq").method, Method::Invite);
+    assert_eq!(answer.status.0, 200);
+    assert_eq!(call.state(), DialogState::Confirmed);
+    call.handle_request(t2, &pbx_request(&call, Method::Ack, 10, None));
+    assert_eq!(
+        events(&mut call),
+        vec![DialogEvent::Answered { body: None }]
+    );
+}
+
+/// Without `reliable_provisionals`, `Supported: 100rel` alone changes nothing,
+/// and a 2xx after an SDP-less reliable 180 goes out at once.
+#[test]
+fn uas_reliable_only_when_asked() {
+    let t0 = Instant::now();
+    let invite = pbx_invite(&[("Supported", "100rel")]);
+    let mut call = Call::incoming(uas_config(), t0, &invite, 33).expect("valid INVITE");
+    call.ring(t0, 180, None).expect("unanswered");
+    let ringing = one_response(&mut call);
+    assert_eq!(
+        (ringing.headers.get("Require"), ringing.headers.get("RSeq")),
+        (None, None)
+    );
+
+    let invite = pbx_invite(&[("Require", "100rel")]);
+    let mut call = Call::incoming(uas_config(), t0, &invite, 34).expect("valid INVITE");
+    call.ring(t0, 180, None).expect("unanswered");
+    drain(&mut call);
+    call.answer(t0, None).expect("unanswered");
+    assert_eq!(
+        one_response(&mut call).status.0,
+        200,
+        "no SDP in the 180: 2xx may go"
+    );
+}
+
+/// No PRACK within 64*T1: the INVITE is refused with 5xx and the call ends.
+#[test]
+fn uas_reliable_provisional_without_prack_gives_up() {
+    let t0 = Instant::now();
+    let invite = pbx_invite(&[("Require", "100rel")]);
+    let mut call = Call::incoming(uas_config(), t0, &invite, 35).expect("valid INVITE");
+    call.ring(t0, 183, Some(sdp("v=0 early")))
+        .expect("unanswered");
+    drain(&mut call);
+    call.answer(t0, None).expect("held until PRACK");
+    call.handle_timeout(t0 + Duration::from_millis(31_999));
+    assert!(
+        drain(&mut call)
+            .iter()
+            .all(|s| matches!(s, Send::Response(r) if r.status.0 == 183))
+    );
+    call.handle_timeout(t0 + Duration::from_secs(32));
+    let refused = one_response(&mut call);
+    assert_eq!(refused.status.0, 504);
+    assert_eq!(
+        events(&mut call),
+        vec![DialogEvent::Terminated {
+            reason: TerminatedReason::Timeout
+        }]
+    );
+    assert_eq!(call.poll_timeout(), None);
+}
+
+/// CANCEL while a reliable provisional is unacknowledged: 487, retransmissions stop.
+#[test]
+fn uas_cancel_stops_reliable_provisional() {
+    let t0 = Instant::now();
+    let invite = pbx_invite(&[("Require", "100rel")]);
+    let mut call = Call::incoming(uas_config(), t0, &invite, 36).expect("valid INVITE");
+    call.ring(t0, 180, None).expect("unanswered");
+    drain(&mut call);
+    let cancel = Request::new(Method::Cancel, invite.uri.clone())
+        .with_header("Via", invite.headers.get("Via").expect("via"))
+        .with_header("From", invite.headers.get("From").expect("from"))
+        .with_header("To", invite.headers.get("To").expect("to"))
+        .with_header("Call-ID", "pbxcall@10.0.0.9")
+        .with_header("CSeq", "10 CANCEL");
+    call.handle_request(t0, &cancel);
+    assert_eq!(one_response(&mut call).status.0, 487);
+    call.handle_timeout(t0 + Duration::from_secs(5));
+    assert!(drain(&mut call).is_empty());
+}
+
+/// Our UAC (which PRACKs) against our UAS requiring reliability: 183 with
+/// early media, PRACK, 200, ACK; nothing left pending on either side.
+#[test]
+fn uac_uas_pair_reliable_provisionals() {
+    let t0 = Instant::now();
+    let mut a = Call::outgoing(uac_config(), t0, Some(sdp("v=0 a")), 37);
+    let invite = one_request(&mut a).with_header("Require", "100rel");
+    let mut b = Call::incoming(uas_config(), t0, &invite, 38).expect("our INVITE is valid");
+    b.ring(t0, 183, Some(sdp("v=0 early"))).expect("unanswered");
+    b.answer(t0, Some(sdp("v=0 b"))).expect("held until PRACK");
+    shuttle(t0, &mut a, &mut b);
+    assert_eq!(
+        events(&mut a),
+        vec![
+            DialogEvent::Ringing {
+                status: 183,
+                body: Some(sdp("v=0 early"))
+            },
+            DialogEvent::Answered {
+                body: Some(sdp("v=0 b"))
+            },
+        ]
+    );
+    assert_eq!(events(&mut b), vec![DialogEvent::Answered { body: None }]);
+    // Nothing retransmits: the 183 was PRACKed and the 200 ACKed.
+    b.handle_timeout(t0 + Duration::from_secs(40));
+    a.handle_timeout(t0 + Duration::from_secs(40));
+    assert_eq!(shuttle(t0 + Duration::from_secs(40), &mut a, &mut b), 0);
+    assert_eq!(b.state(), DialogState::Confirmed);
 }

@@ -693,6 +693,26 @@ impl TransactionLayer {
         self.txs.contains_key(&id)
     }
 
+    /// Client transactions to `dest` over `transport` still waiting for a
+    /// final response (Calling, Trying or Proceeding): the ones to fail with
+    /// [`Input::TransportError`] when a stream connection to `dest` cannot be
+    /// opened (RFC 3261 17.1.4), rather than at Timer B or F.
+    pub fn waiting_on(&self, dest: SocketAddr, transport: Transport) -> Vec<TransactionId> {
+        let mut ids: Vec<TransactionId> = self
+            .txs
+            .values()
+            .filter(|tx| {
+                matches!(tx.kind, Kind::ClientInvite | Kind::ClientNonInvite)
+                    && matches!(tx.state, State::Calling | State::Trying | State::Proceeding)
+                    && tx.dest == dest
+                    && tx.transport == transport
+            })
+            .map(|tx| tx.id)
+            .collect();
+        ids.sort_by_key(|id| id.0);
+        ids
+    }
+
     fn random_token(&mut self, n: usize) -> String {
         const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
         (0..n)

@@ -312,6 +312,27 @@ impl Kamailio {
     pub fn stop(&mut self) {
         kill(&mut self.child);
     }
+
+    /// Starts a [`Kamailio::stop`]ped instance again on the same port, with
+    /// the same accounts and an empty location table (a site coming back
+    /// after an outage); returns once its control socket answers. Does
+    /// nothing to an instance that still runs.
+    pub fn start_again(&mut self) -> io::Result<()> {
+        if let Some(c) = self.child.as_mut()
+            && matches!(c.try_wait(), Ok(None))
+        {
+            return Ok(());
+        }
+        self.child = None;
+        self.spawn()
+    }
+
+    /// Whether the process is running.
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
 }
 
 impl Drop for Kamailio {
