@@ -248,6 +248,114 @@ impl ChatService {
         }
     }
 
+    /// Group commit of many `send` frames: every one that passes its checks
+    /// is stored in one transaction ([`ChatStore::send_batch`], one disk
+    /// write for all), and only then are the `ack`s and pushes made, in
+    /// commit order, under the same `order` lock as every other write.
+    /// Frames that are not `send` get an error frame; refusals of one send
+    /// (`Forbidden`, `Invalid`, …) do not affect the others; a storage
+    /// error answers every send of the batch with `internal` and stores
+    /// nothing. Never fails, like [`ChatService::handle`].
+    pub async fn handle_sends(
+        &self,
+        now: Timestamp,
+        sends: Vec<(DeviceId, ClientFrame)>,
+    ) -> Outbox {
+        let mut out = Vec::new();
+        let mut requests = Vec::with_capacity(sends.len());
+        // (device, relay for company posts) per request, in request order
+        let mut origins = Vec::with_capacity(sends.len());
+        for (device, frame) in sends {
+            let Some(login) = self.hub().login_of(&device).cloned() else {
+                out.push((
+                    device,
+                    ServerFrame::error_code("not_registered", "device is not connected", None),
+                ));
+                continue;
+            };
+            let ClientFrame::Send {
+                conversation,
+                client_id,
+                body,
+            } = frame
+            else {
+                let id = frame.client_id().cloned();
+                out.push((
+                    device,
+                    ServerFrame::error_code(
+                        "bad_frame",
+                        "only send frames are batched",
+                        id.as_ref(),
+                    ),
+                ));
+                continue;
+            };
+            let relay = match self.admit_send(&login, &conversation) {
+                Ok(r) => r,
+                Err(err) => {
+                    out.push((device, ServerFrame::from_error(&err, Some(&client_id))));
+                    continue;
+                }
+            };
+            origins.push((device, relay, client_id.clone()));
+            requests.push(crate::store::SendRequest {
+                sender: login,
+                conversation,
+                client_id,
+                body,
+            });
+        }
+        if requests.is_empty() {
+            return out;
+        }
+        let _order = self.order.lock().await;
+        let results = match self.store.send_batch(requests, now).await {
+            Ok(r) => r,
+            Err(err) => {
+                tracing::error!(cause = %err, "chat group commit failed");
+                for (device, _, client_id) in origins {
+                    out.push((device, ServerFrame::from_error(&err, Some(&client_id))));
+                }
+                return out;
+            }
+        };
+        for ((device, relay, client_id), res) in origins.into_iter().zip(results) {
+            match res {
+                Ok(st) => {
+                    if let Some(relay) = relay
+                        && !st.duplicate
+                    {
+                        relay.relay(&st);
+                    }
+                    out.extend(self.stored(now, &device, st).await);
+                }
+                Err(err) => out.push((device, ServerFrame::from_error(&err, Some(&client_id)))),
+            }
+        }
+        out
+    }
+
+    /// The checks of a send that come before the store: a company
+    /// conversation is the sender's own and admitted by the relay.
+    fn admit_send(
+        &self,
+        login: &Login,
+        conversation: &ConversationId,
+    ) -> Result<Option<Arc<dyn CompanyRelay>>> {
+        let Some((user, company)) = conversation.company_pair() else {
+            return Ok(None);
+        };
+        if &user != login {
+            return Err(ChatError::Forbidden);
+        }
+        let relay = self.company.get().ok_or_else(|| ChatError::Company {
+            code: "company_unavailable",
+            why: "this server does not chat with companies".into(),
+        })?;
+        relay.admit(login, &company)?;
+        Ok(Some(Arc::clone(relay)))
+    }
+
     async fn stored(&self, now: Timestamp, device: &DeviceId, stored: Stored) -> Outbox {
         let (out, offline) = {
             let mut hub = self.hub();
@@ -329,20 +437,7 @@ impl ChatService {
                 client_id,
                 body,
             } => {
-                let relay = match conversation.company_pair() {
-                    Some((user, company)) => {
-                        if &user != login {
-                            return Err(ChatError::Forbidden);
-                        }
-                        let relay = self.company.get().ok_or_else(|| ChatError::Company {
-                            code: "company_unavailable",
-                            why: "this server does not chat with companies".into(),
-                        })?;
-                        relay.admit(login, &company)?;
-                        Some(relay)
-                    }
-                    None => None,
-                };
+                let relay = self.admit_send(login, &conversation)?;
                 let _order = self.order.lock().await;
                 let st = s.send(login, &conversation, &client_id, body, now).await?;
                 if let Some(relay) = relay

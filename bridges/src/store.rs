@@ -348,7 +348,32 @@ impl ChatStore {
             if sender != &a && sender != &b {
                 return Err(ChatError::Forbidden);
             }
-            ensure_direct(tx, conversation, &a, &b, now).await?;
+            // The common case first: the conversation exists, so the seq
+            // is taken at once and the create statement is skipped.
+            let seq = match self.try_next_seq(tx, conversation, sender).await? {
+                Some(seq) => seq,
+                None => {
+                    ensure_direct(tx, conversation, &a, &b, now).await?;
+                    self.next_seq(tx, conversation, sender).await?
+                }
+            };
+            // Nobody joins or leaves a one-to-one conversation: its
+            // audience is its two logins, no query needed.
+            let mut audience = vec![a, b];
+            audience.sort();
+            audience.dedup();
+            return self
+                .insert_entry(
+                    tx,
+                    conversation,
+                    sender,
+                    client_id,
+                    &Payload::Post { body },
+                    seq,
+                    now,
+                    Some(audience),
+                )
+                .await;
         }
         if let Some((user, _)) = conversation.company_pair() {
             if sender != &user {
@@ -413,6 +438,7 @@ impl ChatStore {
                 &Payload::Post { body },
                 Seq(seq),
                 now,
+                None,
             )
             .await?;
         tx.commit().await?;
@@ -668,6 +694,7 @@ impl ChatStore {
                 &Payload::Group { change },
                 seq,
                 now,
+                None,
             )
             .await?;
         tx.commit().await?;
@@ -934,15 +961,23 @@ impl ChatStore {
         .execute(&mut *tx)
         .await?;
         // Highest visible seq per conversation at or before the cursor.
+        // Seqs grow with ids inside a conversation, so the last entry at or
+        // before the cursor is found by walking the (conversation, seq)
+        // index down from the top: a few steps, not a scan of the whole
+        // conversation. Clamped to the member's window [joined, left].
         let rows = sqlx::query(
             "UPDATE chat_members SET delivered_seq = v.top FROM ( \
-               SELECT mb.conversation_id AS cid, MAX(m.seq) AS top \
-               FROM chat_members mb JOIN chat_messages m ON m.conversation_id = mb.conversation_id \
-               WHERE mb.login = $1 AND m.id <= $2 AND m.seq >= mb.joined_seq \
-                 AND (mb.left_seq IS NULL OR m.seq <= mb.left_seq) \
-               GROUP BY mb.conversation_id) AS v \
+               SELECT cid, joined, \
+                 CASE WHEN lft IS NOT NULL AND last > lft THEN lft ELSE last END AS top \
+               FROM (SELECT mb.conversation_id AS cid, mb.joined_seq AS joined, \
+                       mb.left_seq AS lft, \
+                       (SELECT m.seq FROM chat_messages m \
+                        WHERE m.conversation_id = mb.conversation_id AND m.id <= $2 \
+                        ORDER BY m.seq DESC LIMIT 1) AS last \
+                     FROM chat_members mb WHERE mb.login = $1) \
+               WHERE last IS NOT NULL) AS v \
              WHERE chat_members.login = $1 AND chat_members.conversation_id = v.cid \
-               AND chat_members.delivered_seq < v.top \
+               AND v.top >= v.joined AND chat_members.delivered_seq < v.top \
              RETURNING conversation_id, login, delivered_seq, read_seq",
         )
         .bind(user.as_str())
@@ -1227,6 +1262,19 @@ impl ChatStore {
         conversation: &ConversationId,
         sender: &Login,
     ) -> Result<Seq> {
+        self.try_next_seq(tx, conversation, sender)
+            .await?
+            .ok_or(ChatError::Forbidden)
+    }
+
+    /// Like [`ChatStore::next_seq`]; `None` when the conversation does not
+    /// exist or `sender` is no active member of it.
+    async fn try_next_seq(
+        &self,
+        tx: &mut Transaction<'static, Sqlite>,
+        conversation: &ConversationId,
+        sender: &Login,
+    ) -> Result<Option<Seq>> {
         let seq: Option<i64> = sqlx::query_scalar(
             "UPDATE chat_conversations SET last_seq = last_seq + 1 WHERE id = $1 AND EXISTS \
                (SELECT 1 FROM chat_members WHERE conversation_id = $1 AND login = $2 \
@@ -1237,7 +1285,7 @@ impl ChatStore {
         .bind(sender.as_str())
         .fetch_optional(&mut **tx)
         .await?;
-        seq.map(Seq).ok_or(ChatError::Forbidden)
+        Ok(seq.map(Seq))
     }
 
     async fn append(
@@ -1250,7 +1298,7 @@ impl ChatStore {
         now: Timestamp,
     ) -> Result<Stored> {
         let seq = self.next_seq(tx, conversation, sender).await?;
-        self.insert_entry(tx, conversation, sender, client_id, payload, seq, now)
+        self.insert_entry(tx, conversation, sender, client_id, payload, seq, now, None)
             .await
     }
 
@@ -1264,6 +1312,7 @@ impl ChatStore {
         payload: &Payload,
         seq: Seq,
         now: Timestamp,
+        known_audience: Option<Vec<Login>>,
     ) -> Result<Stored> {
         // Only posts expire: group events must reach everyone. Company
         // conversations have one member, and an expiry notice for the
@@ -1297,7 +1346,10 @@ impl ChatStore {
         .bind(seq.0)
         .execute(&mut **tx)
         .await?;
-        let audience = audience(tx, conversation, seq).await?;
+        let audience = match known_audience {
+            Some(a) => a,
+            None => audience(tx, conversation, seq).await?,
+        };
         Ok(Stored {
             message: Message {
                 conversation: conversation.clone(),

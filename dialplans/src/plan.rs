@@ -119,21 +119,21 @@ pub struct Trunk {
     /// for an address or a host with a port, DNS NAPTR records decide for a
     /// bare host name (RFC 3263). [`Trunk::transport_or_udp`] for the simple case.
     pub transport: Option<Transport>,
-    /// A static address used when DNS gives no target for the peer's host
-    /// name (or for an address, the peer itself stays first).
+    /// A static address tried after the peer's own addresses (its DNS
+    /// targets), and alone when the host name does not resolve.
     pub address: Option<std::net::SocketAddr>,
     /// Domain for From/To headers; defaults to the peer host when absent.
     pub domain: Option<String>,
     /// Lower is tried first when several trunks could carry a call.
     pub priority: u32,
-    /// How DTMF digits are sent to the PBX (`dtmf:`, default RFC 4733).
-    pub dtmf: DtmfMode,
     /// Trunks that carry a call when this one is down or refuses it with
     /// 503/408 or times out, in the order written (see [`Dialplan::failover_order`]).
     pub failover: Vec<String>,
     /// Interval between OPTIONS keep-alives to the peer; `None` (`off`)
     /// sends none and the trunk is always taken as up.
     pub keepalive: Option<Duration>,
+    /// How DTMF digits are sent to the PBX (`dtmf:`, default RFC 4733).
+    pub dtmf: DtmfMode,
 }
 
 impl Trunk {
@@ -429,10 +429,10 @@ const REGISTER_KEYS: &[&str] = &[
     "realm",
     "domain",
     "priority",
-    "dtmf",
     "failover",
     "keepalive",
     "address",
+    "dtmf",
 ];
 const IP_KEYS: &[&str] = &[
     "kind",
@@ -441,10 +441,10 @@ const IP_KEYS: &[&str] = &[
     "transport",
     "domain",
     "priority",
-    "dtmf",
     "failover",
     "keepalive",
     "address",
+    "dtmf",
 ];
 
 /// One `failover` entry: trunk `from` lists `to`, written at `at`.
@@ -574,9 +574,9 @@ fn placeholder_trunk(name: &str) -> Trunk {
         address: None,
         domain: None,
         priority: u32::MAX,
-        dtmf: DtmfMode::default(),
         failover: Vec::new(),
         keepalive: None,
+        dtmf: DtmfMode::default(),
     }
 }
 
@@ -643,10 +643,6 @@ fn trunk(cx: &mut Cx<'_>, name: &str, node: &Node, refs: &mut Vec<FailoverRef>) 
         })?,
         None => 1,
     };
-    let dtmf = match f.get("dtmf") {
-        Some(n) => cx.value(n, "dtmf mode", DtmfMode::parse)?,
-        None => DtmfMode::default(),
-    };
     let keepalive = match f.get("keepalive") {
         Some(n) => cx.value(n, "keepalive", |s| {
             if s == "off" {
@@ -678,6 +674,10 @@ fn trunk(cx: &mut Cx<'_>, name: &str, node: &Node, refs: &mut Vec<FailoverRef>) 
             });
         }
     }
+    let dtmf = match f.get("dtmf") {
+        Some(n) => cx.value(n, "dtmf mode", DtmfMode::parse)?,
+        None => DtmfMode::default(),
+    };
     let kind = if kind_text == "register" {
         let registrar = cx.value(f.get("registrar")?, "registrar", HostPort::parse);
         let username = f
@@ -748,9 +748,9 @@ fn trunk(cx: &mut Cx<'_>, name: &str, node: &Node, refs: &mut Vec<FailoverRef>) 
         address,
         domain,
         priority,
-        dtmf,
         failover,
         keepalive,
+        dtmf,
     })
 }
 

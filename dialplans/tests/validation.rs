@@ -197,22 +197,6 @@ fn mutated_examples_do_not_panic() {
     }
 }
 
-/// `dtmf:` on a trunk: `rfc4733` unless set, `info` and `inband` accepted.
-#[test]
-fn trunk_dtmf_mode() {
-    use dialplans::DtmfMode;
-    let plan = Dialplan::parse("acme.yaml", GOOD).expect("valid");
-    assert_eq!(plan.trunks["main"].dtmf, DtmfMode::Rfc4733);
-    for (text, mode) in [("info", DtmfMode::Info), ("inband", DtmfMode::Inband)] {
-        let src = GOOD.replace(
-            "proxy: 127.0.0.1 }",
-            &format!("proxy: 127.0.0.1, dtmf: {text} }}"),
-        );
-        let plan = Dialplan::parse("acme.yaml", &src).expect("valid");
-        assert_eq!(plan.trunks["main"].dtmf, mode, "{text}");
-    }
-}
-
 /// A call routed to a trunk may use that trunk and then its failover
 /// trunks, depth-first in the order written, each once.
 #[test]
@@ -268,4 +252,20 @@ fn failover_cycle_reported_once() {
     // Breaking the cycle makes the file valid: the error was the cycle.
     let fixed = text.replace("failover: [main]", "failover: []");
     assert!(Dialplan::parse("failover-cycle.yaml", &fixed).is_ok());
+}
+
+/// `dtmf:` on a trunk: `rfc4733` unless set, `info` and `inband` accepted.
+#[test]
+fn trunk_dtmf_mode() {
+    use dialplans::DtmfMode;
+    let plan = Dialplan::parse("acme.yaml", GOOD).expect("valid");
+    assert_eq!(plan.trunks["main"].dtmf, DtmfMode::Rfc4733);
+    for (text, mode) in [("info", DtmfMode::Info), ("inband", DtmfMode::Inband)] {
+        let src = GOOD.replace(
+            "proxy: 127.0.0.1 }",
+            &format!("proxy: 127.0.0.1, dtmf: {text} }}"),
+        );
+        let plan = Dialplan::parse("acme.yaml", &src).expect("valid");
+        assert_eq!(plan.trunks["main"].dtmf, mode, "{text}");
+    }
 }

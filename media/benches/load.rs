@@ -29,6 +29,7 @@ use media::codec::Codec;
 use media::codec::g711;
 use media::codec::opus::{OpusDecoder, OpusEncoder, OpusSettings};
 use media::relay::{Relay, Side};
+use media::relay_uring::UringRelay;
 use media::rtp_leg::RtpLegConfig;
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
@@ -987,6 +988,70 @@ fn transcode(args: &Args) {
     );
 }
 
+/// Our relay on the io_uring engine (`media::relay_uring`): one engine thread
+/// per core (`sut-u0`, `sut-u1`), calls spread over them.
+fn uring_relay(args: &Args, direct: &Summary) {
+    let engines: Vec<UringRelay> = match (0..2)
+        .map(|k| UringRelay::start(&format!("sut-u{k}")))
+        .collect::<std::io::Result<_>>()
+    {
+        Ok(e) => e,
+        Err(e) => {
+            println!("namecall relay (io_uring): not run, io_uring unavailable: {e}");
+            return;
+        }
+    };
+    let pcmu: Frames = Arc::new(vec![vec![0xffu8; 160]; 50]);
+    let generator = Generator::new();
+    let rss0 = rss_kib("self");
+    let mut eps = Vec::new();
+    for i in 0..args.calls {
+        let (a, b) = generator.call(i);
+        let ((sa, saa), (sb, sba)) = (sut_socket(), sut_socket());
+        let relay = Relay::new(Some(generator.addr(a)), Some(generator.addr(b)), true);
+        engines[i % engines.len()]
+            .add(sa, sb, relay)
+            .expect("engine takes the call");
+        for (sock, to) in [(a, saa), (b, sba)] {
+            eps.push(Endpoint {
+                sock,
+                send_to: to,
+                pt: PCMU_PT,
+                samples: 160,
+                frames: pcmu.clone(),
+                stamp: true,
+            });
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let rss1 = rss_kib("self");
+    let cpu0 = threads_cpu("sut-u");
+    let t0 = Instant::now();
+    let res = run_load(&generator, &eps, args.secs, args.warmup, None);
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu = threads_cpu("sut-u") - cpu0;
+    let errors: u64 = engines
+        .iter()
+        .filter_map(|e| e.stats().ok())
+        .map(|s| s.send_errors + s.recv_errors + s.truncated)
+        .sum();
+    for e in engines {
+        let _ = e.stop();
+    }
+    let ours = summarize(&res);
+    let pps = ours.received as f64 / args.secs;
+    let cores = report_line("namecall relay (io_uring)", args.calls, &ours, cpu, wall);
+    println!(
+        "namecall relay (io_uring): {:.0} packets/s, {:.0} packets/s per core, added latency p50 {} µs \
+         p99 {} µs, {:.1} KiB per call (RSS growth), {errors} engine errors",
+        pps,
+        pps / cores.max(1e-9),
+        ours.p50_us - direct.p50_us,
+        ours.p99_us - direct.p99_us,
+        (rss1.saturating_sub(rss0)) as f64 / args.calls as f64
+    );
+}
+
 fn relay(args: &Args) {
     let pcmu: Frames = Arc::new(vec![vec![0xffu8; 160]; 50]);
     let ep = |sock: usize, to: SocketAddr| Endpoint {
@@ -1066,6 +1131,7 @@ fn relay(args: &Args) {
         ours.p99_us - direct.p99_us,
         (rss1.saturating_sub(rss0)) as f64 / args.calls as f64
     );
+    uring_relay(args, &direct);
     if args.skip_rtpengine {
         return;
     }

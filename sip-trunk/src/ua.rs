@@ -523,10 +523,11 @@ impl UserAgent {
         self.calls.len()
     }
 
-    /// How many transactions are alive (including those lingering in
-    /// Completed or Accepted state for retransmissions).
+    /// How many transactions other than OPTIONS are alive (including those
+    /// lingering in Completed or Accepted state for retransmissions);
+    /// keep-alives are left out so the count returns to zero when idle.
     pub fn transaction_count(&self) -> usize {
-        self.layer.len()
+        self.layer.len_without_options()
     }
 
     /// Borrows a call leg for an action (`ring`, `answer`, `hangup` ...); output follows on the next `poll_output`.
@@ -1660,6 +1661,11 @@ mod tests {
         };
         let (first, _) = drain(&mut ua);
         let first = first.expect("the first ping goes out at once");
+        assert_eq!(
+            ua.transaction_count(),
+            0,
+            "keep-alives are not counted as transactions to leak"
+        );
         assert_eq!(
             answer(&mut ua, now, &first, 200),
             vec![UaEvent::PeerUp { peer: p }]

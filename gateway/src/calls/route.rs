@@ -76,7 +76,7 @@ pub struct TrunkLegs {
     pub targets: TargetList,
     /// One configuration per extension to ring, in dialplan order.
     pub legs: Vec<CallConfig>,
-    /// How the caller's digits reach this trunk's PBX (its `dtmf:`).
+    /// How the caller's digits reach the PBX (this trunk's `dtmf:`).
     pub dtmf: DtmfMode,
 }
 

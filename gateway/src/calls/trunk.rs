@@ -314,24 +314,6 @@ impl TrunkCall {
             metrics,
         } = self;
         let _gauge = metrics.hold(Gauge::ActiveCalls);
-        let mut sdp = RtpSdp::new(rtp_socket.local, rand::random::<u32>().into());
-        let offer = Body {
-            content_type: "application/sdp".into(),
-            data: sdp
-                .offer(
-                    // one offer serves every trunk of the failover chain: the first decides
-                    &pbx_codecs(
-                        route.first().map_or(DtmfMode::default(), |t| t.dtmf),
-                        &PBX_AUDIO_CODECS,
-                    ),
-                    Direction::SendRecv,
-                )
-                .to_string()
-                .into_bytes()
-                .into(),
-        };
-        let (dialog_tx, dialog_rx) = mpsc::unbounded_channel();
-        let now = Instant::now();
         let mut trunks: VecDeque<TrunkLegs> = route.trunks.into();
         let Some(first) = trunks.pop_front() else {
             warn!("a trunk route without trunks");
@@ -343,6 +325,10 @@ impl TrunkCall {
                 .await;
             return;
         };
+        let mut sdp = RtpSdp::new(rtp_socket.local, rand::random::<u32>().into());
+        let offer = pbx_offer(&mut sdp, first.dtmf);
+        let (dialog_tx, dialog_rx) = mpsc::unbounded_channel();
+        let now = Instant::now();
         let mut call = Running {
             leg,
             wsock: webrtc_socket,
@@ -437,7 +423,12 @@ impl Running {
         self.trunk_key = next.trunk_key;
         self.targets = next.targets;
         self.configs = next.legs;
-        self.dtmf_mode = next.dtmf;
+        if next.dtmf != self.dtmf_mode {
+            // `inband` offers no telephone-event: the offer follows the trunk
+            self.dtmf_mode = next.dtmf;
+            self.offer = pbx_offer(&mut self.sdp, next.dtmf);
+            self.offered = Some(self.sdp.clone());
+        }
         self.current_alerted = false;
         self.ring_deadline = Instant::now() + self.ring_timeout;
         self.start_trunk().await;
@@ -1123,6 +1114,19 @@ impl TsExtender {
         };
         self.last = Some((ts, ext));
         ext
+    }
+}
+
+/// The SDP offer to a PBX: our audio codecs, with telephone-event unless the
+/// trunk's DTMF mode is `inband`.
+fn pbx_offer(sdp: &mut RtpSdp, dtmf: DtmfMode) -> Body {
+    Body {
+        content_type: "application/sdp".into(),
+        data: sdp
+            .offer(&pbx_codecs(dtmf, &PBX_AUDIO_CODECS), Direction::SendRecv)
+            .to_string()
+            .into_bytes()
+            .into(),
     }
 }
 

@@ -437,10 +437,11 @@ pub async fn run_inbound(
         let plans = plans.get();
         let directory = directory.clone();
         tokio::spawn(async move {
-            let (status, reason) = match receive(&chat, &plans, directory.as_deref(), &m).await {
-                Ok(()) => (200, "OK"),
-                Err(r) => r,
-            };
+            let (status, reason) =
+                match receive(&chat, &plans, directory.as_deref(), &sip.trunks, &m).await {
+                    Ok(()) => (200, "OK"),
+                    Err(r) => r,
+                };
             let _ = sip.answer_message(m.handle, status, reason).await;
         });
     }
@@ -450,10 +451,11 @@ async fn receive(
     chat: &Chat,
     plans: &Dialplans,
     directory: Option<&DirectoryAccounts>,
+    trunks: &crate::sip::TrunkStatus,
     m: &IncomingMessage,
 ) -> Result<(), Refusal> {
     let req = &m.request;
-    let Some(tenant) = crate::sip::inbound::trunk_of(plans, m.source.ip()).await else {
+    let Some(tenant) = crate::sip::inbound::trunk_of(plans, trunks, m.source.ip()).await else {
         warn!(source = %m.source, "MESSAGE from a peer that is no company's trunk refused");
         return Err((403, "Forbidden"));
     };

@@ -8,6 +8,14 @@
 //! it to its socket. One timer task ([`Chat::run_timer`]) drives expiry and
 //! typing timeouts.
 //!
+//! `send` frames take another way: the session task parses them and puts
+//! them into one queue; the writer task ([`run_writer`]) takes everything
+//! queued (up to [`MAX_BATCH`]), stores it in one transaction
+//! ([`ChatService::handle_sends`]) and routes the `ack`s and pushes after
+//! the commit. One commit per batch instead of one per message is what
+//! lets the store keep up under load, and nothing is acknowledged before
+//! it is durable.
+//!
 //! Locks:
 //! - `devices` is a std mutex held for map operations only, never across an
 //!   `.await` and never together with the service's hub lock.
@@ -33,7 +41,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bridges::delivery::DeliveryConfig;
-use bridges::frames::ServerFrame;
+use bridges::frames::{ClientFrame, ServerFrame};
 use bridges::hub::Outbox;
 use bridges::{ChatService, ChatStore, DeviceId, Login, Timestamp};
 use tokio::sync::{Notify, mpsc, watch};
@@ -41,6 +49,13 @@ use tracing::{debug, warn};
 
 /// Frames a device's channel holds before the device counts as stuck.
 const DEVICE_QUEUE: usize = 1024;
+
+/// Most `send` frames stored in one transaction.
+pub const MAX_BATCH: usize = 1024;
+
+/// `send` frames waiting for the writer; a full queue makes sessions wait
+/// (backpressure on the sockets that send).
+const SEND_QUEUE: usize = 4 * MAX_BATCH;
 
 /// Longest device id a client may choose (`?device=` on `/v1/ws`).
 const MAX_DEVICE_ID: usize = 64;
@@ -137,6 +152,8 @@ pub struct Chat {
     timers: Notify,
     /// The VAPID public key, once push is on (`crate::push::start`).
     vapid: OnceLock<String>,
+    /// Parsed `send` frames for the writer task.
+    sends: mpsc::Sender<(DeviceId, ClientFrame)>,
 }
 
 impl std::fmt::Debug for Chat {
@@ -167,7 +184,8 @@ impl Chat {
             .await
             .map_err(|e| anyhow::anyhow!("cannot restore the chat timers: {e}"))?;
         debug!(pending, "chat store restored");
-        Ok(Arc::new(Chat {
+        let (sends, queue) = mpsc::channel(SEND_QUEUE);
+        let chat = Arc::new(Chat {
             service,
             uploads,
             devices: Mutex::new(HashMap::new()),
@@ -175,7 +193,10 @@ impl Chat {
             order: tokio::sync::Mutex::new(()),
             timers: Notify::new(),
             vapid: OnceLock::new(),
-        }))
+            sends,
+        });
+        tokio::spawn(run_writer(Arc::downgrade(&chat), queue));
+        Ok(chat)
     }
 
     /// The upload folder.
@@ -262,6 +283,19 @@ impl Chat {
     /// Handles one chat text frame of `link`'s device; answers and pushes
     /// go out through the device channels.
     pub async fn handle(&self, link: &ChatLink, kind: &str, text: &str) {
+        if kind == "send" {
+            match ClientFrame::parse(text) {
+                Ok(frame) => {
+                    // the writer answers; it is gone only when the chat is
+                    if self.sends.send((link.device.clone(), frame)).await.is_err() {
+                        let e = ServerFrame::error_code("internal", "chat is shutting down", None);
+                        self.route(vec![(link.device.clone(), e)]);
+                    }
+                }
+                Err(e) => self.route(vec![(link.device.clone(), e)]),
+            }
+            return;
+        }
         if READ_ONLY.contains(&kind) {
             let out = self.service.handle_text(now(), &link.device, text).await;
             self.route(out);
@@ -328,6 +362,27 @@ impl Chat {
     }
 }
 
+/// The writer task: group commits of queued `send` frames, acks and pushes
+/// routed after each commit. Holds the chat weakly, so it ends with it.
+async fn run_writer(
+    chat: std::sync::Weak<Chat>,
+    mut queue: mpsc::Receiver<(DeviceId, ClientFrame)>,
+) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let Some(chat) = chat.upgrade() else { return };
+        let sends = std::mem::replace(&mut batch, Vec::with_capacity(MAX_BATCH));
+        {
+            // the same order as every other write: commit, then route
+            let _order = chat.order.lock().await;
+            let out = chat.service.handle_sends(now(), sends).await;
+            chat.route(out);
+        }
+        // new messages arm expiry timers
+        chat.timers.notify_one();
+    }
+}
+
 /// One session's connection to the chat: the device and its frame channel.
 /// Dropping it disconnects the device.
 pub struct ChatLink {
@@ -353,6 +408,11 @@ impl ChatLink {
     /// (taken over by another socket, or stuck).
     pub async fn recv(&mut self) -> Option<ServerFrame> {
         self.rx.recv().await
+    }
+
+    /// The next frame if one is queued now.
+    pub fn try_recv(&mut self) -> Option<ServerFrame> {
+        self.rx.try_recv().ok()
     }
 }
 

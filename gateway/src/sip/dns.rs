@@ -629,6 +629,57 @@ mod tests {
             assert!(tokio::time::Instant::now() < end, "trunk state {st:?}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        // the SRV targets are the company's: calls from them are admitted,
+        // although `pbx.test` itself has no address
+        assert_eq!(
+            crate::sip::inbound::trunk_of(&plans, &sip.trunks, IpAddr::from([127, 0, 0, 1]))
+                .await
+                .as_deref(),
+            Some("acme")
+        );
+        assert_eq!(
+            crate::sip::inbound::trunk_of(&plans, &sip.trunks, IpAddr::from([127, 0, 0, 9])).await,
+            None
+        );
         sip.shutdown().await;
+    }
+
+    /// A trunk host that DNS does not know ends at the trunk's static
+    /// `address`; a host with only an A record is used at port 5060 first.
+    #[tokio::test]
+    async fn static_address_is_the_last_resort() {
+        let dns = Responder::start();
+        let lookup = dns.lookup();
+        let plan = |host: &str| {
+            let text = format!(
+                "version: 1\ntenant: acme\ntrunks:\n  main: {{ kind: ip, proxy: {host}, address: \"192.0.2.7:5070\" }}\nnames:\n  sales:\n    route: {{ dial: {{ trunk: main, extension: \"100\" }} }}\n"
+            );
+            let plans =
+                dialplans::Dialplans::from_sources([("acme.yaml", text.as_str())]).expect("valid");
+            plans
+                .get("acme")
+                .and_then(|p| p.trunk("main"))
+                .expect("trunk")
+                .clone()
+        };
+        let t =
+            crate::sip::trunks::trunk_targets(Some(&lookup), "acme/main", &plan("nowhere.test"))
+                .await
+                .expect("the static address");
+        assert_eq!(t.as_slice(), &[target(Transport::Udp, "192.0.2.7:5070")]);
+        let t = crate::sip::trunks::trunk_targets(
+            Some(&lookup),
+            "acme/main",
+            &plan("sip2.example.test"),
+        )
+        .await
+        .expect("targets");
+        assert_eq!(
+            t.as_slice(),
+            &[
+                target(Transport::Udp, "127.0.0.20:5060"),
+                target(Transport::Udp, "192.0.2.7:5070"),
+            ]
+        );
     }
 }

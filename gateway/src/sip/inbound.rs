@@ -23,7 +23,7 @@ use tracing::{debug, info, warn};
 
 use dialplans::{Dialplans, TrunkKind};
 
-use super::{IncomingCall, Sip};
+use super::{IncomingCall, Sip, TrunkStatus};
 use crate::calls::CallRegistry;
 use crate::plans::SharedPlans;
 
@@ -61,8 +61,10 @@ pub async fn run_with(
     }
 }
 
-/// The company whose trunk peer `source` is, if any.
-pub async fn trunk_of(plans: &Dialplans, source: IpAddr) -> Option<String> {
+/// The company whose trunk peer `source` is, if any: an `allow_from`
+/// address, an address the peer resolved to when the trunk started (DNS
+/// SRV targets included, from `trunks`), or the peer host's address now.
+pub async fn trunk_of(plans: &Dialplans, trunks: &TrunkStatus, source: IpAddr) -> Option<String> {
     for tenant in plans.tenants() {
         let Some(plan) = plans.get(tenant) else {
             continue;
@@ -77,6 +79,12 @@ pub async fn trunk_of(plans: &Dialplans, source: IpAddr) -> Option<String> {
             }
             if !allow.is_empty() {
                 continue;
+            }
+            let known = trunks
+                .get(&format!("{}/{}", plan.tenant, trunk.name))
+                .is_some_and(|s| s.addresses.iter().any(|a| a.ip() == source));
+            if known {
+                return Some(tenant.to_owned());
             }
             let port = peer.port.unwrap_or(5060);
             if let Ok(mut addrs) = tokio::net::lookup_host((peer.host.as_str(), port)).await
@@ -98,7 +106,7 @@ async fn handle(
 ) {
     let dialled = call.invite.uri.user.clone().unwrap_or_default();
     let tenant = match call.source {
-        Some(s) => trunk_of(plans, s.ip()).await,
+        Some(s) => trunk_of(plans, &sip.trunks, s.ip()).await,
         None => None,
     };
     let Some(tenant) = tenant else {

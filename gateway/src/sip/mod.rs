@@ -55,7 +55,7 @@ pub struct TrunkStatus {
     entries: RwLock<HashMap<String, TrunkState>>,
     /// Call legs the user agent holds, published by the SIP task after every drain.
     sip_calls: AtomicUsize,
-    /// Live transactions of the user agent, published likewise.
+    /// Live transactions of the user agent but keep-alive OPTIONS, published likewise.
     sip_transactions: AtomicUsize,
 }
 
@@ -81,6 +81,10 @@ pub struct TrunkState {
     /// Addresses of the trunk (DNS SRV targets) whose keep-alive says down;
     /// calls try them last.
     pub down_targets: Vec<SocketAddr>,
+    /// Every address the trunk's peer resolved to when it started: calls
+    /// and MESSAGEs from these are the company's (a PBX found by SRV may
+    /// send from a target whose IP the bare host name does not have).
+    pub addresses: Vec<SocketAddr>,
 }
 
 impl TrunkState {
@@ -137,7 +141,7 @@ impl TrunkStatus {
         let (calls, transactions) = self.sip_counts();
         let mut out = format!(
             "# HELP namecall_sip_dialogs SIP call legs (dialogs) held by the user agent.\n# TYPE namecall_sip_dialogs gauge\nnamecall_sip_dialogs {calls}\n\
-             # HELP namecall_sip_transactions Live SIP transactions (keep-alives included).\n# TYPE namecall_sip_transactions gauge\nnamecall_sip_transactions {transactions}\n"
+             # HELP namecall_sip_transactions Live SIP transactions other than keep-alive OPTIONS.\n# TYPE namecall_sip_transactions gauge\nnamecall_sip_transactions {transactions}\n"
         );
         out.push_str(
             "# HELP namecall_trunk_up 1 while calls may use the trunk, 0 while its keep-alive says it is down.\n# TYPE namecall_trunk_up gauge\n",
@@ -218,6 +222,10 @@ enum Command {
     },
     Unwatch {
         key: String,
+    },
+    Addresses {
+        key: String,
+        addresses: Vec<SocketAddr>,
     },
     Invite {
         config: Box<CallConfig>,
@@ -317,6 +325,23 @@ impl Sip {
                 uri: Box::new(uri),
                 targets,
                 interval,
+            })
+            .await
+            .map_err(|_| SipError::Stopped)
+    }
+
+    /// Records the addresses trunk `key` resolved to (see [`TrunkState::addresses`]).
+    /// Goes through the SIP task so it is ordered after an earlier
+    /// [`Sip::unregister`] of the same key, which clears the entry.
+    pub async fn set_addresses(
+        &self,
+        key: &str,
+        addresses: Vec<SocketAddr>,
+    ) -> Result<(), SipError> {
+        self.tx
+            .send(Command::Addresses {
+                key: key.to_string(),
+                addresses,
             })
             .await
             .map_err(|_| SipError::Stopped)
@@ -709,11 +734,19 @@ impl Driver {
             }
             Command::Unwatch { key } => {
                 self.unwatch(&key);
-                self.trunks.update(&key, |s| {
-                    s.up = None;
-                    s.last_change = None;
-                    s.down_targets.clear();
-                });
+                if self.routes.regs.values().any(|k| *k == key) {
+                    self.trunks.update(&key, |s| {
+                        s.up = None;
+                        s.last_change = None;
+                        s.down_targets.clear();
+                    });
+                } else {
+                    // an `ip` trunk: nothing else shows its state
+                    self.trunks.remove(&key);
+                }
+            }
+            Command::Addresses { key, addresses } => {
+                self.trunks.update(&key, |s| s.addresses = addresses);
             }
             Command::Invite {
                 config,
@@ -974,4 +1007,34 @@ impl Driver {
 
 fn uri_of(n: &NameAddr) -> String {
     n.uri.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The per-trunk metrics: up is 1 unless the keep-alive says down;
+    /// failovers count per trunk; the two SIP gauges are always there.
+    #[test]
+    fn trunk_metrics_render() {
+        let t = TrunkStatus::default();
+        t.update("acme/main", |s| s.up = Some(false));
+        t.update("acme/backup", |s| s.up = None);
+        t.record_failover("acme/main");
+        t.record_failover("acme/main");
+        let text = t.render_metrics();
+        for line in [
+            "namecall_sip_dialogs 0\n",
+            "namecall_sip_transactions 0\n",
+            "namecall_trunk_up{trunk=\"acme/main\"} 0\n",
+            "namecall_trunk_up{trunk=\"acme/backup\"} 1\n",
+            "namecall_trunk_failovers_total{trunk=\"acme/main\"} 2\n",
+            "namecall_trunk_failovers_total{trunk=\"acme/backup\"} 0\n",
+        ] {
+            assert!(text.contains(line), "{line:?} in\n{text}");
+        }
+        assert!(!t.usable("acme/main"));
+        assert!(t.usable("acme/backup"));
+        assert!(t.usable("acme/unknown"), "a trunk never seen is usable");
+    }
 }

