@@ -112,10 +112,11 @@ async fn info_dtmf_reaches_the_desk_phone_after_answer() {
     );
 }
 
-/// The lab plan with an IP trunk to `pbx` using SIP INFO DTMF.
+/// The lab plan with an IP trunk to `pbx` using SIP INFO DTMF (no OPTIONS keep-alive:
+/// the SIPp scenario expects the INVITE first).
 fn sipp_plan(pbx: &str) -> String {
     format!(
-        "version: 1\ntenant: acme\ntrunks:\n  main: {{ kind: ip, proxy: \"{pbx}\", dtmf: info }}\n\
+        "version: 1\ntenant: acme\ntrunks:\n  main: {{ kind: ip, proxy: \"{pbx}\", dtmf: info, keepalive: off }}\n\
          names:\n  sales:\n    route: {{ dial: {{ trunk: main, extension: \"100\", timeout: 30s }} }}\n"
     )
 }
