@@ -23,7 +23,7 @@ use crate::model::{
     Body, ClientId, CompanyName, ConversationId, DeviceId, Login, Payload, Seq, Timestamp,
 };
 use crate::push::{Notice, PushJob, Subscription, preview_of};
-use crate::store::{ChatStore, Stored};
+use crate::store::{BatchDone, BatchWrite, ChatStore, SendRequest, Stored, Watermark};
 
 /// Default page size for `sync` and `history`.
 const DEFAULT_PAGE: u32 = 100;
@@ -248,24 +248,24 @@ impl ChatService {
         }
     }
 
-    /// Group commit of many `send` frames: every one that passes its checks
-    /// is stored in one transaction ([`ChatStore::send_batch`], one disk
-    /// write for all), and only then are the `ack`s and pushes made, in
-    /// commit order, under the same `order` lock as every other write.
-    /// Frames that are not `send` get an error frame; refusals of one send
+    /// Group commit of many `send` and `ack` frames: every one that passes
+    /// its checks is written in one transaction ([`ChatStore::write_batch`],
+    /// one disk write for all), and only then are the `ack`s, pushes and
+    /// receipts made, in commit order, under the same `order` lock as every
+    /// other write. Other frames get an error frame; refusals of one send
     /// (`Forbidden`, `Invalid`, …) do not affect the others; a storage
-    /// error answers every send of the batch with `internal` and stores
+    /// error answers every frame of the batch with `internal` and writes
     /// nothing. Never fails, like [`ChatService::handle`].
-    pub async fn handle_sends(
+    pub async fn handle_writes(
         &self,
         now: Timestamp,
-        sends: Vec<(DeviceId, ClientFrame)>,
+        frames: Vec<(DeviceId, ClientFrame)>,
     ) -> Outbox {
         let mut out = Vec::new();
-        let mut requests = Vec::with_capacity(sends.len());
-        // (device, relay for company posts) per request, in request order
-        let mut origins = Vec::with_capacity(sends.len());
-        for (device, frame) in sends {
+        let mut requests = Vec::with_capacity(frames.len());
+        // (device, relay for company posts, client id) per request, in order
+        let mut origins = Vec::with_capacity(frames.len());
+        for (device, frame) in frames {
             let Some(login) = self.hub().login_of(&device).cloned() else {
                 out.push((
                     device,
@@ -273,22 +273,33 @@ impl ChatService {
                 ));
                 continue;
             };
-            let ClientFrame::Send {
-                conversation,
-                client_id,
-                body,
-            } = frame
-            else {
-                let id = frame.client_id().cloned();
-                out.push((
-                    device,
-                    ServerFrame::error_code(
-                        "bad_frame",
-                        "only send frames are batched",
-                        id.as_ref(),
-                    ),
-                ));
-                continue;
+            let (conversation, client_id, body) = match frame {
+                ClientFrame::Send {
+                    conversation,
+                    client_id,
+                    body,
+                } => (conversation, client_id, body),
+                ClientFrame::Ack { cursor } => {
+                    origins.push((device.clone(), None, None));
+                    requests.push(BatchWrite::Ack {
+                        user: login,
+                        device,
+                        cursor,
+                    });
+                    continue;
+                }
+                other => {
+                    let id = other.client_id().cloned();
+                    out.push((
+                        device,
+                        ServerFrame::error_code(
+                            "bad_frame",
+                            "only send and ack frames are batched",
+                            id.as_ref(),
+                        ),
+                    ));
+                    continue;
+                }
             };
             let relay = match self.admit_send(&login, &conversation) {
                 Ok(r) => r,
@@ -297,42 +308,65 @@ impl ChatService {
                     continue;
                 }
             };
-            origins.push((device, relay, client_id.clone()));
-            requests.push(crate::store::SendRequest {
+            origins.push((device, relay, Some(client_id.clone())));
+            requests.push(BatchWrite::Send(SendRequest {
                 sender: login,
                 conversation,
                 client_id,
                 body,
-            });
+            }));
         }
         if requests.is_empty() {
             return out;
         }
         let _order = self.order.lock().await;
-        let results = match self.store.send_batch(requests, now).await {
+        let results = match self.store.write_batch(requests, now).await {
             Ok(r) => r,
             Err(err) => {
                 tracing::error!(cause = %err, "chat group commit failed");
                 for (device, _, client_id) in origins {
-                    out.push((device, ServerFrame::from_error(&err, Some(&client_id))));
+                    out.push((device, ServerFrame::from_error(&err, client_id.as_ref())));
                 }
                 return out;
             }
         };
-        for ((device, relay, client_id), res) in origins.into_iter().zip(results) {
+        let mut done: Vec<_> = origins.into_iter().zip(results).collect();
+        // Devices must get entries in cursor order (an ack of a later
+        // cursor covers the earlier ones); the store gives cursors to
+        // one-to-one posts first, so route by cursor, not request order.
+        done.sort_by_key(|(_, res)| match res {
+            Ok(BatchDone::Stored(st)) => st.cursor,
+            _ => 0,
+        });
+        for ((device, relay, client_id), res) in done {
             match res {
-                Ok(st) => {
+                Ok(BatchDone::Stored(st)) => {
                     if let Some(relay) = relay
                         && !st.duplicate
                     {
                         relay.relay(&st);
                     }
-                    out.extend(self.stored(now, &device, st).await);
+                    out.extend(self.stored(now, &device, *st).await);
                 }
-                Err(err) => out.push((device, ServerFrame::from_error(&err, Some(&client_id)))),
+                Ok(BatchDone::Marks(marks)) => {
+                    out.extend(self.receipts_for(now, &device, &marks).await);
+                }
+                Err(err) => out.push((device, ServerFrame::from_error(&err, client_id.as_ref()))),
             }
         }
         out
+    }
+
+    /// Receipts for the watermarks an ack of `device` moved.
+    async fn receipts_for(&self, now: Timestamp, device: &DeviceId, marks: &[Watermark]) -> Outbox {
+        for wm in marks {
+            if let Err(err) = self.ensure_audience(&wm.login, &wm.conversation).await {
+                // the watermark is stored; receipts follow with its next move
+                tracing::warn!(cause = %err, "receipt audience not loaded");
+                return Vec::new();
+            }
+        }
+        self.hub().on_watermarks(now, device, marks, false)
     }
 
     /// The checks of a send that come before the store: a company

@@ -29,6 +29,10 @@ use crate::model::{
 };
 use crate::push::Subscription;
 
+/// Rows per multi-row statement of a group commit (8 parameters a row
+/// stays far below SQLite's parameter limit).
+const BULK_ROWS: usize = 512;
+
 /// Largest page returned by `fetch` and `sync`.
 pub const MAX_PAGE: u32 = 500;
 
@@ -66,6 +70,31 @@ pub struct SendRequest {
     pub client_id: ClientId,
     /// Content.
     pub body: Body,
+}
+
+/// One write of a [`ChatStore::write_batch`].
+#[derive(Debug, Clone)]
+pub enum BatchWrite {
+    /// A message.
+    Send(SendRequest),
+    /// A device's sync cursor ack.
+    Ack {
+        /// Whose device.
+        user: Login,
+        /// The device.
+        device: DeviceId,
+        /// Everything up to here is on the device.
+        cursor: i64,
+    },
+}
+
+/// The outcome of one [`BatchWrite`].
+#[derive(Debug, Clone)]
+pub enum BatchDone {
+    /// What a send stored.
+    Stored(Box<Stored>),
+    /// The watermarks an ack moved.
+    Marks(Vec<Watermark>),
 }
 
 /// A post waiting to reach one recipient (see [`ChatStore::undelivered`]).
@@ -949,24 +978,363 @@ impl ChatStore {
         cursor: i64,
     ) -> Result<Vec<Watermark>> {
         let mut tx = self.begin().await?;
-        sqlx::query(
-            "INSERT INTO chat_device_cursors (login, device, cursor) VALUES ($1, $2, $3) \
+        let marks = ack_sync_in(&mut tx, user, device, cursor).await?;
+        tx.commit().await?;
+        Ok(marks)
+    }
+
+    /// Group commit of sends and cursor acks, in order, in one transaction
+    /// (see [`ChatStore::send_batch`] for how refusals and storage errors
+    /// are answered).
+    pub async fn write_batch(
+        &self,
+        writes: Vec<BatchWrite>,
+        now: Timestamp,
+    ) -> Result<Vec<Result<BatchDone>>> {
+        let mut tx = self.begin().await?;
+        let mut out: Vec<Option<Result<BatchDone>>> = Vec::with_capacity(writes.len());
+        // One-to-one sends, the bulk of the traffic, are written a few
+        // statements per batch instead of a few per message (see
+        // `send_direct_bulk`); the rest one by one, in order.
+        let mut direct = Vec::new();
+        let mut rest = Vec::new();
+        for (i, w) in writes.into_iter().enumerate() {
+            out.push(None);
+            match w {
+                BatchWrite::Send(r) => {
+                    if let Err(e) = r.body.validate() {
+                        out[i] = Some(Err(e));
+                        continue;
+                    }
+                    match r.conversation.direct_pair() {
+                        Some((a, b)) if r.sender == a || r.sender == b => {
+                            direct.push((i, r, a, b));
+                        }
+                        Some(_) => out[i] = Some(Err(ChatError::Forbidden)),
+                        None => rest.push((i, BatchWrite::Send(r))),
+                    }
+                }
+                other => rest.push((i, other)),
+            }
+        }
+        if !direct.is_empty() {
+            for (i, res) in self.send_direct_bulk(&mut tx, direct, now).await? {
+                out[i] = Some(res.map(|st| BatchDone::Stored(Box::new(st))));
+            }
+        }
+        for (i, w) in rest {
+            let res = match w {
+                BatchWrite::Send(r) => self
+                    .send_in(
+                        &mut tx,
+                        &r.sender,
+                        &r.conversation,
+                        &r.client_id,
+                        r.body,
+                        now,
+                    )
+                    .await
+                    .map(|st| BatchDone::Stored(Box::new(st))),
+                BatchWrite::Ack {
+                    user,
+                    device,
+                    cursor,
+                } => ack_sync_in(&mut tx, &user, &device, cursor)
+                    .await
+                    .map(BatchDone::Marks),
+            };
+            match res {
+                Err(e @ (ChatError::Storage(_) | ChatError::Corrupt(_))) => return Err(e),
+                res => out[i] = Some(res),
+            }
+        }
+        tx.commit().await?;
+        Ok(out
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| Err(ChatError::Corrupt("batch slot left empty".into()))))
+            .collect())
+    }
+
+    /// Stores one-to-one posts (already validated, senders checked) with a
+    /// fixed number of statements: one read for retries, one create for
+    /// new conversations, one read of their seqs, one multi-row insert,
+    /// one update of the seqs and one of the senders' watermarks. The same
+    /// rules as [`ChatStore::send`]: a retried `client_id` returns the
+    /// original entry (also within the batch), one used in another
+    /// conversation is `ClientIdReused`. Seqs are given in request order.
+    async fn send_direct_bulk(
+        &self,
+        tx: &mut Transaction<'static, Sqlite>,
+        items: Vec<(usize, SendRequest, Login, Login)>,
+        now: Timestamp,
+    ) -> Result<Vec<(usize, Result<Stored>)>> {
+        use std::collections::HashMap;
+        // 1. retries of entries stored earlier
+        let mut known: HashMap<(String, String), (i64, Message)> = HashMap::new();
+        for chunk in items.chunks(BULK_ROWS) {
+            let mut q = sqlx::QueryBuilder::<Sqlite>::new(format!(
+                "SELECT {MSG_COLS} FROM chat_messages m WHERE (m.sender, m.client_id) IN (VALUES "
+            ));
+            for (k, (_, r, _, _)) in chunk.iter().enumerate() {
+                if k > 0 {
+                    q.push(", ");
+                }
+                q.push("(");
+                q.push_bind(r.sender.as_str().to_owned());
+                q.push(", ");
+                q.push_bind(r.client_id.as_str().to_owned());
+                q.push(")");
+            }
+            q.push(")");
+            for row in q.build().fetch_all(&mut **tx).await? {
+                let (cursor, msg) = decode_message(&row)?;
+                known.insert(
+                    (msg.sender.as_str().to_owned(), msg.client_id.clone()),
+                    (cursor, msg),
+                );
+            }
+        }
+        // 2. what is new, with its seq; retries answered from `known`
+        #[allow(clippy::large_enum_variant)] // lives for one batch
+        enum Slot {
+            Done(Result<Stored>),
+            New(usize),
+            /// A retry of a new entry earlier in this batch.
+            Again(usize),
+        }
+        struct NewPost {
+            conversation: ConversationId,
+            sender: Login,
+            client_id: ClientId,
+            payload: Payload,
+            audience: Vec<Login>,
+            seq: Seq,
+        }
+        let mut slots = Vec::with_capacity(items.len());
+        let mut posts: Vec<NewPost> = Vec::new();
+        let mut in_batch: HashMap<(String, String), usize> = HashMap::new();
+        let mut pairs: HashMap<ConversationId, (Login, Login)> = HashMap::new();
+        for (i, r, a, b) in items {
+            let mut audience = vec![a.clone(), b.clone()];
+            audience.sort();
+            audience.dedup();
+            let key = (
+                r.sender.as_str().to_owned(),
+                r.client_id.as_str().to_owned(),
+            );
+            if let Some((cursor, msg)) = known.get(&key) {
+                let res = if msg.conversation == r.conversation {
+                    Ok(Stored {
+                        message: msg.clone(),
+                        cursor: *cursor,
+                        duplicate: true,
+                        audience,
+                    })
+                } else {
+                    Err(ChatError::ClientIdReused)
+                };
+                slots.push((i, Slot::Done(res)));
+                continue;
+            }
+            if let Some(&k) = in_batch.get(&key) {
+                let slot = if posts[k].conversation == r.conversation {
+                    Slot::Again(k)
+                } else {
+                    Slot::Done(Err(ChatError::ClientIdReused))
+                };
+                slots.push((i, slot));
+                continue;
+            }
+            in_batch.insert(key, posts.len());
+            pairs.entry(r.conversation.clone()).or_insert((a, b));
+            slots.push((i, Slot::New(posts.len())));
+            posts.push(NewPost {
+                conversation: r.conversation,
+                sender: r.sender,
+                client_id: r.client_id,
+                payload: Payload::Post { body: r.body },
+                audience,
+                seq: Seq(0),
+            });
+        }
+        let mut ids: HashMap<(String, i64), i64> = HashMap::new();
+        if !posts.is_empty() {
+            let convs: Vec<(&ConversationId, &(Login, Login))> = pairs.iter().collect();
+            // 3. conversations created on their first message
+            let mut created = Vec::new();
+            for chunk in convs.chunks(BULK_ROWS) {
+                let mut q = sqlx::QueryBuilder::<Sqlite>::new(
+                    "INSERT INTO chat_conversations (id, kind, created_by, created_at) VALUES ",
+                );
+                for (k, (id, (a, _))) in chunk.iter().enumerate() {
+                    if k > 0 {
+                        q.push(", ");
+                    }
+                    q.push("(");
+                    q.push_bind(id.as_str().to_owned());
+                    q.push(", 'direct', ");
+                    q.push_bind(a.as_str().to_owned());
+                    q.push(", ");
+                    q.push_bind(now.0);
+                    q.push(")");
+                }
+                q.push(" ON CONFLICT (id) DO NOTHING RETURNING id");
+                for row in q.build().fetch_all(&mut **tx).await? {
+                    let id: String = row.try_get("id")?;
+                    created.push(id);
+                }
+            }
+            for id in created {
+                let cid = ConversationId::parse(&id)
+                    .map_err(|e| ChatError::Corrupt(format!("conversation id: {e}")))?;
+                if let Some((a, b)) = pairs.get(&cid) {
+                    for m in [a, b] {
+                        upsert_member(tx, &cid, m, false, Seq(1)).await?;
+                    }
+                }
+            }
+            // 4. their last seqs
+            let mut last: HashMap<String, i64> = HashMap::new();
+            for chunk in convs.chunks(BULK_ROWS) {
+                let mut q = sqlx::QueryBuilder::<Sqlite>::new(
+                    "SELECT id, last_seq FROM chat_conversations WHERE id IN (",
+                );
+                let mut list = q.separated(", ");
+                for (id, _) in chunk {
+                    list.push_bind(id.as_str().to_owned());
+                }
+                q.push(")");
+                for row in q.build().fetch_all(&mut **tx).await? {
+                    last.insert(row.try_get("id")?, row.try_get("last_seq")?);
+                }
+            }
+            for p in &mut posts {
+                let top = last
+                    .get_mut(p.conversation.as_str())
+                    .ok_or_else(|| ChatError::Corrupt("conversation vanished".into()))?;
+                *top += 1;
+                p.seq = Seq(*top);
+            }
+            // 5. the entries
+            let expires = self.expires_at(now);
+            for chunk in posts.chunks(BULK_ROWS) {
+                let mut q = sqlx::QueryBuilder::<Sqlite>::new(
+                    "INSERT INTO chat_messages \
+                       (conversation_id, seq, sender, client_id, kind, payload, ts, expires_at) ",
+                );
+                let mut encoded = Vec::with_capacity(chunk.len());
+                for p in chunk {
+                    encoded.push(encode(&p.payload)?);
+                }
+                q.push_values(chunk.iter().zip(encoded), |mut row, (p, payload)| {
+                    row.push_bind(p.conversation.as_str().to_owned())
+                        .push_bind(p.seq.0)
+                        .push_bind(p.sender.as_str().to_owned())
+                        .push_bind(p.client_id.as_str().to_owned())
+                        .push_bind(p.payload.kind())
+                        .push_bind(payload)
+                        .push_bind(now.0)
+                        .push_bind(expires);
+                });
+                q.push(" RETURNING id, conversation_id, seq");
+                for row in q.build().fetch_all(&mut **tx).await? {
+                    ids.insert(
+                        (row.try_get("conversation_id")?, row.try_get("seq")?),
+                        row.try_get("id")?,
+                    );
+                }
+            }
+            // 6. the conversations' seqs and 7. the senders' watermarks
+            let mut senders: HashMap<(&str, &str), i64> = HashMap::new();
+            for p in &posts {
+                senders.insert((p.conversation.as_str(), p.sender.as_str()), p.seq.0);
+            }
+            for chunk in last.iter().collect::<Vec<_>>().chunks(BULK_ROWS) {
+                let mut q = sqlx::QueryBuilder::<Sqlite>::new(
+                    "UPDATE chat_conversations SET last_seq = v.column2 FROM (",
+                );
+                q.push_values(chunk, |mut row, (id, seq)| {
+                    row.push_bind((*id).clone()).push_bind(**seq);
+                });
+                q.push(") AS v WHERE chat_conversations.id = v.column1");
+                q.build().execute(&mut **tx).await?;
+            }
+            for chunk in senders.iter().collect::<Vec<_>>().chunks(BULK_ROWS) {
+                let mut q = sqlx::QueryBuilder::<Sqlite>::new(
+                    "UPDATE chat_members SET delivered_seq = v.column3, read_seq = v.column3 FROM (",
+                );
+                q.push_values(chunk, |mut row, ((conv, login), seq)| {
+                    row.push_bind((*conv).to_owned())
+                        .push_bind((*login).to_owned())
+                        .push_bind(**seq);
+                });
+                q.push(
+                    ") AS v WHERE chat_members.conversation_id = v.column1 \
+                     AND chat_members.login = v.column2",
+                );
+                q.build().execute(&mut **tx).await?;
+            }
+        }
+        let stored_of = |k: usize, duplicate: bool| -> Result<Stored> {
+            let p = &posts[k];
+            let cursor = ids
+                .get(&(p.conversation.as_str().to_owned(), p.seq.0))
+                .copied()
+                .ok_or_else(|| ChatError::Corrupt("inserted entry not returned".into()))?;
+            Ok(Stored {
+                message: Message {
+                    conversation: p.conversation.clone(),
+                    seq: p.seq,
+                    sender: p.sender.clone(),
+                    client_id: p.client_id.as_str().to_owned(),
+                    ts: now,
+                    payload: Some(p.payload.clone()),
+                    edited_at: None,
+                    deleted: false,
+                },
+                cursor,
+                duplicate,
+                audience: p.audience.clone(),
+            })
+        };
+        let mut out = Vec::with_capacity(slots.len());
+        for (i, slot) in slots {
+            let res = match slot {
+                Slot::Done(res) => res,
+                Slot::New(k) => Ok(stored_of(k, false)?),
+                Slot::Again(k) => Ok(stored_of(k, true)?),
+            };
+            out.push((i, res));
+        }
+        Ok(out)
+    }
+}
+
+/// The writes of [`ChatStore::ack_sync`], inside a transaction.
+async fn ack_sync_in(
+    tx: &mut Transaction<'static, Sqlite>,
+    user: &Login,
+    device: &DeviceId,
+    cursor: i64,
+) -> Result<Vec<Watermark>> {
+    sqlx::query(
+        "INSERT INTO chat_device_cursors (login, device, cursor) VALUES ($1, $2, $3) \
              ON CONFLICT (login, device) DO UPDATE SET cursor = \
              CASE WHEN excluded.cursor > chat_device_cursors.cursor \
                   THEN excluded.cursor ELSE chat_device_cursors.cursor END",
-        )
-        .bind(user.as_str())
-        .bind(&device.0)
-        .bind(cursor)
-        .execute(&mut *tx)
-        .await?;
-        // Highest visible seq per conversation at or before the cursor.
-        // Seqs grow with ids inside a conversation, so the last entry at or
-        // before the cursor is found by walking the (conversation, seq)
-        // index down from the top: a few steps, not a scan of the whole
-        // conversation. Clamped to the member's window [joined, left].
-        let rows = sqlx::query(
-            "UPDATE chat_members SET delivered_seq = v.top FROM ( \
+    )
+    .bind(user.as_str())
+    .bind(&device.0)
+    .bind(cursor)
+    .execute(&mut **tx)
+    .await?;
+    // Highest visible seq per conversation at or before the cursor.
+    // Seqs grow with ids inside a conversation, so the last entry at or
+    // before the cursor is found by walking the (conversation, seq)
+    // index down from the top: a few steps, not a scan of the whole
+    // conversation. Clamped to the member's window [joined, left].
+    let rows = sqlx::query(
+        "UPDATE chat_members SET delivered_seq = v.top FROM ( \
                SELECT cid, joined, \
                  CASE WHEN lft IS NOT NULL AND last > lft THEN lft ELSE last END AS top \
                FROM (SELECT mb.conversation_id AS cid, mb.joined_seq AS joined, \
@@ -979,15 +1347,15 @@ impl ChatStore {
              WHERE chat_members.login = $1 AND chat_members.conversation_id = v.cid \
                AND v.top >= v.joined AND chat_members.delivered_seq < v.top \
              RETURNING conversation_id, login, delivered_seq, read_seq",
-        )
-        .bind(user.as_str())
-        .bind(cursor)
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        rows.iter().map(decode_watermark).collect()
-    }
+    )
+    .bind(user.as_str())
+    .bind(cursor)
+    .fetch_all(&mut **tx)
+    .await?;
+    rows.iter().map(decode_watermark).collect()
+}
 
+impl ChatStore {
     /// Marks `conversation` read by `user` up to `seq` (clamped to what
     /// exists; read implies delivered). Returns the new watermark if it
     /// moved, `None` if it was already there.

@@ -578,3 +578,118 @@ async fn send_batch_isolates_refusals() {
         "bc was never created"
     );
 }
+
+/// The group commit (`write_batch`): one-to-one posts in bulk keep the
+/// rules of `send` — seqs in request order after what is stored, retries
+/// (earlier or in the same batch) answered with the original entry, a
+/// client id from another conversation refused, outsiders refused — and
+/// group posts and cursor acks in the same batch are written too.
+#[tokio::test]
+async fn group_commit_keeps_the_rules_of_send() {
+    use bridges::store::{BatchDone, BatchWrite, SendRequest};
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir).await;
+    let (alice, bob, carol) = (l("alice"), l("bob"), l("carol"));
+    let ab = ConversationId::direct(&alice, &bob);
+    let ac = ConversationId::direct(&alice, &carol);
+    let first = s
+        .send(&alice, &ab, &cid("a1"), text("one"), t(1))
+        .await
+        .unwrap();
+    let group = s
+        .create_group(&bob, &cid("g"), "team", &[alice.clone()], t(2))
+        .await
+        .unwrap()
+        .message
+        .conversation;
+    let send = |who: &Login, conv: &ConversationId, id: &str, body: &str| {
+        BatchWrite::Send(SendRequest {
+            sender: who.clone(),
+            conversation: conv.clone(),
+            client_id: cid(id),
+            body: text(body),
+        })
+    };
+    let writes = vec![
+        send(&alice, &ab, "a2", "two"),
+        send(&alice, &ac, "c1", "new conversation"),
+        send(&bob, &group, "b1", "group post"),
+        send(&alice, &ab, "a1", "retry of the stored one"),
+        send(&alice, &ab, "a2", "retry within the batch"),
+        send(&alice, &ac, "a2", "same id, other conversation"),
+        send(&carol, &ab, "x1", "outsider"),
+        send(&bob, &ab, "b2", "three"),
+        // carol's device has everything: her new conversation is delivered
+        BatchWrite::Ack {
+            user: carol.clone(),
+            device: dev("carol-phone"),
+            cursor: i64::MAX,
+        },
+    ];
+    let out = s.write_batch(writes, t(3)).await.unwrap();
+    let stored = |i: usize| match &out[i] {
+        Ok(BatchDone::Stored(st)) => st.as_ref().clone(),
+        other => panic!("write {i}: {other:?}"),
+    };
+    let (two, new, post, retry, again, three) = (
+        stored(0),
+        stored(1),
+        stored(2),
+        stored(3),
+        stored(4),
+        stored(7),
+    );
+    assert_eq!((two.seq(), two.duplicate), (Seq(2), false));
+    assert_eq!(two.audience, vec![alice.clone(), bob.clone()]);
+    assert_eq!((new.seq(), new.audience.len()), (Seq(1), 2));
+    assert_eq!(post.seq(), Seq(2), "after the group's created event");
+    assert_eq!(
+        (retry.seq(), retry.duplicate, retry.cursor),
+        (Seq(1), true, first.cursor)
+    );
+    assert_eq!(
+        (again.seq(), again.duplicate, again.cursor),
+        (Seq(2), true, two.cursor)
+    );
+    assert!(
+        matches!(out[5], Err(ChatError::ClientIdReused)),
+        "{:?}",
+        out[5]
+    );
+    assert!(matches!(out[6], Err(ChatError::Forbidden)), "{:?}", out[6]);
+    assert_eq!(three.seq(), Seq(3));
+    assert!(two.cursor < three.cursor);
+    match &out[8] {
+        Ok(BatchDone::Marks(marks)) => {
+            assert!(
+                marks
+                    .iter()
+                    .any(|m| m.conversation == ac && m.delivered == Seq(1))
+            )
+        }
+        other => panic!("ack: {other:?}"),
+    }
+    // the next single send continues the seqs; bob syncs everything once, in order
+    let four = s
+        .send(&alice, &ab, &cid("a4"), text("four"), t(4))
+        .await
+        .unwrap();
+    assert_eq!(four.seq(), Seq(4));
+    let batch = s
+        .sync(&bob, &dev("bob-tab"), Some(0), 100, t(5))
+        .await
+        .unwrap();
+    let in_ab: Vec<Seq> = batch
+        .messages
+        .iter()
+        .filter(|(_, m)| m.conversation == ab)
+        .map(|(_, m)| m.seq)
+        .collect();
+    assert_eq!(in_ab, vec![Seq(1), Seq(2), Seq(3), Seq(4)]);
+    let cursors: Vec<i64> = batch.messages.iter().map(|(c, _)| *c).collect();
+    assert!(cursors.windows(2).all(|w| w[0] < w[1]));
+    // alice's own watermark moved with her posts
+    let members = s.members(&alice, &ab).await.unwrap();
+    let mine = members.iter().find(|m| m.login == alice).unwrap();
+    assert_eq!((mine.delivered, mine.read), (Seq(4), Seq(4)));
+}

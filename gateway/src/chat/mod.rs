@@ -8,11 +8,11 @@
 //! it to its socket. One timer task ([`Chat::run_timer`]) drives expiry and
 //! typing timeouts.
 //!
-//! `send` frames take another way: the session task parses them and puts
-//! them into one queue; the writer task ([`run_writer`]) takes everything
-//! queued (up to [`MAX_BATCH`]), stores it in one transaction
-//! ([`ChatService::handle_sends`]) and routes the `ack`s and pushes after
-//! the commit. One commit per batch instead of one per message is what
+//! `send` and `ack` frames take another way: the session task parses them
+//! and puts them into one queue; the writer task ([`run_writer`]) takes
+//! everything queued (up to [`MAX_BATCH`]), writes it in one transaction
+//! ([`ChatService::handle_writes`]) and routes the `ack`s, pushes and
+//! receipts after the commit. One commit per batch instead of one per message is what
 //! lets the store keep up under load, and nothing is acknowledged before
 //! it is durable.
 //!
@@ -283,7 +283,7 @@ impl Chat {
     /// Handles one chat text frame of `link`'s device; answers and pushes
     /// go out through the device channels.
     pub async fn handle(&self, link: &ChatLink, kind: &str, text: &str) {
-        if kind == "send" {
+        if kind == "send" || kind == "ack" {
             match ClientFrame::parse(text) {
                 Ok(frame) => {
                     // the writer answers; it is gone only when the chat is
@@ -375,7 +375,7 @@ async fn run_writer(
         {
             // the same order as every other write: commit, then route
             let _order = chat.order.lock().await;
-            let out = chat.service.handle_sends(now(), sends).await;
+            let out = chat.service.handle_writes(now(), sends).await;
             chat.route(out);
         }
         // new messages arm expiry timers

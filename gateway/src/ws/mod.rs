@@ -110,7 +110,9 @@ impl Session {
         loop {
             let replies = tokio::select! {
                 msg = stream.next() => match msg {
-                    Some(Ok(Message::Text(text))) => self.on_text(text.as_str()).await,
+                    // boxed: the frame handlers' state is large and lives only
+                    // while a frame is handled, not in every idle session
+                    Some(Ok(Message::Text(text))) => Box::pin(self.on_text(text.as_str())).await,
                     Some(Ok(Message::Binary(_))) => vec![ServerFrame::from_error(&FrameError::Binary, None)],
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => Vec::new(),
                     Some(Ok(Message::Close(_))) | None => break,
