@@ -3,6 +3,7 @@
 //! 1. baresip (desk phone 100 behind a real Kamailio) gets the caller's keys as
 //!    INFO `application/dtmf-relay`; keys pressed while the phone still rings are
 //!    queued and arrive, in order, once it answers; none travels as RTP as well.
+//!    The same holds on a call the desk phone places to a messenger user.
 //! 2. SIPp plays a PBX on an IP trunk: it checks the INFO it gets (`Signal=5`,
 //!    `Duration=160`, the content type) and presses 7 with an INFO of its own,
 //!    which reaches the WebSocket client as a `dtmf` frame.
@@ -110,6 +111,56 @@ async fn info_dtmf_reaches_the_desk_phone_after_answer() {
         "{}",
         gw.log.tail(40)
     );
+}
+
+/// A desk phone calls a messenger user over the same `dtmf: info` trunk: the keys the
+/// user presses reach the phone as SIP INFO too (the calling trunk's mode applies).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn info_dtmf_on_a_call_from_the_desk_phone() {
+    let pbx = Kamailio::start(&[("trunk", "trunkpass"), ("100", "pass100")]).expect("kamailio");
+    let wav = labkit::speech_wav("Extension one hundred.", 8000, "info100").expect("wav");
+    let phone = Baresip::start(&pbx, "100", "pass100", &wav).expect("baresip");
+    let data = tempfile::tempdir().expect("temp dir");
+    let gw = LabGateway::start_with(
+        std::path::Path::new(env!("CARGO_BIN_EXE_namecall")),
+        &pbx,
+        data.path(),
+        |plan| {
+            plan.replace(
+                "    domain: pbx.lab\n",
+                "    domain: pbx.lab\n    dtmf: info\n",
+            )
+        },
+        &[],
+    )
+    .expect("gateway starts and registers its trunk")
+    .gw;
+    let mut ctl = phone.control().expect("baresip control");
+    let mut ws = signed_in(&gw, "alice").await;
+    ctl.command("dial", &format!("sip:alice@{}", pbx.addr()))
+        .expect("dial");
+    let incoming = until(&mut ws, "incoming", 30, &gw.log).await;
+    let id = incoming["id"].as_str().expect("call id").to_owned();
+    send(
+        &mut ws,
+        json!({"type":"accept","id":id,"sdp":audio_offer()}),
+    )
+    .await;
+    until(&mut ws, "accepted", 20, &gw.log).await;
+    ctl.wait_event("CALL_ESTABLISHED", Duration::from_secs(20))
+        .expect("the phone's call is up");
+    send(&mut ws, json!({"type":"dtmf","id":id,"digit":"4"})).await;
+    let ev = ctl
+        .wait_event("CALL_DTMF_START", Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("{e}\n{}", gw.log.tail(40)));
+    assert_eq!(ev["param"], "4", "{ev}");
+    assert!(
+        gw.log.contains("dtmf to the pbx digit=4 mode=Info"),
+        "{}",
+        gw.log.tail(40)
+    );
+    ctl.command("hangup", "").expect("hangup");
+    until(&mut ws, "ended", 20, &gw.log).await;
 }
 
 /// The lab plan with an IP trunk to `pbx` using SIP INFO DTMF (no OPTIONS keep-alive:

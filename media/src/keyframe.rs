@@ -5,8 +5,9 @@
 //! *other* side's encoder for a keyframe. The request names SSRCs of the leg it
 //! arrived on, so forwarding it means re-addressing it: [`KeyframeRequest::retarget`]
 //! puts in our SSRC on the outgoing leg as sender and the remote encoder's SSRC as
-//! media source. Parsing never panics; anything that is not a well-formed PLI or
-//! FIR is `None` (and stays opaque in [`RtcpPacket::Other`]).
+//! media source, and [`KeyframeForwarder`] does that with a rate limit. Parsing never
+//! panics; anything that is not a well-formed PLI or FIR is `None` (and stays opaque in
+//! [`RtcpPacket::Other`]).
 
 use crate::rtp::RtcpPacket;
 
@@ -130,9 +131,139 @@ impl KeyframeRequest {
     }
 }
 
+/// Carries keyframe requests from one leg's RTCP to the other leg, re-addressed, and lets
+/// at most one through per [`KeyframeForwarder::MIN_INTERVAL`]: a burst of losses (or a
+/// browser repeating its PLI) asks the far encoder once. Sans-IO: time is an argument.
+#[derive(Debug, Clone)]
+pub struct KeyframeForwarder {
+    /// Our SSRC on the outgoing leg (the request's sender).
+    sender_ssrc: u32,
+    /// The far encoder's SSRC on the outgoing leg.
+    media_ssrc: u32,
+    /// Send FIR instead of PLI (for a peer that lists only `ccm fir`).
+    use_fir: bool,
+    fir_seq: u8,
+    last: Option<std::time::Instant>,
+    forwarded: u64,
+    suppressed: u64,
+}
+
+impl KeyframeForwarder {
+    /// Shortest time between two forwarded requests.
+    pub const MIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+
+    /// A forwarder sending as `sender_ssrc` about the stream `media_ssrc`, as PLI or FIR.
+    pub fn new(sender_ssrc: u32, media_ssrc: u32, use_fir: bool) -> Self {
+        Self {
+            sender_ssrc,
+            media_ssrc,
+            use_fir,
+            fir_seq: 0,
+            last: None,
+            forwarded: 0,
+            suppressed: 0,
+        }
+    }
+
+    /// The far encoder's SSRC changed (learned from its first packet, or a new stream).
+    pub fn set_media_ssrc(&mut self, ssrc: u32) {
+        self.media_ssrc = ssrc;
+    }
+
+    /// Handles an RTCP datagram from the incoming leg at `now`; returns the request to
+    /// send on the outgoing leg's RTCP, if it carried one and the interval allows it.
+    pub fn handle_rtcp(&mut self, now: std::time::Instant, datagram: &[u8]) -> Option<Vec<u8>> {
+        if KeyframeRequest::from_compound(datagram).is_empty() {
+            return None;
+        }
+        if self
+            .last
+            .is_some_and(|t| now.saturating_duration_since(t) < Self::MIN_INTERVAL)
+        {
+            self.suppressed += 1;
+            return None;
+        }
+        self.last = Some(now);
+        self.forwarded += 1;
+        let out = if self.use_fir {
+            // RFC 5104 4.3.1.1: a new request takes the next sequence number
+            let seq = self.fir_seq;
+            self.fir_seq = self.fir_seq.wrapping_add(1);
+            KeyframeRequest::Fir {
+                sender_ssrc: self.sender_ssrc,
+                media_ssrc: self.media_ssrc,
+                seq,
+            }
+        } else {
+            KeyframeRequest::Pli {
+                sender_ssrc: self.sender_ssrc,
+                media_ssrc: self.media_ssrc,
+            }
+        };
+        Some(out.to_bytes())
+    }
+
+    /// (requests forwarded, requests suppressed by the interval).
+    pub fn stats(&self) -> (u64, u64) {
+        (self.forwarded, self.suppressed)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A browser's PLI goes out re-addressed (our SSRC, the PBX encoder's SSRC); repeats
+    /// within 500 ms are held back, a later one passes; as FIR the sequence number grows;
+    /// RTCP without a request and garbage produce nothing.
+    #[test]
+    fn forwarder_readdresses_and_limits_rate() {
+        let t0 = std::time::Instant::now();
+        let ms = |n| t0 + std::time::Duration::from_millis(n);
+        let browser_pli = KeyframeRequest::Pli {
+            sender_ssrc: 0xb0b,
+            media_ssrc: 0xa11ce,
+        }
+        .to_bytes();
+        let mut f = KeyframeForwarder::new(0x1234, 0x5678, false);
+        let out = f.handle_rtcp(ms(0), &browser_pli).expect("forwarded");
+        assert_eq!(
+            KeyframeRequest::from_compound(&out),
+            vec![KeyframeRequest::Pli {
+                sender_ssrc: 0x1234,
+                media_ssrc: 0x5678
+            }]
+        );
+        assert_eq!(f.handle_rtcp(ms(100), &browser_pli), None);
+        assert_eq!(f.handle_rtcp(ms(499), &browser_pli), None);
+        f.set_media_ssrc(0x9999);
+        let out = f
+            .handle_rtcp(ms(600), &browser_pli)
+            .expect("after the interval");
+        assert_eq!(
+            KeyframeRequest::from_compound(&out),
+            vec![KeyframeRequest::Pli {
+                sender_ssrc: 0x1234,
+                media_ssrc: 0x9999
+            }]
+        );
+        assert_eq!(f.stats(), (2, 2));
+        let rr = [0x80, 201, 0, 1, 0, 0, 0, 5];
+        assert_eq!(f.handle_rtcp(ms(5000), &rr), None);
+        assert_eq!(f.handle_rtcp(ms(5000), &[0xff, 0x00]), None);
+
+        let mut fir = KeyframeForwarder::new(1, 2, true);
+        let seqs: Vec<u8> = [0u64, 600, 1200]
+            .iter()
+            .filter_map(|&t| fir.handle_rtcp(ms(t), &browser_pli))
+            .flat_map(|b| KeyframeRequest::from_compound(&b))
+            .map(|r| match r {
+                KeyframeRequest::Fir { seq, .. } => seq,
+                other => panic!("expected FIR, got {other:?}"),
+            })
+            .collect();
+        assert_eq!(seqs, [0, 1, 2]);
+    }
 
     /// A Chrome-style PLI and FIR parse, survive a round trip, and are re-addressed for
     /// the other leg with their kind and FIR sequence number kept.

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use dialplans::DtmfMode;
 use media::sdp::{PBX_AUDIO_CODECS, RtpSdp, SessionDescription};
 use media::webrtc::{WebRtcConfig, WebRtcLeg};
 use sip_trunk::dialog::{Body, DialogEvent};
@@ -140,7 +141,14 @@ impl Drop for Registration {
 static NEXT_CALL: AtomicU64 = AtomicU64::new(1);
 
 /// Rings `login`'s sessions for the incoming SIP call and runs it if one accepts.
-pub async fn ring(registry: Arc<CallRegistry>, sip: Sip, mut call: IncomingCall, login: String) {
+/// `dtmf` is the calling trunk's DTMF mode: the user's keys reach the PBX that way.
+pub async fn ring(
+    registry: Arc<CallRegistry>,
+    sip: Sip,
+    mut call: IncomingCall,
+    login: String,
+    dtmf: DtmfMode,
+) {
     let h = call.call;
     let refuse = |code: u16, reason: &'static str| {
         let sip = sip.clone();
@@ -252,7 +260,17 @@ pub async fn ring(registry: Arc<CallRegistry>, sip: Sip, mut call: IncomingCall,
         }
     };
     stop_all(&ringing, Some(session), "answered-elsewhere", 200);
-    match answer(&registry, &sip, call, sockets, pbx_offer, &sdp, events).await {
+    match answer(
+        &registry,
+        &sip,
+        call,
+        sockets,
+        pbx_offer,
+        (&sdp, dtmf),
+        events,
+    )
+    .await
+    {
         Ok(handle) => {
             let _ = reply.send(Ok(handle));
         }
@@ -282,7 +300,7 @@ async fn answer(
     call: IncomingCall,
     (webrtc_socket, rtp_socket): (MediaSocket, MediaSocket),
     pbx_offer: SessionDescription,
-    browser_offer: &str,
+    (browser_offer, dtmf): (&str, DtmfMode),
     events: mpsc::Sender<LegEvent>,
 ) -> Result<CallHandle, (CallError, u16)> {
     let config = WebRtcConfig {
@@ -292,7 +310,8 @@ async fn answer(
     let (leg, browser_answer) =
         WebRtcLeg::accept_offer(now, &config, browser_offer).map_err(|e| (e.into(), 500))?;
     let mut sdp = RtpSdp::new(rtp_socket.local, rand::random::<u32>().into());
-    let (our_answer, negotiated) = sdp.answer(&pbx_offer, &PBX_AUDIO_CODECS).map_err(|_| {
+    let codecs = super::trunk::pbx_codecs(dtmf, &PBX_AUDIO_CODECS);
+    let (our_answer, negotiated) = sdp.answer(&pbx_offer, &codecs).map_err(|_| {
         (
             CallError::Refused {
                 code: 488,
@@ -327,6 +346,7 @@ async fn answer(
         dialog: call.events,
         sdp,
         negotiated,
+        dtmf,
         commands: rx,
         events,
         metrics: Arc::clone(&registry.metrics),

@@ -92,6 +92,8 @@ pub struct AnsweredCall {
     pub sdp: RtpSdp,
     /// What the PBX's offer and our answer agreed.
     pub negotiated: NegotiatedAudio,
+    /// The calling trunk's DTMF mode (how the user's keys reach the PBX).
+    pub dtmf: DtmfMode,
     /// Client commands.
     pub commands: mpsc::Receiver<LegCommand>,
     /// Progress for the client.
@@ -112,6 +114,7 @@ impl AnsweredCall {
             mut dialog,
             sdp,
             negotiated,
+            dtmf: dtmf_mode,
             mut commands,
             events,
             metrics,
@@ -164,9 +167,9 @@ impl AnsweredCall {
             offered: None,
             early: None,
             ending: None,
-            dtmf_mode: DtmfMode::default(),
+            dtmf_mode,
         };
-        match build_bridge(&negotiated, DtmfMode::default()) {
+        match build_bridge(&negotiated, dtmf_mode) {
             Ok(b) => {
                 running.bridge = Some(b);
                 running.held = negotiated.remote_hold();
@@ -186,7 +189,7 @@ impl AnsweredCall {
 
 /// The codecs we offer to (or accept from) the PBX under a trunk's DTMF mode:
 /// `inband` leaves telephone-event out so the PBX listens for tones.
-fn pbx_codecs(mode: DtmfMode, audio: &[Codec]) -> Vec<Codec> {
+pub(crate) fn pbx_codecs(mode: DtmfMode, audio: &[Codec]) -> Vec<Codec> {
     let mut v: Vec<Codec> = audio
         .iter()
         .copied()

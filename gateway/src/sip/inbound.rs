@@ -21,7 +21,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use dialplans::{Dialplans, TrunkKind};
+use dialplans::{Dialplans, DtmfMode, TrunkKind};
 
 use super::{IncomingCall, Sip, TrunkStatus};
 use crate::calls::CallRegistry;
@@ -65,6 +65,17 @@ pub async fn run_with(
 /// address, an address the peer resolved to when the trunk started (DNS
 /// SRV targets included, from `trunks`), or the peer host's address now.
 pub async fn trunk_of(plans: &Dialplans, trunks: &TrunkStatus, source: IpAddr) -> Option<String> {
+    peer_trunk(plans, trunks, source)
+        .await
+        .map(|(tenant, _)| tenant)
+}
+
+/// The company whose trunk peer `source` is, and that trunk's DTMF mode.
+pub async fn peer_trunk(
+    plans: &Dialplans,
+    trunks: &TrunkStatus,
+    source: IpAddr,
+) -> Option<(String, DtmfMode)> {
     for tenant in plans.tenants() {
         let Some(plan) = plans.get(tenant) else {
             continue;
@@ -75,7 +86,7 @@ pub async fn trunk_of(plans: &Dialplans, trunks: &TrunkStatus, source: IpAddr) -
                 TrunkKind::Ip { proxy, allow_from } => (proxy, &allow_from[..]),
             };
             if allow.contains(&source) {
-                return Some(tenant.to_owned());
+                return Some((tenant.to_owned(), trunk.dtmf));
             }
             if !allow.is_empty() {
                 continue;
@@ -84,13 +95,13 @@ pub async fn trunk_of(plans: &Dialplans, trunks: &TrunkStatus, source: IpAddr) -
                 .get(&format!("{}/{}", plan.tenant, trunk.name))
                 .is_some_and(|s| s.addresses.iter().any(|a| a.ip() == source));
             if known {
-                return Some(tenant.to_owned());
+                return Some((tenant.to_owned(), trunk.dtmf));
             }
             let port = peer.port.unwrap_or(5060);
             if let Ok(mut addrs) = tokio::net::lookup_host((peer.host.as_str(), port)).await
                 && addrs.any(|a| a.ip() == source)
             {
-                return Some(tenant.to_owned());
+                return Some((tenant.to_owned(), trunk.dtmf));
             }
         }
     }
@@ -106,10 +117,10 @@ async fn handle(
 ) {
     let dialled = call.invite.uri.user.clone().unwrap_or_default();
     let tenant = match call.source {
-        Some(s) => trunk_of(plans, &sip.trunks, s.ip()).await,
+        Some(s) => peer_trunk(plans, &sip.trunks, s.ip()).await,
         None => None,
     };
-    let Some(tenant) = tenant else {
+    let Some((tenant, dtmf)) = tenant else {
         warn!(%dialled, source = ?call.source, "call from a peer that is no company's trunk refused");
         let _ = sip
             .with_call(call.call, |c, _| drop(c.reject(403, "Forbidden")))
@@ -132,7 +143,7 @@ async fn handle(
                 .await;
             return;
         }
-        crate::calls::incoming::ring(registry, sip, call, login.to_string()).await;
+        crate::calls::incoming::ring(registry, sip, call, login.to_string(), dtmf).await;
         return;
     }
     let (code, reason) = if directory::LoginName::parse(&dialled).is_ok() {
