@@ -77,6 +77,12 @@ impl Relay {
         self.remote[side.index()]
     }
 
+    /// Whether `side` is latched to the source it was heard from (after that,
+    /// only that source is accepted and its address no longer changes).
+    pub fn latched(&self, side: Side) -> bool {
+        self.latched[side.index()]
+    }
+
     /// Counters.
     pub fn stats(&self) -> RelayStats {
         self.stats
@@ -140,6 +146,7 @@ mod tests {
         let b_nat = addr("203.0.113.9:6000");
         assert_eq!(r.handle_input(Side::B, b_nat, &RTP), Some(a));
         assert_eq!(r.remote(Side::B), Some(b_nat));
+        assert!(r.latched(Side::A) && r.latched(Side::B));
         assert_eq!(r.handle_input(Side::A, a, &RTP), Some(b_nat));
         assert_eq!(r.stats().forwarded, [2, 1]);
     }

@@ -182,6 +182,10 @@ struct Slot {
     dst: libc::sockaddr_storage,
     send_iov: libc::iovec,
     send_msg: libc::msghdr,
+    /// The peer this socket is `connect`ed to: once a side is latched its
+    /// socket is connected, so the kernel routes sends from a cached route
+    /// and delivers only that peer's datagrams to it.
+    connected: Option<SocketAddr>,
     /// An operation of this slot is in the ring.
     busy: bool,
     /// The call is gone: free the slot when its operation completes.
@@ -209,6 +213,7 @@ impl Slot {
                 iov_len: 0,
             },
             send_msg,
+            connected: None,
             busy: false,
             closing: false,
         });
@@ -220,7 +225,6 @@ impl Slot {
         s.recv_msg.msg_name = (&mut s.src as *mut libc::sockaddr_storage).cast();
         s.send_msg.msg_iov = &mut s.send_iov;
         s.send_msg.msg_iovlen = 1;
-        s.send_msg.msg_name = (&mut s.dst as *mut libc::sockaddr_storage).cast();
         s
     }
 
@@ -466,27 +470,38 @@ impl Engine {
         let from = from_sockaddr(&slot.src, slot.recv_msg.msg_namelen);
         let (call_id, side) = (slot.call, slot.side);
         let dest = match (from, self.calls.get_mut(&call_id)) {
-            (Some(from), Some(call)) => call
-                .relay
-                .handle_input(side, from, &slot.buf[..n])
-                .map(|d| (d, call.slots[side.other() as usize])),
+            (Some(from), Some(call)) => {
+                call.relay
+                    .handle_input(side, from, &slot.buf[..n])
+                    .map(|d| {
+                        let other = side.other();
+                        (d, call.slots[other as usize], call.relay.latched(other))
+                    })
+            }
             _ => None,
         };
-        let Some((dest, other)) = dest else {
+        let Some((dest, other, latched)) = dest else {
             return self.rearm_or_free(i);
         };
-        let Some(out_fd) = self
-            .slots
-            .get(other)
-            .and_then(Option::as_ref)
-            .map(|s| s.sock.as_raw_fd())
-        else {
+        let Some(out) = self.slots.get_mut(other).and_then(Option::as_mut) else {
             return self.rearm_or_free(i);
         };
+        if latched && out.connected != Some(dest) && out.sock.connect(dest).is_ok() {
+            out.connected = Some(dest);
+        }
+        let (out_fd, connected) = (out.sock.as_raw_fd(), out.connected == Some(dest));
         let Some(slot) = self.slots.get_mut(i).and_then(Option::as_mut) else {
             return Ok(());
         };
-        slot.send_msg.msg_namelen = to_sockaddr(dest, &mut slot.dst);
+        // a connected socket sends without an address (a name with length 0
+        // would be EINVAL)
+        if connected {
+            slot.send_msg.msg_name = std::ptr::null_mut();
+            slot.send_msg.msg_namelen = 0;
+        } else {
+            slot.send_msg.msg_name = (&mut slot.dst as *mut libc::sockaddr_storage).cast();
+            slot.send_msg.msg_namelen = to_sockaddr(dest, &mut slot.dst);
+        }
         slot.send_iov.iov_len = n;
         let e = opcode::SendMsg::new(types::Fd(out_fd), &slot.send_msg)
             .build()
@@ -603,10 +618,14 @@ mod tests {
             let (got, from) = recv(&phone).expect("relayed to A");
             assert_eq!((got.as_slice(), from), (&p[..], ra_addr));
         }
-        // garbage and strangers are dropped, and relaying goes on
+        // garbage and strangers are dropped, and relaying goes on; a
+        // stranger's datagram never reaches the relay at all once side A's
+        // socket is connected to the latched phone
         phone.send_to(b"not rtp", ra_addr).expect("send");
         let (stranger, _) = sock();
-        stranger.send_to(&RTP, ra_addr).expect("send");
+        let mut alien = RTP;
+        alien[3] = 0xee;
+        stranger.send_to(&alien, ra_addr).expect("send");
         phone.send_to(&RTP, ra_addr).expect("send");
         assert_eq!(recv(&pbx).map(|(d, _)| d), Some(RTP.to_vec()));
         // oversized datagrams are dropped, not cut
@@ -617,7 +636,10 @@ mod tests {
         let stats = engine.remove(id).expect("engine answers").expect("known");
         assert_eq!(stats.forwarded, [22, 20]);
         assert_eq!(stats.malformed, 1);
-        assert_eq!(stats.unexpected_source, 1);
+        assert_eq!(
+            stats.unexpected_source, 0,
+            "the kernel filtered the stranger"
+        );
         assert_eq!(engine.stats().expect("stats").truncated, 1);
         assert_eq!(engine.stats().expect("stats").recv_errors, 0);
         // removed: the relay's sockets are closed
