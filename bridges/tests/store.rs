@@ -597,7 +597,7 @@ async fn group_commit_keeps_the_rules_of_send() {
         .await
         .unwrap();
     let group = s
-        .create_group(&bob, &cid("g"), "team", &[alice.clone()], t(2))
+        .create_group(&bob, &cid("g"), "team", std::slice::from_ref(&alice), t(2))
         .await
         .unwrap()
         .message
