@@ -108,7 +108,8 @@ fn main() -> anyhow::Result<()> {
                 ack_every: Duration::from_millis(ack_ms),
             },
         };
-        let needed = (c.idle + c.active) as u64 * 2 + 256;
+        // one descriptor per client here, and one per connection in the server
+        let needed = (c.idle + c.active) as u64 + 256;
         if nofile < needed {
             eprintln!(
                 "warning: RLIMIT_NOFILE {nofile} < {needed} needed for {} clients",

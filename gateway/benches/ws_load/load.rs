@@ -280,6 +280,8 @@ async fn tcp_from(src: Ipv4Addr, to: SocketAddr) -> anyhow::Result<TcpStream> {
 /// Latency samples and counters shared by the clients of one run.
 #[derive(Default)]
 struct Shared {
+    /// Sends written to the sockets.
+    sent: AtomicU64,
     delivered: AtomicU64,
     acked: AtomicU64,
     errors: AtomicU64,
@@ -330,15 +332,19 @@ async fn measure(
     let d1 = shared.delivered.load(Ordering::Relaxed);
     let after = proc_stat(proc_.pid())?;
     shared.stop.store(true, Ordering::Relaxed);
-    // drain: everything acked must arrive
-    let end = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < end
-        && shared.delivered.load(Ordering::Relaxed) < shared.acked.load(Ordering::Relaxed)
-    {
+    // drain: every send answered, everything acked arrived, for 200 ms in a
+    // row (an ack can reach its sender long before the message its receiver)
+    let end = Instant::now() + Duration::from_secs(30);
+    let mut settled = 0;
+    while Instant::now() < end && settled < 4 {
         tokio::time::sleep(Duration::from_millis(50)).await;
+        let (s, a, d) = (
+            shared.sent.load(Ordering::Relaxed),
+            shared.acked.load(Ordering::Relaxed),
+            shared.delivered.load(Ordering::Relaxed),
+        );
+        settled = if s == a && a == d { settled + 1 } else { 0 };
     }
-    // a little longer, so late duplicates would be seen
-    tokio::time::sleep(Duration::from_millis(200)).await;
     proc_.check_alive()?;
     let n = d1 - d0;
     report.delivered_per_s = n as f64 / elapsed.as_secs_f64();
@@ -527,19 +533,21 @@ async fn connect_many(
     Ok(out)
 }
 
-/// Keeps an idle client's socket open and read (pings, presence) until `stop`.
-fn hold_idle(ws: Ws, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<()> {
+/// Keeps an idle client's socket open and read (pings, presence) until
+/// `stop` flips; no timer, so 18k idle clients cost this process nothing.
+fn hold_idle(ws: Ws, mut stop: tokio::sync::watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut ws = ws;
         loop {
-            match tokio::time::timeout(Duration::from_millis(500), ws.next()).await {
-                Ok(Some(Ok(_))) => {}
-                Ok(_) => return,
-                Err(_) if stop.load(Ordering::Relaxed) => {
+            tokio::select! {
+                msg = ws.next() => match msg {
+                    Some(Ok(_)) => {}
+                    _ => return,
+                },
+                _ = stop.changed() => {
                     let _ = ws.close(None).await;
                     return;
                 }
-                Err(_) => {}
             }
         }
     })
@@ -641,8 +649,12 @@ async fn run_active(
                 if let Some(rate) = per_client_rate {
                     next_send += Duration::from_secs_f64(1.0 / rate);
                     tokio::time::sleep_until(next_send).await;
+                    if shared.stop.load(Ordering::Relaxed) {
+                        break;
+                    }
                 }
                 n += 1;
+                shared.sent.fetch_add(1, Ordering::Relaxed);
                 let frame = format!(
                     r#"{{"type":"send","conversation":"{conversation}","client_id":"c{me}-{n}","body":{{"kind":"text","text":"t{} {filler}"}}}}"#,
                     now_us()
@@ -700,7 +712,7 @@ pub async fn run_gateway(cfg: &Config) -> anyhow::Result<Report> {
     );
     let (mut gw, addr) = start_gateway(&cfg.gateway_bin, work.path())?;
     let shared = Arc::new(Shared::default());
-    let idle_stop = Arc::new(AtomicBool::new(false));
+    let (idle_stop, idle_stopped) = tokio::sync::watch::channel(false);
     // actives first, then a short burst so lazily built state exists before the baseline
     let actives = connect_many(addr, 0..cfg.active, total, &tokens).await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -712,7 +724,7 @@ pub async fn run_gateway(cfg: &Config) -> anyhow::Result<Report> {
     let with_idle = proc_stat(gw.pid())?;
     let holders: Vec<_> = idle
         .into_iter()
-        .map(|ws| hold_idle(ws, Arc::clone(&idle_stop)))
+        .map(|ws| hold_idle(ws, idle_stopped.clone()))
         .collect();
     let mut senders = Vec::with_capacity(cfg.active);
     for (i, ws) in actives.into_iter().enumerate() {
@@ -747,7 +759,7 @@ pub async fn run_gateway(cfg: &Config) -> anyhow::Result<Report> {
             Err(_) => eprintln!("sender did not finish"),
         }
     }
-    idle_stop.store(true, Ordering::Relaxed);
+    let _ = idle_stop.send(true);
     for h in holders {
         let _ = tokio::time::timeout(Duration::from_secs(5), h).await;
     }
@@ -849,24 +861,25 @@ async fn nats_connect_many(
     Ok(out)
 }
 
-/// Answers the server's `PING`s of an idle NATS client until `stop`.
+/// Answers the server's `PING`s of an idle NATS client until `stop` flips.
 fn nats_hold_idle(
     (mut r, mut w): (NatsReader, NatsWriter),
-    stop: Arc<AtomicBool>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut line = String::new();
         loop {
             line.clear();
-            match tokio::time::timeout(Duration::from_millis(500), r.read_line(&mut line)).await {
-                Ok(Ok(0)) | Ok(Err(_)) => return,
-                Ok(Ok(_)) => {
-                    if line.starts_with("PING") && w.write_all(b"PONG\r\n").await.is_err() {
-                        return;
+            tokio::select! {
+                n = r.read_line(&mut line) => match n {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {
+                        if line.starts_with("PING") && w.write_all(b"PONG\r\n").await.is_err() {
+                            return;
+                        }
                     }
-                }
-                Err(_) if stop.load(Ordering::Relaxed) => return,
-                Err(_) => {}
+                },
+                _ = stop.changed() => return,
             }
         }
     })
@@ -960,8 +973,12 @@ async fn nats_active(
                 if let Some(rate) = per_client_rate {
                     next_send += Duration::from_secs_f64(1.0 / rate);
                     tokio::time::sleep_until(next_send).await;
+                    if shared.stop.load(Ordering::Relaxed) {
+                        break;
+                    }
                 }
                 n += 1;
+                shared.sent.fetch_add(1, Ordering::Relaxed);
                 let payload = format!("{n} t{} {filler}", now_us());
                 let frame = format!("PUB u.{to} {}\r\n{payload}\r\nPING\r\n", payload.len());
                 w.write_all(frame.as_bytes()).await?;
@@ -987,7 +1004,7 @@ pub async fn run_nats(cfg: &Config, bin: &Path) -> anyhow::Result<Report> {
     let total = cfg.idle + cfg.active;
     let (mut nats, addr) = start_nats(bin)?;
     let shared = Arc::new(Shared::default());
-    let idle_stop = Arc::new(AtomicBool::new(false));
+    let (idle_stop, idle_stopped) = tokio::sync::watch::channel(false);
     let actives = nats_connect_many(addr, 0..cfg.active, total).await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let base = proc_stat(nats.pid())?;
@@ -998,7 +1015,7 @@ pub async fn run_nats(cfg: &Config, bin: &Path) -> anyhow::Result<Report> {
     let with_idle = proc_stat(nats.pid())?;
     let holders: Vec<_> = idle
         .into_iter()
-        .map(|c| nats_hold_idle(c, Arc::clone(&idle_stop)))
+        .map(|c| nats_hold_idle(c, idle_stopped.clone()))
         .collect();
     let mut senders = Vec::with_capacity(cfg.active);
     for (i, c) in actives.into_iter().enumerate() {
@@ -1033,7 +1050,7 @@ pub async fn run_nats(cfg: &Config, bin: &Path) -> anyhow::Result<Report> {
             Err(_) => eprintln!("nats sender did not finish"),
         }
     }
-    idle_stop.store(true, Ordering::Relaxed);
+    let _ = idle_stop.send(true);
     for h in holders {
         let _ = tokio::time::timeout(Duration::from_secs(5), h).await;
     }
