@@ -88,6 +88,21 @@ enum Cmd {
     },
 }
 
+/// A ring for the calling thread: single issuer with deferred task work
+/// (Linux 6.1+), or a plain ring on older kernels.
+fn build_ring() -> io::Result<IoUring> {
+    IoUring::builder()
+        .setup_cqsize(RING_ENTRIES * 2)
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .build(RING_ENTRIES)
+        .or_else(|_| {
+            IoUring::builder()
+                .setup_cqsize(RING_ENTRIES * 2)
+                .build(RING_ENTRIES)
+        })
+}
+
 /// An engine thread relaying calls through one io_uring.
 #[derive(Debug)]
 pub struct UringRelay {
@@ -101,18 +116,38 @@ impl UringRelay {
     /// refuses io_uring (too old, or disabled by `kernel.io_uring_disabled`
     /// or a seccomp filter); callers then fall back to the tokio shell.
     pub fn start(name: &str) -> io::Result<UringRelay> {
-        let ring = IoUring::builder()
-            .setup_cqsize(RING_ENTRIES * 2)
-            .build(RING_ENTRIES)?;
         let (tx, rx) = mpsc::channel();
+        let (ready_tx, ready_rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name(name.to_owned())
-            .spawn(move || Engine::new(ring, rx).run())?;
-        Ok(UringRelay {
-            tx: Some(tx),
-            thread: Some(thread),
-            next: AtomicU64::new(1),
-        })
+            .spawn(move || {
+                // built on the thread that submits: the ring is single-issuer
+                // and runs completion work only when that thread asks for
+                // completions, instead of interrupting it for every datagram
+                let ring = match build_ring() {
+                    Ok(r) => {
+                        let _ = ready_tx.send(Ok(()));
+                        r
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return Ok(());
+                    }
+                };
+                Engine::new(ring, rx).run()
+            })?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(UringRelay {
+                tx: Some(tx),
+                thread: Some(thread),
+                next: AtomicU64::new(1),
+            }),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            Err(_) => Err(io::Error::other("relay engine thread ended at start")),
+        }
     }
 
     /// Relays between `a` (side A) and `b` (side B) as `relay` decides. The
