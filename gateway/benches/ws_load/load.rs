@@ -697,6 +697,66 @@ async fn shared_done(shared: &Shared) {
     }
 }
 
+/// What one half of a run (namecall or NATS) has set up before measuring.
+struct Phase {
+    system: &'static str,
+    proc_: Proc,
+    shared: Arc<Shared>,
+    base: ProcStat,
+    with_idle: ProcStat,
+    connect_idle_s: f64,
+    senders: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    holders: Vec<tokio::task::JoinHandle<()>>,
+    idle_stop: tokio::sync::watch::Sender<bool>,
+}
+
+/// Measures a half, then stops its senders and idle clients and the server
+/// and fills in the latencies.
+async fn finish(cfg: &Config, p: Phase) -> anyhow::Result<Report> {
+    let Phase {
+        system,
+        mut proc_,
+        shared,
+        base,
+        with_idle,
+        connect_idle_s,
+        senders,
+        holders,
+        idle_stop,
+    } = p;
+    let report = Report {
+        system: system.into(),
+        idle: cfg.idle,
+        active: cfg.active,
+        bytes_per_idle: if cfg.idle == 0 {
+            0.0
+        } else {
+            with_idle.rss.saturating_sub(base.rss) as f64 / cfg.idle as f64
+        },
+        connect_idle_s,
+        ..Report::default()
+    };
+    let mut report = measure(cfg, &shared, &mut proc_, report).await;
+    shared.done.store(true, Ordering::Relaxed);
+    for s in senders {
+        match tokio::time::timeout(Duration::from_secs(30), s).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => eprintln!("{system} sender: {e:#}"),
+            Ok(Err(e)) => eprintln!("{system} sender task: {e}"),
+            Err(_) => eprintln!("{system} sender did not finish"),
+        }
+    }
+    let _ = idle_stop.send(true);
+    for h in holders {
+        let _ = tokio::time::timeout(Duration::from_secs(5), h).await;
+    }
+    drop(proc_);
+    if let Ok(r) = report.as_mut() {
+        fill_latency(r, &shared).await;
+    }
+    report
+}
+
 /// The gateway half of a run.
 pub async fn run_gateway(cfg: &Config) -> anyhow::Result<Report> {
     if cfg.active < 3 {
@@ -710,7 +770,7 @@ pub async fn run_gateway(cfg: &Config) -> anyhow::Result<Report> {
         "seeded {total} accounts in {:.1} s",
         t.elapsed().as_secs_f64()
     );
-    let (mut gw, addr) = start_gateway(&cfg.gateway_bin, work.path())?;
+    let (gw, addr) = start_gateway(&cfg.gateway_bin, work.path())?;
     let shared = Arc::new(Shared::default());
     let (idle_stop, idle_stopped) = tokio::sync::watch::channel(false);
     // actives first, then a short burst so lazily built state exists before the baseline
@@ -737,37 +797,21 @@ pub async fn run_gateway(cfg: &Config) -> anyhow::Result<Report> {
             Arc::clone(&shared),
         )));
     }
-    let report = Report {
-        system: "namecall".into(),
-        idle: cfg.idle,
-        active: cfg.active,
-        bytes_per_idle: if cfg.idle == 0 {
-            0.0
-        } else {
-            with_idle.rss.saturating_sub(base.rss) as f64 / cfg.idle as f64
+    finish(
+        cfg,
+        Phase {
+            system: "namecall",
+            proc_: gw,
+            shared,
+            base,
+            with_idle,
+            connect_idle_s,
+            senders,
+            holders,
+            idle_stop,
         },
-        connect_idle_s,
-        ..Report::default()
-    };
-    let mut report = measure(cfg, &shared, &mut gw, report).await;
-    shared.done.store(true, Ordering::Relaxed);
-    for s in senders {
-        match tokio::time::timeout(Duration::from_secs(30), s).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => eprintln!("sender: {e:#}"),
-            Ok(Err(e)) => eprintln!("sender task: {e}"),
-            Err(_) => eprintln!("sender did not finish"),
-        }
-    }
-    let _ = idle_stop.send(true);
-    for h in holders {
-        let _ = tokio::time::timeout(Duration::from_secs(5), h).await;
-    }
-    drop(gw);
-    if let Ok(r) = report.as_mut() {
-        fill_latency(r, &shared).await;
-    }
-    report
+    )
+    .await
 }
 
 // ---------------------------------------------------------------- NATS
@@ -1002,7 +1046,7 @@ async fn nats_active(
 /// The NATS half of a run.
 pub async fn run_nats(cfg: &Config, bin: &Path) -> anyhow::Result<Report> {
     let total = cfg.idle + cfg.active;
-    let (mut nats, addr) = start_nats(bin)?;
+    let (nats, addr) = start_nats(bin)?;
     let shared = Arc::new(Shared::default());
     let (idle_stop, idle_stopped) = tokio::sync::watch::channel(false);
     let actives = nats_connect_many(addr, 0..cfg.active, total).await?;
@@ -1028,37 +1072,21 @@ pub async fn run_nats(cfg: &Config, bin: &Path) -> anyhow::Result<Report> {
             Arc::clone(&shared),
         )));
     }
-    let report = Report {
-        system: "nats-server".into(),
-        idle: cfg.idle,
-        active: cfg.active,
-        bytes_per_idle: if cfg.idle == 0 {
-            0.0
-        } else {
-            with_idle.rss.saturating_sub(base.rss) as f64 / cfg.idle as f64
+    finish(
+        cfg,
+        Phase {
+            system: "nats-server",
+            proc_: nats,
+            shared,
+            base,
+            with_idle,
+            connect_idle_s,
+            senders,
+            holders,
+            idle_stop,
         },
-        connect_idle_s,
-        ..Report::default()
-    };
-    let mut report = measure(cfg, &shared, &mut nats, report).await;
-    shared.done.store(true, Ordering::Relaxed);
-    for s in senders {
-        match tokio::time::timeout(Duration::from_secs(30), s).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => eprintln!("nats sender: {e:#}"),
-            Ok(Err(e)) => eprintln!("nats sender task: {e}"),
-            Err(_) => eprintln!("nats sender did not finish"),
-        }
-    }
-    let _ = idle_stop.send(true);
-    for h in holders {
-        let _ = tokio::time::timeout(Duration::from_secs(5), h).await;
-    }
-    drop(nats);
-    if let Ok(r) = report.as_mut() {
-        fill_latency(r, &shared).await;
-    }
-    report
+    )
+    .await
 }
 
 /// Both halves and the ratio lines.
