@@ -172,6 +172,7 @@ impl CallRegistry {
         let (webrtc_socket, rtp_socket) = incoming::bind_pair(&self.sockets).await?;
         let config = WebRtcConfig {
             local_addrs: vec![webrtc_socket.local],
+            video: false,
         };
         let now = tokio::time::Instant::now().into_std();
         let (leg, answer) = WebRtcLeg::accept_offer(now, &config, offer_sdp)?;
@@ -201,6 +202,7 @@ impl CallRegistry {
         let socket = self.sockets.bind().await.map_err(CallError::NoMediaPort)?;
         let config = WebRtcConfig {
             local_addrs: vec![socket.local],
+            video: false,
         };
         let now = tokio::time::Instant::now().into_std();
         let (leg, answer) = WebRtcLeg::accept_offer(now, &config, offer_sdp)?;
