@@ -757,19 +757,28 @@ impl VideoLeg {
                     self.last_sr = Some((rtp::ntp_middle(sr.ntp), now));
                 }
                 RtcpPacket::Bye(_) => self.events.push_back(VideoLegEvent::Bye),
+                // RFC 2032 FIR (PT 192), which older phones still send
+                RtcpPacket::Other {
+                    packet_type: 192, ..
+                } => self.keyframe_request_in(now),
                 other => {
                     if KeyframeRequest::from_rtcp(other).is_some() {
-                        self.stats.keyframe_requests_received += 1;
-                        let due = self.last_request_in.is_none_or(|t| {
-                            now.saturating_duration_since(t) >= KeyframeForwarder::MIN_INTERVAL
-                        });
-                        if due {
-                            self.last_request_in = Some(now);
-                            self.events.push_back(VideoLegEvent::KeyframeRequest);
-                        }
+                        self.keyframe_request_in(now);
                     }
                 }
             }
+        }
+    }
+
+    /// A keyframe request from the PBX: passed on once per interval.
+    fn keyframe_request_in(&mut self, now: Instant) {
+        self.stats.keyframe_requests_received += 1;
+        let due = self
+            .last_request_in
+            .is_none_or(|t| now.saturating_duration_since(t) >= KeyframeForwarder::MIN_INTERVAL);
+        if due {
+            self.last_request_in = Some(now);
+            self.events.push_back(VideoLegEvent::KeyframeRequest);
         }
     }
 
@@ -1277,6 +1286,12 @@ mod tests {
         l.handle_input(ms(10), addr("192.0.2.10:17003"), &pli);
         l.handle_input(ms(20), addr("192.0.2.10:17003"), &pli);
         l.handle_input(ms(700), addr("192.0.2.10:17003"), &fir);
+        // an RFC 2032 FIR within the interval is counted, not passed on
+        l.handle_input(
+            ms(750),
+            addr("192.0.2.10:17003"),
+            &[0x80, 192, 0, 1, 0, 0, 0xbb, 0xbb],
+        );
         let sr = RtcpPacket::SenderReport(SenderReport {
             ssrc: 0xbbbb,
             ntp: 0x0001_0002_0003_0000,
@@ -1301,7 +1316,7 @@ mod tests {
                 .iter()
                 .any(|e| matches!(e, VideoLegEvent::Frame(f) if f.keyframe))
         );
-        assert_eq!(l.stats().keyframe_requests_received, 3);
+        assert_eq!(l.stats().keyframe_requests_received, 4);
         assert_eq!(l.stats().malformed, 1);
         l.handle_timeout(ms(2500));
         let rr = std::iter::from_fn(|| l.poll_transmit())

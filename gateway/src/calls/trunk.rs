@@ -1181,7 +1181,9 @@ impl Running {
         };
         let now = Instant::now();
         while let Some(t) = v.poll_transmit() {
-            if self.held || t.destination.ip().is_unspecified() {
+            // on hold only RTCP goes out: reports, and keyframe requests so the PBX's
+            // encoder resumes with a keyframe
+            if (self.held && !t.rtcp) || t.destination.ip().is_unspecified() {
                 continue;
             }
             if let Some(s) = &self.vsock
