@@ -49,7 +49,7 @@
 //!
 //! Sockets, SRTP/DTLS/ICE (the WebRTC leg, `webrtc.rs`, wraps str0m for those), G.722 at
 //! 56 and 48 kbit/s (modes 2 and 3: SDP never negotiates them), video transcoding (video is
-//! only negotiated for passthrough, [`sdp::negotiate_video_passthrough`]).
+//! only passed through: [`sdp::negotiate_video_passthrough`], [`video::VideoLeg`]).
 //!
 //! # Layout
 //!
