@@ -33,6 +33,7 @@ use dialplans::{DtmfMode, Strategy};
 use media::bridge::{Bridge, BridgeConfig, BridgeEvent, MediaFrame, PbxDtmf, WebrtcOutput};
 use media::codec::Codec;
 use media::dtmf::{DigitPlayer, InfoDtmf};
+use media::keyframe::KeyframeForwarder;
 use media::rtp_leg::RtpLegConfig;
 use media::sdp::{
     Direction, NegotiatedAudio, PBX_AUDIO_CODECS, RtpSdp, SessionDescription, pbx_video,
@@ -143,6 +144,7 @@ impl AnsweredCall {
             vsock: None,
             video: None,
             video_out_ts: TsExtender::default(),
+            video_gap_request: None,
             sip,
             sdp,
             offer: Body {
@@ -272,6 +274,8 @@ struct Running {
     video: Option<VideoLeg>,
     /// Extends the PBX's 32-bit video timestamps for str0m.
     video_out_ts: TsExtender,
+    /// When we last asked the browser for a keyframe after its video lost packets.
+    video_gap_request: Option<Instant>,
     sip: Sip,
     sdp: RtpSdp,
     offer: Body,
@@ -359,6 +363,7 @@ impl TrunkCall {
             vsock: video_socket,
             video: None,
             video_out_ts: TsExtender::default(),
+            video_gap_request: None,
             sip,
             sdp,
             offer,
@@ -1105,10 +1110,23 @@ impl Running {
                     }
                 }
                 Output::Event(Event::Video(frame)) => {
-                    if let Some(v) = self.video.as_mut()
-                        && !self.held
-                    {
+                    let Some(v) = self.video.as_mut() else {
+                        continue;
+                    };
+                    if !self.held {
                         v.send_frame(now, frame.rtp_time, &frame.data);
+                    }
+                    // packets lost on the browser's side: the PBX's decoder needs a new
+                    // keyframe (asked at most once per interval)
+                    if !frame.contiguous
+                        && self.video_gap_request.is_none_or(|t| {
+                            now.saturating_duration_since(t) >= KeyframeForwarder::MIN_INTERVAL
+                        })
+                    {
+                        self.video_gap_request = Some(now);
+                        if let Err(e) = self.leg.request_keyframe() {
+                            debug!(cause = %e, "keyframe request to the browser dropped");
+                        }
                     }
                 }
                 Output::Event(Event::KeyframeRequest) => {
