@@ -3,7 +3,8 @@
 # is already there (idempotent, needs root for apt-get):
 #   build:  cmake + pkg-config (libopus is built from source by the opus crate)
 #   peers:  kamailio (company PBX), baresip (desk phones), sip-tester (SIPp),
-#           rtpengine (media peer for benchmarks), sox + espeak-ng (speech WAVs),
+#           rtpengine (media peer for benchmarks), dnsmasq-base (the DNS server
+#           of the RFC 3263 tests), sox + espeak-ng (speech WAVs),
 #           chromium + firefox-esr (the messenger client), node with
 #           playwright-core (drives Chromium) and puppeteer-core (drives Firefox
 #           over WebDriver BiDi), python3 + PyPI g722 1.2.8 (G.722 reference)
@@ -15,7 +16,7 @@ log() { printf '[deps] %s\n' "$*" >&2; }
 
 pkgs=(cmake pkg-config)
 if [ "$what" = all ]; then
-    pkgs+=(kamailio baresip-core sip-tester rtpengine-daemon rtpengine-utils sox libsox-fmt-base espeak-ng
+    pkgs+=(kamailio baresip-core sip-tester rtpengine-daemon rtpengine-utils dnsmasq-base sox libsox-fmt-base espeak-ng
            chromium firefox-esr iproute2 util-linux procps python3 python3-pip)
     command -v node >/dev/null 2>&1 || pkgs+=(nodejs npm)
 fi

@@ -4,7 +4,8 @@
 //! Nothing here is a mock. [`Kamailio`] runs Debian's `kamailio` with
 //! `tests/lab/kamailio.cfg` as the company's registrar/proxy (digest auth);
 //! [`Baresip`] runs Debian's `baresip` as an auto-answering desk phone that
-//! plays a WAV and records what it hears; [`sipp`] runs SIPp scenarios.
+//! plays a WAV and records what it hears; [`sipp`] runs SIPp scenarios;
+//! [`Dnsmasq`] serves the NAPTR/SRV/A records of the RFC 3263 tests.
 //! Every peer gets free ports and its own temporary folder, so tests run in
 //! parallel and leave nothing behind: each handle kills its process on drop.
 //!
@@ -12,16 +13,18 @@
 //!
 //! Process start on the shared CI machine can stall for seconds. Every
 //! `start` waits on a readiness signal (Kamailio's control socket answering,
-//! baresip's registration seen in Kamailio's location table) with generous
-//! timeouts, never on a fixed sleep.
+//! baresip's registration seen in Kamailio's location table, a DNS query
+//! answered by dnsmasq) with generous timeouts, never on a fixed sleep.
 //!
 //! # Installing the peers
 //!
 //! `scripts/install-deps.sh` installs them; a missing binary is an error that
 //! names the package, never a skipped test.
 
+pub mod dns;
 pub mod gateway;
 
+pub use dns::{DnsZone, Dnsmasq};
 pub use gateway::{
     Gateway, HttpReply, LabGateway, NodeRun, http_get, http_request, metric, wav_tail_rms,
 };
