@@ -4,7 +4,8 @@
 #   build:  cmake + pkg-config (libopus is built from source by the opus crate)
 #   peers:  kamailio (company PBX), baresip (desk phones), sip-tester (SIPp),
 #           rtpengine (media peer for benchmarks), dnsmasq-base (the DNS server
-#           of the RFC 3263 tests), sox + espeak-ng (speech WAVs),
+#           of the RFC 3263 tests), sox + espeak-ng (speech WAVs), multimon-ng
+#           (decodes in-band DTMF from recordings),
 #           chromium + firefox-esr (the messenger client), node with
 #           playwright-core (drives Chromium) and puppeteer-core (drives Firefox
 #           over WebDriver BiDi), python3 + PyPI g722 1.2.8 (G.722 reference),
@@ -38,7 +39,7 @@ fi
 
 pkgs=(cmake pkg-config)
 if [ "$what" = all ]; then
-    pkgs+=(kamailio baresip-core sip-tester rtpengine-daemon rtpengine-utils dnsmasq-base sox libsox-fmt-base espeak-ng
+    pkgs+=(kamailio baresip-core sip-tester rtpengine-daemon rtpengine-utils dnsmasq-base sox libsox-fmt-base espeak-ng multimon-ng
            chromium firefox-esr iproute2 util-linux procps python3 python3-pip)
     command -v node >/dev/null 2>&1 || pkgs+=(nodejs npm)
 fi
