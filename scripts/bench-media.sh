@@ -8,6 +8,7 @@
 #
 # Usage: scripts/bench-media.sh [transcode|relay|all] [--calls N] [--secs S]
 #        [--complexity C] [--opus-rate HZ] [--no-fec] [--no-rtpengine] [--inband-dtmf]
+#        [--bursts]  (old pacing: a call's frames leave in 1 ms bursts, 100 at 1,000 calls)
 # Defaults: all, 300 transcoded calls and 1000 relayed calls, 20 s each.
 # Long-running (minutes); not part of scripts/test-all.sh.
 set -euo pipefail

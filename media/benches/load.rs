@@ -30,13 +30,18 @@ use media::codec::g711;
 use media::codec::opus::{OpusDecoder, OpusEncoder, OpusSettings};
 use media::relay::{Relay, Side};
 use media::relay_uring::UringRelay;
+use media::rtp::TsExtender;
 use media::rtp_leg::RtpLegConfig;
+use media::webrtc::{self, WebRtcConfig, WebRtcLeg};
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
 #[path = "load/generator.rs"]
 mod load_gen;
 use load_gen::{Endpoint, Generator, LoadResult, run_load};
+#[path = "load/browsers.rs"]
+mod browsers;
+use browsers::Browsers;
 
 const OPUS_PT: u8 = 111;
 const PCMU_PT: u8 = 0;
@@ -339,6 +344,50 @@ fn threads_cpu(prefix: &str) -> f64 {
     ticks as f64 / 100.0
 }
 
+/// `BENCH_RT=<prio>`: the systems under test run SCHED_FIFO at that priority, as a
+/// media server is deployed (Asterisk `-p`, FreeSWITCH `-rp`, `chrt` for rtpengine),
+/// so the load generator sharing their two cores never delays them. Applies to the
+/// threads of `pid` (0: this process) whose name starts with `prefix`.
+fn realtime_threads(pid: u32, prefix: &str) {
+    let Some(prio) = std::env::var("BENCH_RT")
+        .ok()
+        .and_then(|v| v.parse::<i32>().ok())
+    else {
+        return;
+    };
+    let dir = if pid == 0 {
+        "/proc/self/task".to_string()
+    } else {
+        format!("/proc/{pid}/task")
+    };
+    let mut n = 0;
+    if let Ok(dir) = std::fs::read_dir(dir) {
+        for e in dir.flatten() {
+            let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+            let Some(tid) = e.file_name().to_str().and_then(|t| t.parse::<i32>().ok()) else {
+                continue;
+            };
+            if comm.starts_with(prefix) {
+                let param = libc::sched_param {
+                    sched_priority: prio,
+                };
+                // SAFETY: sched_setscheduler reads the param it is given.
+                if unsafe { libc::sched_setscheduler(tid, libc::SCHED_FIFO, &param) } == 0 {
+                    n += 1;
+                }
+            }
+        }
+    }
+    println!(
+        "  SCHED_FIFO {prio}: {n} threads of {}",
+        if pid == 0 {
+            prefix.to_string()
+        } else {
+            format!("pid {pid}")
+        }
+    );
+}
+
 /// Seconds the threads named `prefix*` spent runnable but waiting for a CPU (schedstat):
 /// on a shared machine this tells a slow system under test from a starved one.
 fn threads_wait(prefix: &str) -> f64 {
@@ -365,6 +414,50 @@ fn process_cpu(pid: u32) -> f64 {
 }
 
 /// Resident set size of `pid` in KiB.
+/// The bench's allocator: the system's, counting live heap bytes, so memory per call
+/// is what the calls hold, not what the allocator keeps from earlier runs (RSS never
+/// shrinks after a free, so RSS growth of a second run measures nothing).
+struct CountingAlloc;
+
+static LIVE_HEAP: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+// SAFETY: every call is forwarded to the system allocator unchanged; only a counter
+// is updated beside it.
+unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, l: std::alloc::Layout) -> *mut u8 {
+        // SAFETY: forwarded with the caller's layout.
+        let p = unsafe { std::alloc::System.alloc(l) };
+        if !p.is_null() {
+            LIVE_HEAP.fetch_add(l.size() as i64, std::sync::atomic::Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: std::alloc::Layout) {
+        // SAFETY: forwarded with the caller's pointer and layout.
+        unsafe { std::alloc::System.dealloc(p, l) };
+        LIVE_HEAP.fetch_sub(l.size() as i64, std::sync::atomic::Ordering::Relaxed);
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: std::alloc::Layout, new: usize) -> *mut u8 {
+        // SAFETY: forwarded with the caller's pointer, layout and size.
+        let q = unsafe { std::alloc::System.realloc(p, l, new) };
+        if !q.is_null() {
+            LIVE_HEAP.fetch_add(
+                new as i64 - l.size() as i64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
+        q
+    }
+}
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
+
+/// Live heap bytes of the bench process.
+fn live_heap() -> i64 {
+    LIVE_HEAP.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 fn rss_kib(pid: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -463,7 +556,7 @@ fn bare_libopus_us(settings: OpusSettings, opus: &[Vec<u8>]) -> f64 {
 /// as they are not in rtpengine's RSS either.
 fn bridge_memory_kib(n: usize, args: &Args, o: &[Vec<u8>], p: &[Vec<u8>]) -> f64 {
     let pbx: SocketAddr = "127.0.0.1:9".parse().expect("addr");
-    let rss0 = rss_kib("self");
+    let heap0 = live_heap();
     let t0 = Instant::now();
     let mut bridges = Vec::with_capacity(n);
     for _ in 0..n {
@@ -490,7 +583,7 @@ fn bridge_memory_kib(n: usize, args: &Args, o: &[Vec<u8>], p: &[Vec<u8>]) -> f64
             while b.poll_webrtc().is_some() {}
         }
     }
-    let kib = rss_kib("self").saturating_sub(rss0) as f64 / n as f64;
+    let kib = (live_heap() - heap0) as f64 / 1024.0 / n as f64;
     drop(bridges);
     kib
 }
@@ -665,6 +758,116 @@ async fn our_transcoded_call(
     snapshots
 }
 
+/// Loop turns of the WebRTC call tasks, and of those the ones whose deadline was due.
+static WAKEUPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static TIMER_WAKEUPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Runs one call as the gateway does (`gateway/src/calls/trunk.rs`): `wsock` carries
+/// the browser's ICE, DTLS-SRTP and Opus through the real [`WebRtcLeg`], `rsock` the
+/// PBX's PCMU, and the [`Bridge`] transcodes between them. `connected` counts legs
+/// whose ICE and DTLS are up.
+async fn our_webrtc_call(
+    wsock: StdUdpSocket,
+    rsock: StdUdpSocket,
+    mut leg: WebRtcLeg,
+    cfg: BridgeConfig,
+    mut stop: watch::Receiver<bool>,
+    mut marks: watch::Receiver<u8>,
+    connected: Arc<std::sync::atomic::AtomicUsize>,
+) -> Vec<BridgeStats> {
+    let mut snapshots = Vec::new();
+    let Ok(local) = wsock.local_addr() else {
+        return snapshots;
+    };
+    let (Ok(wsock), Ok(rsock)) = (UdpSocket::from_std(wsock), UdpSocket::from_std(rsock)) else {
+        return snapshots;
+    };
+    let mut marks_open = true;
+    let Ok(mut bridge) = Bridge::new(Instant::now(), cfg) else {
+        return snapshots;
+    };
+    let mut out_ts = TsExtender::default();
+    let mut wbuf = vec![0u8; 2048];
+    let mut rbuf = vec![0u8; 1500];
+    loop {
+        // Drain the leg into the bridge and the bridge into both sockets until both
+        // have nothing more to say (Opus written to the leg makes new transmits).
+        let leg_deadline = loop {
+            let now = Instant::now();
+            let deadline = loop {
+                match leg.poll_output() {
+                    Ok(webrtc::Output::Timeout(t)) => break Some(t),
+                    Ok(webrtc::Output::Transmit(t)) => {
+                        let _ = wsock.try_send_to(&t.contents, t.destination);
+                    }
+                    Ok(webrtc::Output::Event(webrtc::Event::Connected)) => {
+                        connected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    Ok(webrtc::Output::Event(webrtc::Event::Opus(f))) => {
+                        bridge.handle_webrtc_media(
+                            now,
+                            MediaFrame {
+                                seq: f.seq as u16,
+                                timestamp: f.rtp_timestamp as u32,
+                                marker: false,
+                                payload: f.payload.to_vec(),
+                            },
+                        );
+                    }
+                    Ok(webrtc::Output::Event(_)) => {}
+                    Err(_) => break None,
+                }
+            };
+            let Some(deadline) = deadline else {
+                return snapshots;
+            };
+            while let Some(t) = bridge.poll_transmit() {
+                let _ = rsock.try_send_to(&t.data, t.destination);
+            }
+            let mut wrote = false;
+            while let Some(o) = bridge.poll_webrtc() {
+                if let WebrtcOutput::Audio(f) = o {
+                    wrote |= leg
+                        .write_opus(now, out_ts.extend(f.timestamp), &f.payload)
+                        .is_ok();
+                }
+            }
+            if !wrote {
+                break deadline;
+            }
+        };
+        let deadline = bridge
+            .poll_timeout()
+            .map_or(leg_deadline, |t| t.min(leg_deadline));
+        WAKEUPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if deadline <= Instant::now() + Duration::from_micros(50) {
+            TIMER_WAKEUPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        tokio::select! {
+            _ = stop.changed() => break,
+            r = marks.changed(), if marks_open => match r {
+                Ok(()) => snapshots.push(bridge.stats()),
+                Err(_) => marks_open = false,
+            },
+            r = wsock.recv_from(&mut wbuf) => {
+                let Ok((n, source)) = r else { continue };
+                let input = webrtc::Receive { source, destination: local, contents: &wbuf[..n] };
+                let _ = leg.handle_input(Instant::now(), input);
+            }
+            r = rsock.recv_from(&mut rbuf) => {
+                let Ok((n, from)) = r else { continue };
+                bridge.handle_rtp_input(Instant::now(), from, rbuf[..n].to_vec());
+            }
+            _ = tokio::time::sleep_until(deadline.into()) => {
+                let now = Instant::now();
+                let _ = leg.handle_timeout(now);
+                bridge.handle_timeout(now);
+            }
+        }
+    }
+    snapshots
+}
+
 /// Runs our passthrough relay for one call.
 async fn our_relayed_call(
     a_sock: StdUdpSocket,
@@ -808,6 +1011,9 @@ struct Args {
     skip_rtpengine: bool,
     /// The PBX side has no telephone-event, so the bridge runs its tone detector.
     inband_dtmf: bool,
+    /// The browser side sends plain RTP Opus straight into the bridge (no WebRTC leg,
+    /// no SRTP): the same streams rtpengine gets.
+    plain_opus: bool,
 }
 
 /// CPU µs per frame delivered on time or late (not lost): the cost that stays fair when
@@ -845,35 +1051,49 @@ fn transcode(args: &Args) {
     );
     // ours
     let sut = Sut::new();
+    realtime_threads(0, "sut-");
     let generator = Generator::new();
     let (stop_tx, stop_rx) = watch::channel(false);
     let (mark_tx, mark_rx) = watch::channel(0u8);
     let rss0 = rss_kib("self");
     let mut eps = Vec::new();
     let mut tasks = Vec::new();
+    let heap_before = live_heap();
+    let mut browsers = (!args.plain_opus).then(Browsers::new);
+    let mut leg_heap = 0i64;
+    let connected = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for i in 0..args.calls {
         let (browser, pbx) = generator.call(i);
         let ((w, wa), (r, ra)) = (sut_socket(), sut_socket());
         let (b_addr, p_addr) = (generator.addr(browser), generator.addr(pbx));
-        tasks.push(sut.spawn(
-            i,
-            our_transcoded_call(
-                w,
-                r,
-                b_addr,
-                bridge_config(p_addr, args.opus, args.inband_dtmf),
-                stop_rx.clone(),
-                mark_rx.clone(),
-            ),
-        ));
-        eps.push(Endpoint {
-            sock: browser,
-            send_to: wa,
-            pt: OPUS_PT,
-            samples: 960,
-            frames: opus_frames.clone(),
-            stamp: false,
-        });
+        let cfg = bridge_config(p_addr, args.opus, args.inband_dtmf);
+        if let Some(browsers) = browsers.as_mut() {
+            let offer = browsers.offer(Instant::now());
+            let wcfg = WebRtcConfig {
+                local_addrs: vec![wa],
+                video: false,
+            };
+            let h = live_heap();
+            let (leg, answer) =
+                WebRtcLeg::accept_offer(Instant::now(), &wcfg, &offer).expect("webrtc leg");
+            leg_heap += live_heap() - h;
+            browsers.answer(&answer, wa);
+            let (stop, marks, c) = (stop_rx.clone(), mark_rx.clone(), connected.clone());
+            tasks.push(sut.spawn(i, our_webrtc_call(w, r, leg, cfg, stop, marks, c)));
+        } else {
+            tasks.push(sut.spawn(
+                i,
+                our_transcoded_call(w, r, b_addr, cfg, stop_rx.clone(), mark_rx.clone()),
+            ));
+            eps.push(Endpoint {
+                sock: browser,
+                send_to: wa,
+                pt: OPUS_PT,
+                samples: 960,
+                frames: opus_frames.clone(),
+                stamp: false,
+            });
+        }
         eps.push(Endpoint {
             sock: pbx,
             send_to: ra,
@@ -883,10 +1103,64 @@ fn transcode(args: &Args) {
             stamp: false,
         });
     }
+    // The browsers connect (ICE, DTLS) before anything is measured.
+    let browser_side = browsers.map(|mut b| {
+        let (bstop, frames, marks) = (
+            Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            opus_frames.clone(),
+            mark_rx.clone(),
+        );
+        let b_connected = b.connected();
+        let stop = bstop.clone();
+        let thread = std::thread::Builder::new()
+            .name("gen-browsers".into())
+            .spawn(move || b.run(&frames, marks, &stop))
+            .expect("spawn browsers");
+        let t = Instant::now();
+        let up = |c: &std::sync::atomic::AtomicUsize| c.load(std::sync::atomic::Ordering::Relaxed);
+        while (up(&connected) < args.calls || up(&b_connected) < args.calls)
+            && t.elapsed() < Duration::from_secs(60)
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        println!(
+            "  WebRTC legs (ICE + DTLS-SRTP) connected: {} of {} (browsers: {}) in {:.1} s",
+            up(&connected),
+            args.calls,
+            up(&b_connected),
+            t.elapsed().as_secs_f64()
+        );
+        (thread, bstop)
+    });
     let cpu0 = threads_cpu("sut");
     let wait0 = threads_wait("sut");
     let t0 = Instant::now();
-    let res = run_load(&generator, &eps, args.secs, args.warmup, Some(mark_tx));
+    let w0 = WAKEUPS.load(std::sync::atomic::Ordering::Relaxed);
+    let tw0 = TIMER_WAKEUPS.load(std::sync::atomic::Ordering::Relaxed);
+    let mut res = run_load(&generator, &eps, args.secs, args.warmup, Some(mark_tx));
+    let heap_run = live_heap() - heap_before;
+    if !args.plain_opus {
+        let per = |n: u64| n as f64 / args.calls as f64 / t0.elapsed().as_secs_f64();
+        println!(
+            "  call task turns per call-second: {:.0} (of which due deadlines {:.0})",
+            per(WAKEUPS.load(std::sync::atomic::Ordering::Relaxed) - w0),
+            per(TIMER_WAKEUPS.load(std::sync::atomic::Ordering::Relaxed) - tw0)
+        );
+    }
+    if let Some((thread, stop)) = browser_side {
+        std::thread::sleep(Duration::from_millis(400));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let b = thread.join().expect("browsers");
+        // summarize() wants [towards browser 0, towards PBX 0, towards browser 1, …]
+        let pbx = std::mem::take(&mut res.received);
+        res.received = b
+            .received
+            .into_iter()
+            .zip(pbx)
+            .flat_map(|(x, y)| [x, y])
+            .collect();
+        res.sent += b.sent;
+    }
     let wall = t0.elapsed().as_secs_f64();
     let cpu = threads_cpu("sut") - cpu0;
     println!(
@@ -926,10 +1200,18 @@ fn transcode(args: &Args) {
         100.0 * bare / per_frame
     );
     let _ = (rss0, rss1);
+    let bridge_kib = bridge_memory_kib(args.calls, args, &opus_frames, &pcmu_frames);
+    let leg_kib = leg_heap as f64 / 1024.0 / args.calls as f64;
     println!(
-        "namecall memory: {:.1} KiB per transcoded call (RSS growth per live Bridge, {} bridges)",
-        bridge_memory_kib(args.calls, args, &opus_frames, &pcmu_frames),
+        "namecall memory: {:.1} KiB heap per transcoded call (WebRTC leg at setup {leg_kib:.1} \
+         + Bridge after 1 s of traffic {bridge_kib:.1}; {} calls)",
+        leg_kib + bridge_kib,
         args.calls
+    );
+    println!(
+        "  (whole bench process during the run, browser peers and generator included: \
+         {:.1} KiB heap per call)",
+        heap_run as f64 / 1024.0 / args.calls as f64
     );
     if args.skip_rtpengine {
         return;
@@ -937,6 +1219,7 @@ fn transcode(args: &Args) {
 
     // rtpengine, same streams
     let mut rtpe = Rtpengine::start();
+    realtime_threads(rtpe.pid(), "");
     let generator = Generator::new();
     let rss0 = rss_kib(&rtpe.pid().to_string());
     let mut eps = Vec::new();
@@ -1001,6 +1284,7 @@ fn uring_relay(args: &Args, direct: &Summary) {
             return;
         }
     };
+    realtime_threads(0, "sut-u");
     let pcmu: Frames = Arc::new(vec![vec![0xffu8; 160]; 50]);
     let generator = Generator::new();
     let rss0 = rss_kib("self");
@@ -1085,6 +1369,7 @@ fn relay(args: &Args) {
 
     // ours
     let sut = Sut::new();
+    realtime_threads(0, "sut-");
     let generator = Generator::new();
     let (stop_tx, stop_rx) = watch::channel(false);
     let rss0 = rss_kib("self");
@@ -1137,6 +1422,7 @@ fn relay(args: &Args) {
     }
 
     let mut rtpe = Rtpengine::start();
+    realtime_threads(rtpe.pid(), "");
     let rss0 = rss_kib(&rtpe.pid().to_string());
     let generator = Generator::new();
     let mut eps = Vec::new();
@@ -1187,6 +1473,7 @@ fn main() {
         opus: OpusSettings::narrowband(),
         skip_rtpengine: false,
         inband_dtmf: false,
+        plain_opus: false,
     };
     let mut relay_calls = 1000;
     let mut transcode_calls = 300;
@@ -1209,6 +1496,8 @@ fn main() {
             "--no-fec" => args.opus.inband_fec = false,
             "--no-rtpengine" => args.skip_rtpengine = true,
             "--inband-dtmf" => args.inband_dtmf = true,
+            "--bursts" => load_gen::set_bursts(true),
+            "--plain-opus" => args.plain_opus = true,
             other => eprintln!("ignoring argument {other}"),
         }
     }

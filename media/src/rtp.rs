@@ -243,6 +243,25 @@ impl SeqExtender {
     }
 }
 
+/// Extends 32-bit RTP timestamps to a monotonic 64-bit clock (what str0m's writer wants).
+#[derive(Debug, Clone, Default)]
+pub struct TsExtender {
+    last: Option<(u32, u64)>,
+}
+
+impl TsExtender {
+    /// Returns the extended value of `ts`, a signed 32-bit step from the last one (so
+    /// wrap-around works both ways), never below zero.
+    pub fn extend(&mut self, ts: u32) -> u64 {
+        let ext = match self.last {
+            Some((prev, ext)) => ext.saturating_add_signed(i64::from(ts_delta(ts, prev))),
+            None => u64::from(ts),
+        };
+        self.last = Some((ts, ext));
+        ext
+    }
+}
+
 /// Receiver-side statistics for one source (RFC 3550 A.1, A.3 and A.8).
 #[derive(Debug, Clone, Default)]
 pub struct ReceiveStats {

@@ -42,6 +42,7 @@ use std::time::{Duration, Instant};
 use str0m::format::{Codec, FormatParams};
 use str0m::media::{Frequency, KeyframeRequestKind, MediaKind, MediaTime, Mid, Pt};
 use str0m::net::Protocol;
+use str0m::rtp::Extension;
 use str0m::{Candidate, IceConnectionState, Rtc};
 
 use crate::sdp::{MediaDescription, SessionDescription, VideoCodec};
@@ -243,7 +244,19 @@ impl WebRtcLeg {
             .clear_codecs()
             .enable_opus(true, false)
             .enable_vp8(config.video)
-            .enable_h264(config.video);
+            .enable_h264(config.video)
+            // Hand every packet out as it comes: the bridge's jitter buffer reorders
+            // and conceals. str0m's default holds frames after a gap until 15 more
+            // have arrived (300 ms of audio), which turns every lost packet into a
+            // 300 ms stall before the jitter buffer.
+            .set_reordering_size_audio(0)
+            // Only what an audio leg uses: the mid (BUNDLE demux) and the audio
+            // level. No transport-wide sequence numbers: with them the browser sends
+            // transport-cc feedback for every few packets and str0m books each one,
+            // for a bandwidth estimate a fixed-rate voice leg has no use for.
+            .clear_extension_map()
+            .set_extension(1, Extension::AudioLevel)
+            .set_extension(4, Extension::RtpMid);
         builder.codec_config().add_config(
             Pt::new_with_value(PT_TELEPHONE_EVENT),
             None,
@@ -1087,6 +1100,82 @@ mod tests {
             Err(WebRtcError::NoVideo)
         ));
         assert!(matches!(leg.request_keyframe(), Err(WebRtcError::NoVideo)));
+    }
+
+    /// A lost packet does not hold back the frames after it: each comes out as it
+    /// arrives (the bridge's jitter buffer conceals the gap), not after str0m's
+    /// default reorder window of 15 packets (300 ms of audio).
+    #[test]
+    fn a_lost_packet_does_not_stall_later_frames() {
+        let start = Instant::now();
+        let mut now = start;
+        let (mut b, offer, mid) = browser(now, MediaKind::Audio);
+        let (mut leg, answer) = WebRtcLeg::accept_offer(now, &config(), &offer).expect("answer");
+        accept_answer(&mut b, &answer);
+        leg.add_remote_candidate("candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host")
+            .expect("candidate parses");
+        let mut seen = Seen::default();
+        drive(
+            &mut now,
+            start + Duration::from_secs(10),
+            &mut b,
+            &mut leg,
+            &mut seen,
+            false,
+            |s| {
+                s.leg.contains(&Event::Connected)
+                    && s.browser
+                        .iter()
+                        .any(|e| matches!(e, str0m::Event::Connected))
+            },
+        );
+        let pt = b
+            .writer(mid)
+            .expect("browser writer")
+            .payload_params()
+            .find(|p| p.spec().codec == Codec::Opus)
+            .expect("browser has opus")
+            .pt();
+        let frames = |seen: &Seen| {
+            seen.leg
+                .iter()
+                .filter(|e| matches!(e, Event::Opus(_)))
+                .count()
+        };
+        for i in 0..10u64 {
+            b.writer(mid)
+                .expect("browser writer")
+                .write(
+                    pt,
+                    now,
+                    MediaTime::new(i * 960, Frequency::FORTY_EIGHT_KHZ),
+                    vec![0xF8, i as u8],
+                )
+                .expect("browser write");
+            if i == 5 {
+                // the network loses frame 5 (str0m's pacer sends it on a timeout)
+                let mut dropped = 0;
+                for _ in 0..3 {
+                    b.handle_input(str0m::Input::Timeout(now))
+                        .expect("browser timeout");
+                    loop {
+                        match b.poll_output().expect("browser poll") {
+                            str0m::Output::Timeout(_) => break,
+                            str0m::Output::Transmit(_) => dropped += 1,
+                            str0m::Output::Event(e) => seen.browser.push(e),
+                        }
+                    }
+                }
+                assert!(dropped > 0, "frame 5 was sent and lost");
+            }
+            let until = now + Duration::from_millis(20);
+            drive(&mut now, until, &mut b, &mut leg, &mut seen, false, |_| {
+                false
+            });
+            // every frame sent so far but the lost one is out, within its 20 ms
+            let expected = if i < 5 { i + 1 } else { i } as usize;
+            assert_eq!(frames(&seen), expected, "after frame {i}");
+        }
     }
 
     /// Without any peer the leg fails after the connect timeout, once.

@@ -1117,14 +1117,20 @@ pub fn ratio_line(ours: &Report, theirs: &Report) -> String {
     )
 }
 
-/// Finds `nats-server`: `$NATS_SERVER`, then `PATH`.
+/// Finds `nats-server`: `$NATS_SERVER`, then the pinned one
+/// `scripts/install-deps.sh` puts in `tests/tools/nats`, then `PATH`.
 pub fn find_nats() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("NATS_SERVER") {
         let p = PathBuf::from(p);
         return p.exists().then_some(p);
     }
+    let pinned = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/tools/nats/bin/nats-server");
+    if pinned.is_file() {
+        return Some(pinned);
+    }
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|d| d.join("nats-server"))
-        .find(|p| p.exists())
+        .find(|p| p.is_file())
 }

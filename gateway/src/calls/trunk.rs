@@ -34,6 +34,7 @@ use media::bridge::{Bridge, BridgeConfig, BridgeEvent, MediaFrame, PbxDtmf, Webr
 use media::codec::Codec;
 use media::dtmf::{DigitPlayer, InfoDtmf};
 use media::keyframe::KeyframeForwarder;
+use media::rtp::TsExtender;
 use media::rtp_leg::RtpLegConfig;
 use media::sdp::{
     Direction, NegotiatedAudio, PBX_AUDIO_CODECS, RtpSdp, SessionDescription, pbx_video,
@@ -1272,24 +1273,6 @@ async fn recv_opt(
 
 fn parse_sdp(body: &Body) -> Option<SessionDescription> {
     SessionDescription::parse(&String::from_utf8_lossy(&body.data)).ok()
-}
-
-/// Extends 32-bit RTP timestamps to the monotonic 64-bit clock str0m wants.
-#[derive(Debug, Default)]
-struct TsExtender {
-    last: Option<(u32, u64)>,
-}
-
-impl TsExtender {
-    fn extend(&mut self, ts: u32) -> u64 {
-        let ext = match self.last {
-            // a signed 32-bit step handles wrap-around both ways; never below zero
-            Some((prev, ext)) => ext.saturating_add_signed(i64::from(ts.wrapping_sub(prev) as i32)),
-            None => u64::from(ts),
-        };
-        self.last = Some((ts, ext));
-        ext
-    }
 }
 
 /// The SDP offer to a PBX: our audio codecs, with telephone-event unless the

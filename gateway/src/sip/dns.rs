@@ -242,14 +242,9 @@ impl Lookup for BlockingLookup {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-    use std::net::UdpSocket;
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::net::Ipv4Addr;
 
-    use hickory_resolver::proto::op::{Message, OpCode, ResponseCode};
-    use hickory_resolver::proto::rr::Record;
-    use hickory_resolver::proto::rr::rdata::{A, NAPTR, SRV};
+    use labkit::{DnsZone, Dnsmasq};
     use sip_trunk::message::Uri;
     use sip_trunk::resolve::{Target, Transport, resolve};
 
@@ -259,127 +254,49 @@ mod tests {
         Name::from_str(s).expect("test name")
     }
 
+    /// One record of a test zone, served by dnsmasq and read by [`Table`].
+    #[derive(Clone, Debug)]
+    enum Rec {
+        /// owner, order, preference, services (flag `S`), replacement
+        Naptr(&'static str, u16, u16, &'static str, &'static str),
+        /// owner, target, port, priority, weight
+        Srv(&'static str, &'static str, u16, u16, u16),
+        /// owner, IPv4 address
+        A(&'static str, Ipv4Addr),
+    }
+
     /// The zone of `example.test`: NAPTR prefers TCP, two TCP SRV priorities, one UDP SRV.
-    fn zone() -> HashMap<(String, RecordType), Vec<RData>> {
-        let mut z = HashMap::new();
-        z.insert(
-            ("example.test.".into(), RecordType::NAPTR),
-            vec![
-                RData::NAPTR(NAPTR::new(
-                    10,
-                    10,
-                    b"S".to_vec().into(),
-                    b"SIP+D2T".to_vec().into(),
-                    Vec::new().into(),
-                    name("_sip._tcp.example.test."),
-                )),
-                RData::NAPTR(NAPTR::new(
-                    20,
-                    10,
-                    b"S".to_vec().into(),
-                    b"SIP+D2U".to_vec().into(),
-                    Vec::new().into(),
-                    name("_sip._udp.example.test."),
-                )),
-            ],
-        );
-        z.insert(
-            ("_sip._tcp.example.test.".into(), RecordType::SRV),
-            vec![
-                RData::SRV(SRV::new(20, 0, 5080, name("sip2.example.test."))),
-                RData::SRV(SRV::new(10, 60, 5070, name("sip1.example.test."))),
-            ],
-        );
-        z.insert(
-            ("_sip._udp.example.test.".into(), RecordType::SRV),
-            vec![RData::SRV(SRV::new(
-                10,
-                0,
-                5060,
-                name("sip1.example.test."),
-            ))],
-        );
-        z.insert(
-            ("sip1.example.test.".into(), RecordType::A),
-            vec![RData::A(A::new(127, 0, 0, 10))],
-        );
-        z.insert(
-            ("sip2.example.test.".into(), RecordType::A),
-            vec![RData::A(A::new(127, 0, 0, 20))],
-        );
-        z
+    fn zone() -> Vec<Rec> {
+        vec![
+            Rec::Naptr("example.test", 10, 10, "SIP+D2T", "_sip._tcp.example.test"),
+            Rec::Naptr("example.test", 20, 10, "SIP+D2U", "_sip._udp.example.test"),
+            Rec::Srv("_sip._tcp.example.test", "sip2.example.test", 5080, 20, 0),
+            Rec::Srv("_sip._tcp.example.test", "sip1.example.test", 5070, 10, 60),
+            Rec::Srv("_sip._udp.example.test", "sip1.example.test", 5060, 10, 0),
+            Rec::A("sip1.example.test", Ipv4Addr::new(127, 0, 0, 10)),
+            Rec::A("sip2.example.test", Ipv4Addr::new(127, 0, 0, 20)),
+        ]
     }
 
-    /// A tiny authoritative DNS server on loopback UDP, answering from
-    /// [`zone`] or a given zone (NXDOMAIN for unknown names), on its own thread.
-    struct Responder {
-        addr: SocketAddr,
-        queries: Arc<AtomicUsize>,
-        stop: Arc<AtomicBool>,
-    }
-
-    impl Responder {
-        fn start() -> Self {
-            Self::serve(zone())
-        }
-
-        fn serve(zone: HashMap<(String, RecordType), Vec<RData>>) -> Self {
-            let sock = UdpSocket::bind("127.0.0.1:0").expect("bind dns responder");
-            sock.set_read_timeout(Some(Duration::from_millis(50)))
-                .expect("timeout");
-            let addr = sock.local_addr().expect("addr");
-            let queries = Arc::new(AtomicUsize::new(0));
-            let stop = Arc::new(AtomicBool::new(false));
-            let (q, st) = (queries.clone(), stop.clone());
-            std::thread::spawn(move || {
-                let known: Vec<String> = zone.keys().map(|(n, _)| n.clone()).collect();
-                let mut buf = [0u8; 1500];
-                while !st.load(Ordering::Relaxed) {
-                    let Ok((n, from)) = sock.recv_from(&mut buf) else {
-                        continue;
-                    };
-                    let Ok(req) = Message::from_vec(&buf[..n]) else {
-                        continue;
-                    };
-                    q.fetch_add(1, Ordering::Relaxed);
-                    let mut resp = Message::response(req.metadata.id, OpCode::Query);
-                    resp.metadata.recursion_available = true;
-                    resp.metadata.authoritative = true;
-                    for query in &req.queries {
-                        resp.add_query(query.clone());
-                        let owner = query.name.to_ascii().to_ascii_lowercase();
-                        if !known.contains(&owner) {
-                            resp.metadata.response_code = ResponseCode::NXDomain;
-                        }
-                        for data in zone.get(&(owner, query.query_type)).into_iter().flatten() {
-                            resp.add_answer(Record::from_rdata(
-                                query.name.clone(),
-                                60,
-                                data.clone(),
-                            ));
-                        }
-                    }
-                    if let Ok(bytes) = resp.to_vec() {
-                        let _ = sock.send_to(&bytes, from);
-                    }
+    /// dnsmasq (a third-party DNS server) on loopback, serving `recs`.
+    fn serve(recs: &[Rec]) -> Dnsmasq {
+        let mut z = DnsZone::new();
+        for r in recs {
+            z = match *r {
+                Rec::Naptr(owner, order, pref, services, repl) => {
+                    z.naptr(owner, order, pref, "S", services, repl)
                 }
-            });
-            Self {
-                addr,
-                queries,
-                stop,
-            }
+                Rec::Srv(owner, target, port, prio, weight) => {
+                    z.srv(owner, target, port, prio, weight)
+                }
+                Rec::A(owner, ip) => z.a(owner, ip),
+            };
         }
-
-        fn lookup(&self) -> DnsLookup {
-            DnsLookup::with_servers(&[self.addr], Duration::from_millis(500), 2).expect("resolver")
-        }
+        Dnsmasq::start(&z).expect("dnsmasq starts (Debian package dnsmasq-base)")
     }
 
-    impl Drop for Responder {
-        fn drop(&mut self) {
-            self.stop.store(true, Ordering::Relaxed);
-        }
+    fn lookup_at(dns: &Dnsmasq) -> DnsLookup {
+        DnsLookup::with_servers(&[dns.addr()], Duration::from_millis(500), 2).expect("resolver")
     }
 
     fn target(t: Transport, a: &str) -> Target {
@@ -394,52 +311,47 @@ mod tests {
     }
 
     /// The same records through the table planner, for comparison.
-    struct Table(HashMap<(String, RecordType), Vec<RData>>);
+    struct Table(Vec<Rec>);
 
     impl Lookup for Table {
         fn naptr(&mut self, domain: &str) -> Vec<NaptrRecord> {
-            let key = (format!("{domain}."), RecordType::NAPTR);
             self.0
-                .get(&key)
-                .into_iter()
-                .flatten()
-                .filter_map(|r| match r {
-                    RData::NAPTR(n) => Some(NaptrRecord {
-                        order: n.order,
-                        preference: n.preference,
-                        flags: String::from_utf8_lossy(&n.flags).into_owned(),
-                        services: String::from_utf8_lossy(&n.services).into_owned(),
-                        replacement: host_of(&n.replacement),
-                    }),
+                .iter()
+                .filter_map(|r| match *r {
+                    Rec::Naptr(owner, order, preference, services, repl) if owner == domain => {
+                        Some(NaptrRecord {
+                            order,
+                            preference,
+                            flags: "S".into(),
+                            services: services.into(),
+                            replacement: repl.into(),
+                        })
+                    }
                     _ => None,
                 })
                 .collect()
         }
         fn srv(&mut self, name: &str) -> Vec<SrvRecord> {
-            let key = (format!("{name}."), RecordType::SRV);
             self.0
-                .get(&key)
-                .into_iter()
-                .flatten()
-                .filter_map(|r| match r {
-                    RData::SRV(s) => Some(SrvRecord {
-                        priority: s.priority,
-                        weight: s.weight,
-                        port: s.port,
-                        target: host_of(&s.target),
-                    }),
+                .iter()
+                .filter_map(|r| match *r {
+                    Rec::Srv(owner, target, port, priority, weight) if owner == name => {
+                        Some(SrvRecord {
+                            priority,
+                            weight,
+                            port,
+                            target: target.into(),
+                        })
+                    }
                     _ => None,
                 })
                 .collect()
         }
         fn ip(&mut self, host: &str) -> Vec<IpAddr> {
-            let key = (format!("{host}."), RecordType::A);
             self.0
-                .get(&key)
-                .into_iter()
-                .flatten()
-                .filter_map(|r| match r {
-                    RData::A(a) => Some(IpAddr::V4(a.0)),
+                .iter()
+                .filter_map(|r| match *r {
+                    Rec::A(owner, ip) if owner == host => Some(IpAddr::V4(ip)),
                     _ => None,
                 })
                 .collect()
@@ -461,8 +373,8 @@ mod tests {
     /// NAPTR → SRV (by priority) → A over real DNS packets on loopback.
     #[tokio::test]
     async fn naptr_srv_a_over_loopback_dns() {
-        let dns = Responder::start();
-        let lookup = dns.lookup();
+        let dns = serve(&zone());
+        let lookup = lookup_at(&dns);
         let naptr = lookup.naptr("example.test").await;
         assert_eq!(naptr.len(), 2);
         let srv = lookup.srv("_sip._tcp.example.test").await;
@@ -501,14 +413,14 @@ mod tests {
             )
             .await;
         assert_eq!(udp.as_slice(), &[target(Transport::Udp, "127.0.0.10:5060")]);
-        assert!(dns.queries.load(Ordering::Relaxed) >= 5);
+        assert!(dns.queries() >= 5, "{}", dns.log.tail(20));
     }
 
     /// An unknown domain (NXDOMAIN everywhere) ends in the configured fallback.
     #[tokio::test]
     async fn nxdomain_falls_back_to_the_configured_address() {
-        let dns = Responder::start();
-        let lookup = dns.lookup();
+        let dns = serve(&zone());
+        let lookup = lookup_at(&dns);
         assert!(lookup.naptr("nowhere.test").await.is_empty());
         assert!(lookup.ip("nowhere.test").await.is_empty());
         let fallback = target(Transport::Udp, "192.0.2.7:5060");
@@ -525,8 +437,8 @@ mod tests {
     /// The blocking adapter implements `Lookup` for the synchronous planner.
     #[test]
     fn blocking_lookup_drives_the_sync_planner() {
-        let dns = Responder::start();
-        let mut lookup = BlockingLookup::new(dns.lookup()).expect("runtime");
+        let dns = serve(&zone());
+        let mut lookup = BlockingLookup::new(lookup_at(&dns)).expect("runtime");
         let mut rng = StdRng::seed_from_u64(2);
         let targets = resolve(
             &request("sip:pbx@example.test;transport=tcp"),
@@ -551,32 +463,13 @@ mod tests {
     async fn trunk_by_domain_registers_through_srv_past_a_dead_target() {
         let pbx = labkit::Kamailio::start(&[("trunk", "trunkpass")]).expect("kamailio");
         let dead = labkit::free_port();
-        let mut z = HashMap::new();
-        z.insert(
-            ("pbx.test.".into(), RecordType::NAPTR),
-            vec![RData::NAPTR(NAPTR::new(
-                10,
-                10,
-                b"S".to_vec().into(),
-                b"SIP+D2T".to_vec().into(),
-                Vec::new().into(),
-                name("_sip._tcp.pbx.test."),
-            ))],
-        );
-        z.insert(
-            ("_sip._tcp.pbx.test.".into(), RecordType::SRV),
-            vec![
-                RData::SRV(SRV::new(20, 0, pbx.addr().port(), name("b.pbx.test."))),
-                RData::SRV(SRV::new(10, 0, dead, name("a.pbx.test."))),
-            ],
-        );
-        for host in ["a.pbx.test.", "b.pbx.test."] {
-            z.insert(
-                (host.into(), RecordType::A),
-                vec![RData::A(A::new(127, 0, 0, 1))],
-            );
-        }
-        let dns = Responder::serve(z);
+        let dns = serve(&[
+            Rec::Naptr("pbx.test", 10, 10, "SIP+D2T", "_sip._tcp.pbx.test"),
+            Rec::Srv("_sip._tcp.pbx.test", "b.pbx.test", pbx.addr().port(), 20, 0),
+            Rec::Srv("_sip._tcp.pbx.test", "a.pbx.test", dead, 10, 0),
+            Rec::A("a.pbx.test", Ipv4Addr::LOCALHOST),
+            Rec::A("b.pbx.test", Ipv4Addr::LOCALHOST),
+        ]);
         let text = "version: 1\ntenant: acme\ntrunks:\n  main:\n    kind: register\n    registrar: pbx.test\n    username: trunk\n    password: trunkpass\n    domain: pbx.lab\n    keepalive: 1s\nnames:\n  sales:\n    route: { dial: { trunk: main, extension: \"100\" } }\n";
         let plans = dialplans::Dialplans::from_sources([("acme.yaml", text)]).expect("valid plan");
         let trunk = plans
@@ -584,7 +477,7 @@ mod tests {
             .and_then(|p| p.trunk("main"))
             .expect("trunk main")
             .clone();
-        let lookup = dns.lookup();
+        let lookup = lookup_at(&dns);
         let dead_addr = format!("127.0.0.1:{dead}");
         let targets = crate::sip::trunks::trunk_targets(Some(&lookup), "acme/main", &trunk)
             .await
@@ -648,8 +541,8 @@ mod tests {
     /// `address`; a host with only an A record is used at port 5060 first.
     #[tokio::test]
     async fn static_address_is_the_last_resort() {
-        let dns = Responder::start();
-        let lookup = dns.lookup();
+        let dns = serve(&zone());
+        let lookup = lookup_at(&dns);
         let plan = |host: &str| {
             let text = format!(
                 "version: 1\ntenant: acme\ntrunks:\n  main: {{ kind: ip, proxy: {host}, address: \"192.0.2.7:5070\" }}\nnames:\n  sales:\n    route: {{ dial: {{ trunk: main, extension: \"100\" }} }}\n"

@@ -4,11 +4,13 @@
 //
 //   node call.mjs <gateway-url> --to acme/sales [--login alice] [--search acme]
 //                 [--end hangup|remote|cancel|fail] [--seconds 4] [--dtmf 1] [--video]
+//                 [--audio <wav>]
 //
 // Registers <login> (a fresh account), optionally searches the directory and
 // checks the name is among the hits, calls --to through the UI, then:
 //   hangup  waits for "connected", samples getStats for --seconds (pressing
-//           the keypad --dtmf midway), clicks Hang up;
+//           the keypad keys of --dtmf midway, one after the other, e.g.
+//           `--dtmf 159#`), clicks Hang up;
 //   remote  waits for "connected", samples until the call ends by itself
 //           (the desk phone hangs up; at most --seconds);
 //   cancel  waits for "ringing", clicks Hang up before anyone answers;
@@ -26,6 +28,7 @@
 // `t` is the wall clock (ms) so the Rust side can line samples up with what
 // it did to the desk phone. Exit 0 when every check passes.
 //
+// --audio makes Chromium's fake microphone play that WAV instead of its beep.
 // Environment: CHROMIUM (default /usr/bin/chromium), PLAYWRIGHT_CORE.
 
 import fs from 'node:fs';
@@ -43,6 +46,7 @@ const end = opt('end', 'hangup');
 const seconds = Number(opt('seconds', '4'));
 const dtmf = opt('dtmf', '');
 const video = argv.includes('--video');
+const audio = opt('audio', '');
 const here = path.dirname(fileURLToPath(import.meta.url));
 const pwPath = process.env.PLAYWRIGHT_CORE
   || path.resolve(here, '..', '..', '..', 'tests', 'node_modules', 'playwright-core');
@@ -63,6 +67,7 @@ async function main() {
     '--autoplay-policy=no-user-gesture-required',
     '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1',
   ];
+  if (audio) flags.push(`--use-file-for-fake-audio-capture=${audio}`);
   let ctx;
   const consoleLines = [];
   try {
@@ -185,9 +190,11 @@ async function main() {
         await sample();
         if ((end === 'remote' || end === 'answer') && (await state()) === 'ended') break;
         if (!pressed && Date.now() > stop - (seconds * 1000) / 2) {
-          await page.click(`#keypad button:has-text("${dtmf}")`);
+          for (const key of dtmf) {
+            await page.click(`#keypad button:text-is("${key}")`);
+            mark(`dtmf ${key}`);
+          }
           pressed = true;
-          mark(`dtmf ${dtmf}`);
         }
         await page.waitForTimeout(250);
       }

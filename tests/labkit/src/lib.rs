@@ -4,7 +4,9 @@
 //! Nothing here is a mock. [`Kamailio`] runs Debian's `kamailio` with
 //! `tests/lab/kamailio.cfg` as the company's registrar/proxy (digest auth);
 //! [`Baresip`] runs Debian's `baresip` as an auto-answering desk phone that
-//! plays a WAV and records what it hears; [`sipp`] runs SIPp scenarios.
+//! plays a WAV and records what it hears; [`sipp`] runs SIPp scenarios;
+//! [`Dnsmasq`] serves the NAPTR/SRV/A records of the RFC 3263 tests;
+//! [`dtmf_in_wav`] decodes DTMF keys from a recording with multimon-ng.
 //! Every peer gets free ports and its own temporary folder, so tests run in
 //! parallel and leave nothing behind: each handle kills its process on drop.
 //!
@@ -12,16 +14,18 @@
 //!
 //! Process start on the shared CI machine can stall for seconds. Every
 //! `start` waits on a readiness signal (Kamailio's control socket answering,
-//! baresip's registration seen in Kamailio's location table) with generous
-//! timeouts, never on a fixed sleep.
+//! baresip's registration seen in Kamailio's location table, a DNS query
+//! answered by dnsmasq) with generous timeouts, never on a fixed sleep.
 //!
 //! # Installing the peers
 //!
 //! `scripts/install-deps.sh` installs them; a missing binary is an error that
 //! names the package, never a skipped test.
 
+pub mod dns;
 pub mod gateway;
 
+pub use dns::{DnsZone, Dnsmasq};
 pub use gateway::{
     Gateway, HttpReply, LabGateway, NodeRun, http_get, http_request, metric, wav_tail_rms,
 };
@@ -380,6 +384,33 @@ pub fn speech_wav(text: &str, rate: u32, name: &str) -> io::Result<PathBuf> {
     }
     std::fs::rename(&tmp, &out)?;
     Ok(out)
+}
+
+/// The DTMF keys heard in a WAV, in order, as decoded by multimon-ng
+/// (Debian `multimon-ng`, `-a DTMF -t wav`; it reads the file through sox).
+/// One character per key press: a tone held for a while is still one key.
+pub fn dtmf_in_wav(path: &Path) -> io::Result<String> {
+    require("multimon-ng", "multimon-ng")?;
+    require("sox", "sox")?;
+    let out = Command::new("multimon-ng")
+        .args(["-q", "-a", "DTMF", "-t", "wav"])
+        .arg(path)
+        .stdin(Stdio::null())
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(io::Error::other(format!(
+            "multimon-ng failed ({}) on {}: {text}{}",
+            out.status,
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    Ok(text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("DTMF: "))
+        .filter_map(|k| k.trim().chars().next())
+        .collect())
 }
 
 /// `(length in seconds, RMS amplitude)` of a WAV, measured by sox.

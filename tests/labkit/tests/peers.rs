@@ -47,3 +47,42 @@ fn kamailio_and_two_phones_call_each_other() {
         "registrations survive a restart?"
     );
 }
+
+/// multimon-ng reads DTMF keys out of a WAV: sox synthesises 1, 5, 9, D, #
+/// (100 ms tones, 60 ms apart, a repeated key included) and
+/// `dtmf_in_wav` gives them back once each, in order.
+#[test]
+fn multimon_decodes_dtmf_made_by_sox() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let keys = [
+        ('1', 697, 1209),
+        ('5', 770, 1336),
+        ('5', 770, 1336),
+        ('9', 852, 1477),
+        ('D', 941, 1633),
+        ('#', 941, 1477),
+    ];
+    let mut parts = Vec::new();
+    for (i, (_, low, high)) in keys.iter().enumerate() {
+        let p = dir.path().join(format!("key{i}.wav"));
+        let st = std::process::Command::new("sox")
+            .args(["-n", "-r", "8000", "-c", "1", "-b", "16"])
+            .arg(&p)
+            .args(["synth", "0.1", "sine", &low.to_string(), "sine"])
+            .arg(high.to_string())
+            .args(["remix", "-", "gain", "-12", "pad", "0", "0.06"])
+            .status()
+            .expect("sox runs");
+        assert!(st.success());
+        parts.push(p);
+    }
+    let seq = dir.path().join("seq.wav");
+    let st = std::process::Command::new("sox")
+        .args(&parts)
+        .arg(&seq)
+        .status()
+        .expect("sox runs");
+    assert!(st.success());
+    let want: String = keys.iter().map(|(k, _, _)| *k).collect();
+    assert_eq!(labkit::dtmf_in_wav(&seq).expect("multimon-ng"), want);
+}
