@@ -718,6 +718,17 @@ impl RtpSdp {
         });
     }
 
+    /// Stops offering video (a failover trunk without `video: true`); the next offer is
+    /// audio only and video m-lines in the PBX's offers are refused.
+    pub fn clear_video(&mut self) {
+        self.video = None;
+    }
+
+    /// Whether our offers carry video.
+    pub fn has_video(&self) -> bool {
+        self.video.is_some()
+    }
+
     /// The video m-line of our offers (`direction` as for audio), if video is on.
     fn video_offer(&self, direction: Direction) -> Option<MediaDescription> {
         let v = self.video.as_ref()?;
@@ -1252,6 +1263,15 @@ mod video_tests {
         );
         let h264 = session("m=video 30002 RTP/AVP 99\r\na=rtpmap:99 H264/90000\r\n");
         let (answer, _) = sdp.answer(&h264, &[Codec::Pcmu]).expect("answer");
+        assert_eq!(answer.media[1].port, 0);
+        // video switched off (failover to a trunk without video): audio-only offers,
+        // and the PBX's video is refused
+        assert!(sdp.has_video());
+        sdp.clear_video();
+        assert!(!sdp.has_video());
+        let offer = sdp.offer(&[Codec::Pcmu], Direction::SendRecv);
+        assert_eq!(offer.media.len(), 1);
+        let (answer, _) = sdp.answer(&hold, &[Codec::Pcmu]).expect("answer");
         assert_eq!(answer.media[1].port, 0);
     }
 

@@ -172,8 +172,8 @@ impl CallRegistry {
         let (webrtc_socket, rtp_socket) = incoming::bind_pair(&self.sockets).await?;
         let config = WebRtcConfig {
             local_addrs: vec![webrtc_socket.local],
-            // video passes through only to a trunk that allows it
-            video: route.first().is_some_and(|t| t.video),
+            // video passes through only to trunks that allow it (the first, or a failover)
+            video: route.trunks.iter().any(|t| t.video),
         };
         let now = tokio::time::Instant::now().into_std();
         let (leg, answer) = WebRtcLeg::accept_offer(now, &config, offer_sdp)?;

@@ -350,7 +350,7 @@ impl TrunkCall {
             return;
         };
         let mut sdp = RtpSdp::new(rtp_socket.local, rand::random::<u32>().into());
-        if let (Some(vs), Some(m)) = (&video_socket, leg.video_media()) {
+        if let (true, Some(vs), Some(m)) = (first.video, &video_socket, leg.video_media()) {
             // the PBX is offered the codec the browser sends, on our video port
             sdp.set_video(vs.local.port(), m);
         }
@@ -455,7 +455,15 @@ impl Running {
         self.trunk_key = next.trunk_key;
         self.targets = next.targets;
         self.configs = next.legs;
-        if next.dtmf != self.dtmf_mode {
+        // video only to a trunk that allows it
+        let video_changed = next.video != self.sdp.has_video();
+        if video_changed {
+            match (&self.vsock, self.leg.video_media()) {
+                (Some(vs), Some(m)) if next.video => self.sdp.set_video(vs.local.port(), m),
+                _ => self.sdp.clear_video(),
+            }
+        }
+        if next.dtmf != self.dtmf_mode || video_changed {
             // `inband` offers no telephone-event: the offer follows the trunk
             self.dtmf_mode = next.dtmf;
             self.offer = pbx_offer(&mut self.sdp, next.dtmf);
