@@ -928,10 +928,18 @@ impl Running {
             };
             let _ = self.events.try_send(ev);
         }
+        let resumed = self.held && !held;
         self.held = held;
         if !held && let Some(b) = self.bridge.as_mut() {
             // re-target and re-latch: the phone may resume from another port
             b.rtp_leg_mut().set_remote(neg.remote_addr);
+        }
+        // the phone's decoder missed the frames of the hold: restart it from a keyframe
+        if resumed
+            && self.video.is_some()
+            && let Err(e) = self.leg.request_keyframe()
+        {
+            debug!(cause = %e, "no keyframe request to the browser on resume");
         }
         self.negotiated = Some(neg);
     }
