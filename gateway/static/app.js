@@ -214,7 +214,7 @@
   function showIncoming(f) {
     if (app.callId) { send({ type: 'decline', id: f.id }); return; } // busy on this device
     app.incoming = f;
-    $('incoming-from').textContent = f.from;
+    $('incoming-from').textContent = f.video ? `${f.from} (video)` : f.from;
     $('incoming-from').title = f.from_uri;
     $('incoming').hidden = false;
     log(`incoming call from ${f.from}`);
@@ -230,7 +230,8 @@
     if (!f) return;
     hideIncoming();
     setState('answering', f.from);
-    const sdp = await startPeer(f.id);
+    // a desk phone with a camera: answer with ours when the Video box is ticked
+    const sdp = await startPeer(f.id, !!f.video && $('video-call').checked);
     if (sdp) send({ type: 'accept', id: f.id, sdp });
   }
 

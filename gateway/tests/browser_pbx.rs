@@ -581,3 +581,100 @@ fn browser_video_call_passes_vp8_through() {
     );
     assert_idle(&lab);
 }
+
+/// Issue 4 the other way: the video desk phone dials a messenger user over a
+/// `video: true` trunk. The browser is told the call has video (`incoming` frame),
+/// answers with its fake camera, and VP8 passes through both ways: Chromium decodes
+/// the phone's frames and the phone decodes Chromium's.
+#[test]
+fn desk_phone_video_calls_a_messenger_user() {
+    let pbx = Kamailio::start(&[("trunk", "trunkpass"), ("100", "pass100")]).expect("kamailio");
+    let wav = labkit::speech_wav(
+        "Hello, this is the video desk of Acme. You are speaking to extension one hundred. \
+         We are testing the video call from the messenger. One, two, three, four, five, six, \
+         seven, eight, nine, ten. The quick brown fox jumps over the lazy dog. Thank you.",
+        8000,
+        "desk100-video-long",
+    )
+    .expect("wav");
+    let phone = Baresip::start_video(&pbx, "100", "pass100", &wav).expect("baresip");
+    let data = tempfile::tempdir().expect("temp dir");
+    let gw = LabGateway::start_with(
+        std::path::Path::new(env!("CARGO_BIN_EXE_namecall")),
+        &pbx,
+        data.path(),
+        |plan| {
+            plan.replacen(
+                "    domain: pbx.lab\n",
+                "    domain: pbx.lab\n    video: true\n",
+                1,
+            )
+        },
+        &[],
+    )
+    .expect("gateway starts and registers its trunk")
+    .gw;
+    let lab = Lab {
+        pbx,
+        phone,
+        gw,
+        _data: data,
+    };
+    let mut ctl = lab.phone.control().expect("baresip control");
+    let run = call(
+        &lab,
+        &[
+            "--login",
+            "alice",
+            "--end",
+            "answer",
+            "--seconds",
+            "20",
+            "--video",
+        ],
+    );
+    run.log
+        .wait_for("READY", Duration::from_secs(90))
+        .unwrap_or_else(|e| panic!("{e}\n{}", run.log.tail(20)));
+    ctl.command("dial", &format!("sip:alice@{}", lab.pbx.addr()))
+        .expect("dial");
+    ctl.wait_event("CALL_ESTABLISHED", Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{e}\n{}", lab.gw.log.tail(60)));
+    let fail = |what: &str, e: std::io::Error| -> ! {
+        panic!(
+            "{what}: {e}\n--- phone ---\n{}\n--- gateway ---\n{}",
+            lab.phone.log.tail(40),
+            lab.gw.log.tail(60)
+        )
+    };
+    lab.gw
+        .log
+        .wait_for("video rtp latched", Duration::from_secs(20))
+        .unwrap_or_else(|e| fail("no video from the phone", e));
+    lab.phone
+        .log
+        .wait_for("video: receiving with resolution", Duration::from_secs(20))
+        .unwrap_or_else(|e| fail("the phone decoded no video", e));
+    // let frames flow through a few of the browser's samples, then hang up
+    std::thread::sleep(Duration::from_secs(4));
+    ctl.command("hangup", "").expect("hangup");
+    let verdict = run.verdict(Duration::from_secs(60)).expect("verdict");
+    eprintln!("call.mjs: {verdict}");
+    check(
+        &verdict,
+        &[
+            "incoming_shown",
+            "connected",
+            "audio_energy",
+            "video_decoded",
+            "video_sent",
+        ],
+        &lab,
+    );
+    assert_eq!(
+        verdict["incoming_from"], "100 (video)",
+        "the browser was told the call has video: {verdict}"
+    );
+    assert_eq!(verdict["ended"]["reason"], "remote-hangup", "{verdict}");
+    assert_idle(&lab);
+}

@@ -55,6 +55,8 @@ pub struct Offer {
     pub from: String,
     /// The caller's SIP URI.
     pub from_uri: String,
+    /// The PBX offers video and the trunk passes it (a video port is held).
+    pub video: bool,
     /// Where to answer.
     pub respond: mpsc::Sender<(u64, Answer)>,
 }
@@ -141,13 +143,14 @@ impl Drop for Registration {
 static NEXT_CALL: AtomicU64 = AtomicU64::new(1);
 
 /// Rings `login`'s sessions for the incoming SIP call and runs it if one accepts.
-/// `dtmf` is the calling trunk's DTMF mode: the user's keys reach the PBX that way.
+/// `dtmf` is the calling trunk's DTMF mode: the user's keys reach the PBX that way;
+/// `video` whether the trunk passes video (`video: true`).
 pub async fn ring(
     registry: Arc<CallRegistry>,
     sip: Sip,
     mut call: IncomingCall,
     login: String,
-    dtmf: DtmfMode,
+    (dtmf, video): (DtmfMode, bool),
 ) {
     let h = call.call;
     let refuse = |code: u16, reason: &'static str| {
@@ -192,6 +195,18 @@ pub async fn ring(
             return refuse(503, "Service Unavailable").await;
         }
     };
+    // a video port too when the phone offers video on a trunk that passes it
+    let video_socket = if video && offers_video(&pbx_offer) {
+        match registry.sockets.bind().await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                warn!(cause = %e, %login, "no media port free for video; refusing the call");
+                return refuse(503, "Service Unavailable").await;
+            }
+        }
+    } else {
+        None
+    };
     let id = format!("in-{}", NEXT_CALL.fetch_add(1, Ordering::Relaxed));
     info!(%login, %from, call = %id, devices = sessions.len(), "ringing a messenger user");
     let _ = sip
@@ -204,6 +219,7 @@ pub async fn ring(
             id: id.clone(),
             from: from.clone(),
             from_uri: from_uri.clone(),
+            video: video_socket.is_some(),
             respond: rtx.clone(),
         };
         if tx.send(Push::Incoming(offer)).await.is_ok() {
@@ -264,7 +280,7 @@ pub async fn ring(
         &registry,
         &sip,
         call,
-        sockets,
+        (sockets, video_socket),
         pbx_offer,
         (&sdp, dtmf),
         events,
@@ -284,6 +300,13 @@ pub async fn ring(
     }
 }
 
+/// Whether an SDP offer has a video stream that is not disabled.
+fn offers_video(sd: &SessionDescription) -> bool {
+    sd.media
+        .iter()
+        .any(|m| m.kind == media::sdp::MediaKind::Video && m.port != 0)
+}
+
 /// Binds a call's two media sockets (WebRTC leg, RTP leg) from the port range.
 pub(crate) async fn bind_pair(
     sockets: &crate::media_io::MediaSockets,
@@ -298,19 +321,23 @@ async fn answer(
     registry: &CallRegistry,
     sip: &Sip,
     call: IncomingCall,
-    (webrtc_socket, rtp_socket): (MediaSocket, MediaSocket),
+    ((webrtc_socket, rtp_socket), video_socket): ((MediaSocket, MediaSocket), Option<MediaSocket>),
     pbx_offer: SessionDescription,
     (browser_offer, dtmf): (&str, DtmfMode),
     events: mpsc::Sender<LegEvent>,
 ) -> Result<CallHandle, (CallError, u16)> {
     let config = WebRtcConfig {
         local_addrs: vec![webrtc_socket.local],
-        video: false,
+        video: video_socket.is_some(),
     };
     let now = tokio::time::Instant::now().into_std();
     let (leg, browser_answer) =
         WebRtcLeg::accept_offer(now, &config, browser_offer).map_err(|e| (e.into(), 500))?;
     let mut sdp = RtpSdp::new(rtp_socket.local, rand::random::<u32>().into());
+    if let (Some(vs), Some(m)) = (&video_socket, leg.video_media()) {
+        // our answer takes the phone's video if it has the codec the browser sends
+        sdp.set_video(vs.local.port(), m);
+    }
     let codecs = super::trunk::pbx_codecs(dtmf, &PBX_AUDIO_CODECS);
     let (our_answer, negotiated) = sdp.answer(&pbx_offer, &codecs).map_err(|_| {
         (
@@ -342,10 +369,12 @@ async fn answer(
         leg,
         webrtc_socket,
         rtp_socket,
+        video_socket,
         sip: sip.clone(),
         call: h,
         dialog: call.events,
         sdp,
+        pbx_offer,
         negotiated,
         dtmf,
         commands: rx,

@@ -90,6 +90,8 @@ pub struct AnsweredCall {
     pub webrtc_socket: MediaSocket,
     /// The RTP socket our SDP answer named.
     pub rtp_socket: MediaSocket,
+    /// The video socket our SDP answer named, when the call has video.
+    pub video_socket: Option<MediaSocket>,
     /// The SIP task.
     pub sip: Sip,
     /// The PBX's leg (we sent 200).
@@ -98,6 +100,8 @@ pub struct AnsweredCall {
     pub dialog: mpsc::UnboundedReceiver<DialogEvent>,
     /// Our negotiator (answers hold and resume re-INVITEs).
     pub sdp: RtpSdp,
+    /// The PBX's offer (its video m-line configures video passthrough).
+    pub pbx_offer: SessionDescription,
     /// What the PBX's offer and our answer agreed.
     pub negotiated: NegotiatedAudio,
     /// The calling trunk's DTMF mode (how the user's keys reach the PBX).
@@ -117,10 +121,12 @@ impl AnsweredCall {
             leg,
             webrtc_socket,
             rtp_socket,
+            video_socket,
             sip,
             call,
             mut dialog,
             sdp,
+            pbx_offer,
             negotiated,
             dtmf: dtmf_mode,
             mut commands,
@@ -142,7 +148,7 @@ impl AnsweredCall {
             leg,
             wsock: webrtc_socket,
             rsock: rtp_socket,
-            vsock: None,
+            vsock: video_socket,
             video: None,
             video_out_ts: TsExtender::default(),
             video_gap_request: None,
@@ -186,6 +192,9 @@ impl AnsweredCall {
                 running.bridge = Some(b);
                 running.held = negotiated.remote_hold();
                 running.negotiated = Some(negotiated);
+                if running.vsock.is_some() {
+                    running.setup_video(&pbx_offer);
+                }
                 let _ = running.events.send(LegEvent::Answered).await;
             }
             Err(e) => {

@@ -67,15 +67,16 @@ pub async fn run_with(
 pub async fn trunk_of(plans: &Dialplans, trunks: &TrunkStatus, source: IpAddr) -> Option<String> {
     peer_trunk(plans, trunks, source)
         .await
-        .map(|(tenant, _)| tenant)
+        .map(|(tenant, _, _)| tenant)
 }
 
-/// The company whose trunk peer `source` is, and that trunk's DTMF mode.
+/// The company whose trunk peer `source` is, that trunk's DTMF mode, and whether
+/// it carries video (`video: true`).
 pub async fn peer_trunk(
     plans: &Dialplans,
     trunks: &TrunkStatus,
     source: IpAddr,
-) -> Option<(String, DtmfMode)> {
+) -> Option<(String, DtmfMode, bool)> {
     for tenant in plans.tenants() {
         let Some(plan) = plans.get(tenant) else {
             continue;
@@ -86,7 +87,7 @@ pub async fn peer_trunk(
                 TrunkKind::Ip { proxy, allow_from } => (proxy, &allow_from[..]),
             };
             if allow.contains(&source) {
-                return Some((tenant.to_owned(), trunk.dtmf));
+                return Some((tenant.to_owned(), trunk.dtmf, trunk.video));
             }
             if !allow.is_empty() {
                 continue;
@@ -95,13 +96,13 @@ pub async fn peer_trunk(
                 .get(&format!("{}/{}", plan.tenant, trunk.name))
                 .is_some_and(|s| s.addresses.iter().any(|a| a.ip() == source));
             if known {
-                return Some((tenant.to_owned(), trunk.dtmf));
+                return Some((tenant.to_owned(), trunk.dtmf, trunk.video));
             }
             let port = peer.port.unwrap_or(5060);
             if let Ok(mut addrs) = tokio::net::lookup_host((peer.host.as_str(), port)).await
                 && addrs.any(|a| a.ip() == source)
             {
-                return Some((tenant.to_owned(), trunk.dtmf));
+                return Some((tenant.to_owned(), trunk.dtmf, trunk.video));
             }
         }
     }
@@ -120,7 +121,7 @@ async fn handle(
         Some(s) => peer_trunk(plans, &sip.trunks, s.ip()).await,
         None => None,
     };
-    let Some((tenant, dtmf)) = tenant else {
+    let Some((tenant, dtmf, video)) = tenant else {
         warn!(%dialled, source = ?call.source, "call from a peer that is no company's trunk refused");
         let _ = sip
             .with_call(call.call, |c, _| drop(c.reject(403, "Forbidden")))
@@ -143,7 +144,7 @@ async fn handle(
                 .await;
             return;
         }
-        crate::calls::incoming::ring(registry, sip, call, login.to_string(), dtmf).await;
+        crate::calls::incoming::ring(registry, sip, call, login.to_string(), (dtmf, video)).await;
         return;
     }
     let (code, reason) = if directory::LoginName::parse(&dialled).is_ok() {

@@ -282,6 +282,7 @@ impl Session {
                     id: offer.id.clone(),
                     from: offer.from.clone(),
                     from_uri: offer.from_uri.clone(),
+                    video: offer.video,
                 };
                 self.offers.insert(offer.id.clone(), offer);
                 vec![frame]

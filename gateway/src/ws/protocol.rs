@@ -138,6 +138,10 @@ pub enum ServerFrame {
         from: String,
         /// The caller's SIP URI.
         from_uri: String,
+        /// The desk phone offers video: accept with a camera to see each other
+        /// (sent only when true).
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        video: bool,
     },
     /// The callee picked up; the call is now in progress.
     Accepted {

@@ -135,6 +135,7 @@ async function main() {
       result.samples.push({ t: Date.now(), state: await state(), ...s });
     };
 
+    if (video) await page.check('#video-call');
     if (end === 'answer') {
       // tell the Rust side we are reachable, then wait for the desk phone
       console.log('READY');
@@ -145,7 +146,6 @@ async function main() {
       await page.click('#answer-btn');
       mark('answer clicked');
     } else {
-      if (video) await page.check('#video-call');
       await page.click('#call-btn');
       mark('call clicked');
     }
