@@ -374,6 +374,7 @@ impl WebRtcLeg {
         let (Some(mid), Some(pt)) = (self.mid, self.opus_pt) else {
             return Err(WebRtcError::NotNegotiated);
         };
+        let now = self.advance(now);
         let writer = self.rtc.writer(mid).ok_or(WebRtcError::NotNegotiated)?;
         writer.write(
             pt,
@@ -410,6 +411,11 @@ impl WebRtcLeg {
         if let Some(ev) = self.pending.pop_front() {
             return Ok(Output::Event(ev));
         }
+        // str0m asks for a timeout at "now" after every frame written (and after
+        // some received ones) to move it through its send queue; run those here
+        // rather than hand the caller a deadline that is already due, which costs
+        // the caller a whole wake-up per frame. Bounded, in case str0m keeps asking.
+        let mut due_again = 0;
         loop {
             let out = match self.rtc.poll_output() {
                 Ok(out) => out,
@@ -420,6 +426,10 @@ impl WebRtcLeg {
                 Err(e) => return Err(e.into()),
             };
             match out {
+                str0m::Output::Timeout(t) if t <= self.now && due_again < 4 => {
+                    due_again += 1;
+                    self.rtc.handle_input(str0m::Input::Timeout(self.now))?;
+                }
                 str0m::Output::Timeout(t) => return Ok(Output::Timeout(self.own_deadline(t))),
                 str0m::Output::Transmit(t) => {
                     return Ok(Output::Transmit(Transmit {
