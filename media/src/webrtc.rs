@@ -173,6 +173,11 @@ pub struct WebRtcLeg {
     finished: bool,
     /// The latest `now` we were given; time that goes backwards is clamped to it.
     now: Instant,
+    /// str0m's last answer was "nothing until this time" and nothing was fed in
+    /// since: `poll_output` answers that again without asking str0m, whose poll walks
+    /// its whole session (a call's task polls after every turn, most of them
+    /// playout ticks of the bridge that never touch this leg).
+    idle_until: Option<Instant>,
 }
 
 impl std::fmt::Debug for WebRtcLeg {
@@ -246,6 +251,7 @@ impl WebRtcLeg {
             connected: false,
             finished: false,
             now,
+            idle_until: None,
         };
         leg.find_opus(&audio_mids(offer_sdp));
         if leg.opus_pt.is_none() {
@@ -295,6 +301,7 @@ impl WebRtcLeg {
         }
         let c = Candidate::from_sdp_string(line)
             .map_err(|e| WebRtcError::BadCandidate(e.to_string()))?;
+        self.idle_until = None;
         self.rtc.add_remote_candidate(c);
         Ok(())
     }
@@ -327,6 +334,7 @@ impl WebRtcLeg {
             input.contents,
         )
         .map_err(|_| WebRtcError::BadDatagram)?;
+        self.idle_until = None;
         self.rtc.handle_input(str0m::Input::Receive(now, receive))?;
         Ok(())
     }
@@ -347,6 +355,7 @@ impl WebRtcLeg {
                 self.pending.push_back(Event::Failed);
             }
         }
+        self.idle_until = None;
         self.rtc.handle_input(str0m::Input::Timeout(now))?;
         Ok(())
     }
@@ -375,6 +384,7 @@ impl WebRtcLeg {
             return Err(WebRtcError::NotNegotiated);
         };
         let now = self.advance(now);
+        self.idle_until = None;
         let writer = self.rtc.writer(mid).ok_or(WebRtcError::NotNegotiated)?;
         writer.write(
             pt,
@@ -398,6 +408,7 @@ impl WebRtcLeg {
     /// Closes the leg: sends DTLS close_notify; drain [`Self::poll_output`] afterwards.
     pub fn close(&mut self) {
         self.finished = true;
+        self.idle_until = None;
         if let Err(e) = self.rtc.close() {
             tracing::debug!(cause = %e, "closing webrtc leg");
         }
@@ -415,6 +426,9 @@ impl WebRtcLeg {
         // some received ones) to move it through its send queue; run those here
         // rather than hand the caller a deadline that is already due, which costs
         // the caller a whole wake-up per frame. Bounded, in case str0m keeps asking.
+        if let Some(t) = self.idle_until {
+            return Ok(Output::Timeout(self.own_deadline(t)));
+        }
         let mut due_again = 0;
         loop {
             let out = match self.rtc.poll_output() {
@@ -430,7 +444,10 @@ impl WebRtcLeg {
                     due_again += 1;
                     self.rtc.handle_input(str0m::Input::Timeout(self.now))?;
                 }
-                str0m::Output::Timeout(t) => return Ok(Output::Timeout(self.own_deadline(t))),
+                str0m::Output::Timeout(t) => {
+                    self.idle_until = Some(t);
+                    return Ok(Output::Timeout(self.own_deadline(t)));
+                }
                 str0m::Output::Transmit(t) => {
                     return Ok(Output::Transmit(Transmit {
                         source: t.source,
