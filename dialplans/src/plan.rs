@@ -134,6 +134,9 @@ pub struct Trunk {
     pub keepalive: Option<Duration>,
     /// How DTMF digits are sent to the PBX (`dtmf:`, default RFC 4733).
     pub dtmf: DtmfMode,
+    /// Offer the PBX video (VP8/H.264 passthrough) when the caller sends video
+    /// (`video: true`; default off).
+    pub video: bool,
 }
 
 impl Trunk {
@@ -433,6 +436,7 @@ const REGISTER_KEYS: &[&str] = &[
     "keepalive",
     "address",
     "dtmf",
+    "video",
 ];
 const IP_KEYS: &[&str] = &[
     "kind",
@@ -445,6 +449,7 @@ const IP_KEYS: &[&str] = &[
     "keepalive",
     "address",
     "dtmf",
+    "video",
 ];
 
 /// One `failover` entry: trunk `from` lists `to`, written at `at`.
@@ -577,6 +582,7 @@ fn placeholder_trunk(name: &str) -> Trunk {
         failover: Vec::new(),
         keepalive: None,
         dtmf: DtmfMode::default(),
+        video: false,
     }
 }
 
@@ -678,6 +684,14 @@ fn trunk(cx: &mut Cx<'_>, name: &str, node: &Node, refs: &mut Vec<FailoverRef>) 
         Some(n) => cx.value(n, "dtmf mode", DtmfMode::parse)?,
         None => DtmfMode::default(),
     };
+    let video = match f.get("video") {
+        Some(n) => cx.value(n, "video", |s| match s {
+            "true" | "yes" | "on" => Ok(true),
+            "false" | "no" | "off" => Ok(false),
+            _ => Err("expected `true` or `false`".into()),
+        })?,
+        None => false,
+    };
     let kind = if kind_text == "register" {
         let registrar = cx.value(f.get("registrar")?, "registrar", HostPort::parse);
         let username = f
@@ -751,6 +765,7 @@ fn trunk(cx: &mut Cx<'_>, name: &str, node: &Node, refs: &mut Vec<FailoverRef>) 
         failover,
         keepalive,
         dtmf,
+        video,
     })
 }
 

@@ -269,3 +269,16 @@ fn trunk_dtmf_mode() {
         assert_eq!(plan.trunks["main"].dtmf, mode, "{text}");
     }
 }
+
+/// `video:` on a trunk: off unless set; `true` turns it on, anything else is an error.
+#[test]
+fn trunk_video_option() {
+    let plan = Dialplan::parse("acme.yaml", GOOD).expect("valid");
+    assert!(!plan.trunks["main"].video);
+    let on = GOOD.replace("proxy: 127.0.0.1 }", "proxy: 127.0.0.1, video: true }");
+    let plan = Dialplan::parse("acme.yaml", &on).expect("valid");
+    assert!(plan.trunks["main"].video);
+    let bad = GOOD.replace("proxy: 127.0.0.1 }", "proxy: 127.0.0.1, video: maybe }");
+    let errors = Dialplan::parse("acme.yaml", &bad).expect_err("not a boolean");
+    assert!(format!("{errors:?}").contains("maybe"), "{errors:#?}");
+}

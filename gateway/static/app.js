@@ -204,7 +204,8 @@
   async function call(to) {
     const id = `c${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
     setState('calling', to);
-    const sdp = await startPeer(id);
+    // video passes through to companies whose trunk allows it; otherwise the call is audio only
+    const sdp = await startPeer(id, $('video-call').checked);
     // trickle: send the offer at once, candidates follow as `ice` frames
     if (sdp) send({ type: 'call', id, to, sdp });
   }
@@ -239,15 +240,16 @@
     hideIncoming();
   }
 
-  // microphone, peer connection and offer for call `id`; returns the offer SDP
-  async function startPeer(id) {
+  // microphone (and camera for a video call), peer connection and offer for call `id`;
+  // returns the offer SDP
+  async function startPeer(id, video = false) {
     app.callId = id;
     app.accepted = false;
     app.mediaUp = false;
     app.held = false;
     delete $('call-state').dataset.reason;
     try {
-      app.stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: false });
+      app.stream = await navigator.mediaDevices.getUserMedia({ audio: true, video });
     } catch (e) {
       log(`microphone: ${e}`);
       endCall('no-microphone', 0);
@@ -256,10 +258,15 @@
     const pc = new RTCPeerConnection({ iceServers: [] });
     app.pc = pc;
     for (const t of app.stream.getAudioTracks()) pc.addTrack(t, app.stream);
+    for (const t of app.stream.getVideoTracks()) pc.addTrack(t, app.stream);
+    if (video) {
+      $('local-video').srcObject = new MediaStream(app.stream.getVideoTracks());
+      $('videos').hidden = false;
+    }
     pc.ontrack = (ev) => {
       // a remote track is only played (and only has audio-level stats) once rendered
-      const el = $('remote-audio');
-      el.srcObject = ev.streams[0] || new MediaStream([ev.track]);
+      const el = $(ev.track.kind === 'video' ? 'remote-video' : 'remote-audio');
+      el.srcObject = new MediaStream([ev.track]);
       el.play().catch((e) => log(`play: ${e}`));
     };
     pc.onicecandidate = (ev) => {
@@ -323,6 +330,8 @@
     log(`call ended: ${reason}${code ? ` (${code})` : ''}`);
     if (app.pc) app.pc.close();
     if (app.stream) for (const t of app.stream.getTracks()) t.stop();
+    for (const v of ['remote-video', 'local-video']) $(v).srcObject = null;
+    $('videos').hidden = true;
     app.pc = null;
     app.stream = null;
     app.callId = null;

@@ -445,3 +445,135 @@ fn early_media_is_bridged_before_answer() {
     assert!(lab.gw.log.contains("early media from the pbx"));
     assert_idle(&lab);
 }
+
+/// Issue 4, video passthrough: the caller ticks Video (Chromium's fake camera), the
+/// trunk allows video (`video: true`), and the desk phone is a baresip video phone
+/// (VP8, fake camera). VP8 crosses the gateway undecoded both ways: Chromium decodes
+/// the phone's frames (getStats framesDecoded grows) and the phone decodes Chromium's
+/// (baresip logs the decoded resolution). The phone then holds: its video stops, so
+/// Chromium's decoder starves and asks for a keyframe (PLI); the gateway forwards it to
+/// the phone's RTCP, and after the resume the phone's encoder answers with a keyframe
+/// that Chromium decodes (keyFramesDecoded goes up).
+#[test]
+fn browser_video_call_passes_vp8_through() {
+    let pbx = Kamailio::start(&[("trunk", "trunkpass"), ("100", "pass100")]).expect("kamailio");
+    let wav = labkit::speech_wav(
+        "Hello, this is the video desk of Acme. You are speaking to extension one hundred. \
+         We are testing the video call from the messenger. One, two, three, four, five, six, \
+         seven, eight, nine, ten. The quick brown fox jumps over the lazy dog. Thank you.",
+        8000,
+        "desk100-video-long",
+    )
+    .expect("wav");
+    let phone = Baresip::start_video(&pbx, "100", "pass100", &wav).expect("baresip");
+    let data = tempfile::tempdir().expect("temp dir");
+    let gw = LabGateway::start_with(
+        std::path::Path::new(env!("CARGO_BIN_EXE_namecall")),
+        &pbx,
+        data.path(),
+        |plan| {
+            plan.replacen(
+                "    domain: pbx.lab\n",
+                "    domain: pbx.lab\n    video: true\n",
+                1,
+            )
+        },
+        &[],
+    )
+    .expect("gateway starts and registers its trunk")
+    .gw;
+    let lab = Lab {
+        pbx,
+        phone,
+        gw,
+        _data: data,
+    };
+    let mut ctl = lab.phone.control().expect("baresip control");
+    let run = call(
+        &lab,
+        &[
+            "--to",
+            "acme/sales",
+            "--end",
+            "hangup",
+            "--seconds",
+            "16",
+            "--video",
+        ],
+    );
+    ctl.wait_event("CALL_ESTABLISHED", Duration::from_secs(40))
+        .unwrap_or_else(|e| panic!("{e}\n{}", lab.gw.log.tail(60)));
+    let fail = |what: &str, e: std::io::Error| -> ! {
+        panic!(
+            "{what}: {e}\n--- phone ---\n{}\n--- gateway ---\n{}",
+            lab.phone.log.tail(40),
+            lab.gw.log.tail(60)
+        )
+    };
+    // both ways: the gateway latched the phone's video, the phone decoded the browser's
+    lab.gw
+        .log
+        .wait_for("video rtp latched", Duration::from_secs(20))
+        .unwrap_or_else(|e| fail("no video from the phone", e));
+    lab.phone
+        .log
+        .wait_for("video: receiving with resolution", Duration::from_secs(20))
+        .unwrap_or_else(|e| fail("the phone decoded no video", e));
+    let held_at = now_ms();
+    ctl.command("hold", "").expect("hold");
+    lab.gw
+        .log
+        .wait_for(
+            "browser keyframe request sent to the pbx",
+            Duration::from_secs(10),
+        )
+        .unwrap_or_else(|e| fail("no keyframe request crossed", e));
+    ctl.command("resume", "").expect("resume");
+    ctl.wait_event("CALL_CLOSED", Duration::from_secs(40))
+        .expect("the desk phone sees our BYE");
+    let verdict = run.verdict(Duration::from_secs(60)).expect("verdict");
+    check(
+        &verdict,
+        &["connected", "audio_energy", "video_decoded", "video_sent"],
+        &lab,
+    );
+    assert_eq!(
+        verdict["ended"]["reason"],
+        "hangup",
+        "{verdict}\n--- phone ---\n{}",
+        lab.phone.log.tail(20)
+    );
+    assert!(
+        lab.gw.log.contains("pbx changed hold state held=false"),
+        "{}",
+        lab.gw.log.tail(60)
+    );
+    // Chromium's side of the keyframe exchange: it asked (inbound pliCount), and a
+    // second keyframe from the phone was decoded after the hold
+    let samples = verdict["samples"].as_array().cloned().unwrap_or_default();
+    let video_at = |t: u64, dir: &str, what: &str| {
+        samples
+            .iter()
+            .rfind(|s| s["t"].as_u64().unwrap_or(0) <= t && s["video"][dir].is_object())
+            .and_then(|s| s["video"][dir][what].as_u64())
+            .unwrap_or(0)
+    };
+    let end = samples
+        .iter()
+        .rfind(|s| s["video"]["in"].is_object())
+        .and_then(|s| s["t"].as_u64())
+        .unwrap_or(0);
+    assert!(
+        video_at(end, "in", "pli") + video_at(end, "in", "fir") > 0,
+        "chromium sent a keyframe request: {verdict}"
+    );
+    assert!(
+        video_at(end, "in", "keyFrames") > video_at(held_at, "in", "keyFrames"),
+        "a keyframe from the phone after the request: {verdict}"
+    );
+    assert!(
+        video_at(end, "in", "frames") > video_at(held_at, "in", "frames"),
+        "video from the phone after the resume: {verdict}"
+    );
+    assert_idle(&lab);
+}

@@ -8,13 +8,17 @@
 //! reason "Service Unavailable" after Kamailio, as RFC 3261 16.7 asks of a
 //! proxy) without the user's session seeing an `incoming` frame. Once the first call ends
 //! the ports are free and the next call rings.
+//!
+//! A video call to a trunk with `video: true` needs a third port (the PBX leg's
+//! video): with a two-port range it is refused the same way before ringing, while
+//! an audio call in the same range still rings.
 
 mod common;
 
 use std::net::UdpSocket;
 use std::time::Duration;
 
-use common::{Ws, audio_offer, connect, drain_for, recv_within, send};
+use common::{Ws, audio_offer, connect, drain_for, recv_within, send, video_offer};
 use labkit::{Baresip, Kamailio, LabGateway};
 use serde_json::{Value, json};
 
@@ -171,5 +175,79 @@ async fn exhausted_range_refuses_before_ringing() {
     ctl.wait_event("CALL_INCOMING", Duration::from_secs(20))
         .expect("the phone rings again");
     send(&mut ws, json!({"type":"hangup","id":"c3"})).await;
+    frames_until(&mut ws, "ended", 20).await;
+}
+
+/// A video call takes its video port before ringing too: with room for two ports only,
+/// a video offer to a video trunk is refused with `no-media-port` and 503, nothing
+/// rings and no socket stays bound; an audio-only call in the same range rings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn video_call_needs_its_video_port() {
+    let pbx = Kamailio::start(&[("trunk", "trunkpass"), ("100", "pass100")]).expect("kamailio");
+    let wav = labkit::speech_wav("Extension one hundred.", 8000, "ports100").expect("wav");
+    let phone = Baresip::start_with(&pbx, "100", "pass100", &wav, false).expect("baresip");
+    let data = tempfile::tempdir().expect("temp dir");
+    let first = free_pair();
+    let range = format!("{first}-{}", first + 1);
+    let gw = LabGateway::start_with(
+        std::path::Path::new(env!("CARGO_BIN_EXE_namecall")),
+        &pbx,
+        data.path(),
+        |plan| {
+            plan.replacen(
+                "    domain: pbx.lab\n",
+                "    domain: pbx.lab\n    video: true\n",
+                1,
+            )
+        },
+        &["--rtp-ports", &range],
+    )
+    .expect("gateway starts and registers its trunk")
+    .gw;
+    let mut ctl = phone.control().expect("baresip control");
+    let mut ws = connect(&gw.addr).await;
+    send(
+        &mut ws,
+        json!({"type":"register","login":"alice","password":"correct horse battery"}),
+    )
+    .await;
+    assert_eq!(recv_within(&mut ws, 10).await["type"], "welcome");
+
+    send(
+        &mut ws,
+        json!({"type":"call","id":"v1","to":"acme/sales","sdp":video_offer()}),
+    )
+    .await;
+    let frames = frames_until(&mut ws, "ended", 10).await;
+    assert!(
+        frames
+            .iter()
+            .any(|f| f["type"] == "error" && f["code"] == "no-media-port"),
+        "{frames:?}"
+    );
+    let ended = frames.last().expect("ended");
+    assert_eq!(
+        (&ended["id"], &ended["reason"], &ended["code"]),
+        (&json!("v1"), &json!("unavailable"), &json!(503)),
+        "{frames:?}"
+    );
+    gw.wait_metric("namecall_media_sockets", 0, Duration::from_secs(5))
+        .expect("the two ports taken before the refusal are released");
+    // the refusal came before any INVITE: the phone stays quiet
+    assert!(
+        ctl.wait_event("CALL_INCOMING", Duration::from_secs(2))
+            .is_err(),
+        "the refused video call rang the phone"
+    );
+
+    send(
+        &mut ws,
+        json!({"type":"call","id":"a1","to":"acme/sales","sdp":audio_offer()}),
+    )
+    .await;
+    frames_until(&mut ws, "ringing", 30).await;
+    ctl.wait_event("CALL_INCOMING", Duration::from_secs(20))
+        .expect("the audio call rings");
+    send(&mut ws, json!({"type":"hangup","id":"a1"})).await;
     frames_until(&mut ws, "ended", 20).await;
 }

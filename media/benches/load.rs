@@ -1078,6 +1078,7 @@ fn transcode(args: &Args) {
             let offer = browsers.offer(Instant::now());
             let wcfg = WebRtcConfig {
                 local_addrs: vec![wa],
+                video: false,
             };
             let h = live_heap();
             let (leg, answer) =

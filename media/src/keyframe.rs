@@ -176,6 +176,13 @@ impl KeyframeForwarder {
         if KeyframeRequest::from_compound(datagram).is_empty() {
             return None;
         }
+        self.request(now)
+    }
+
+    /// A keyframe request that did not come as RTCP (a str0m `KeyframeRequest` event, a
+    /// frame lost on the way in): the request to send on the outgoing leg's RTCP, if the
+    /// interval allows it.
+    pub fn request(&mut self, now: std::time::Instant) -> Option<Vec<u8>> {
         if self
             .last
             .is_some_and(|t| now.saturating_duration_since(t) < Self::MIN_INTERVAL)

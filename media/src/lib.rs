@@ -49,7 +49,7 @@
 //!
 //! Sockets, SRTP/DTLS/ICE (the WebRTC leg, `webrtc.rs`, wraps str0m for those), G.722 at
 //! 56 and 48 kbit/s (modes 2 and 3: SDP never negotiates them), video transcoding (video is
-//! only negotiated for passthrough, [`sdp::negotiate_video_passthrough`]).
+//! only passed through: [`sdp::negotiate_video_passthrough`], [`video::VideoLeg`]).
 //!
 //! # Layout
 //!
@@ -64,6 +64,7 @@
 //! - [`relay`]: passthrough RTP relay (no decode, no dejitter) for same-codec calls.
 //! - [`relay_uring`] (Linux): an io_uring engine running many [`relay`] calls on one thread.
 //! - [`keyframe`]: RTCP PLI/FIR parsing, re-addressing and building, for video passthrough.
+//! - [`video`]: the PBX leg's video RTP (VP8/H.264 frames in and out, reorder, keyframe requests).
 // unsafe only where the kernel shares memory with us (relay_uring.rs)
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
@@ -82,6 +83,7 @@ pub mod rtp;
 pub mod rtp_leg;
 pub mod sdp;
 pub mod transcode;
+pub mod video;
 pub mod webrtc;
 
 use thiserror::Error;

@@ -670,7 +670,20 @@ pub struct RtpSdp {
     version: u64,
     ptime: u32,
     last_offer: Option<SessionDescription>,
+    /// Video offered and answered for passthrough, when the call has it.
+    video: Option<VideoOffer>,
 }
+
+/// The video m-line the PBX leg offers: our video port and the browser's codec.
+#[derive(Debug, Clone)]
+struct VideoOffer {
+    port: u16,
+    /// The browser's video m-line narrowed to the codec it sends.
+    template: MediaDescription,
+}
+
+/// Keyframe feedback the gateway forwards end to end, offered to the PBX for video.
+const VIDEO_RTCP_FB: [&str; 2] = ["nack pli", "ccm fir"];
 
 /// Audio codecs the gateway offers to a PBX and accepts from one, in preference order:
 /// G.722 first (wideband; the bridge then runs Opus at 16 kHz), then G.711 mu-law and
@@ -691,7 +704,67 @@ impl RtpSdp {
             version: 0,
             ptime: 20,
             last_offer: None,
+            video: None,
         }
+    }
+
+    /// Offers and answers video on our `port` too, with the codec of `browser` (the
+    /// WebRTC leg's video m-line narrowed to the one payload type the browser sends), for
+    /// passthrough: same payload type number, rtpmap and fmtp, `nack pli` and `ccm fir`.
+    pub fn set_video(&mut self, port: u16, browser: &MediaDescription) {
+        self.video = Some(VideoOffer {
+            port,
+            template: browser.clone(),
+        });
+    }
+
+    /// The video m-line of our offers (`direction` as for audio), if video is on.
+    fn video_offer(&self, direction: Direction) -> Option<MediaDescription> {
+        let v = self.video.as_ref()?;
+        let mut m = MediaDescription::new(MediaKind::Video, v.port, "RTP/AVP");
+        m.formats = v.template.formats.clone();
+        m.rtpmaps = v.template.rtpmaps.clone();
+        m.fmtps = v.template.fmtps.clone();
+        for pt in v.template.payload_types() {
+            for fb in VIDEO_RTCP_FB {
+                m.attributes.push(Attribute {
+                    name: "rtcp-fb".into(),
+                    value: Some(format!("{pt} {fb}")),
+                });
+            }
+        }
+        m.direction = Some(direction);
+        Some(m)
+    }
+
+    /// Our answer to the PBX's video m-line `om`: its payload type for our codec, our
+    /// port and the reverse direction; `None` (port 0) when it does not fit.
+    fn video_answer(
+        &self,
+        offer: &SessionDescription,
+        om: &MediaDescription,
+    ) -> Option<MediaDescription> {
+        let v = self.video.as_ref()?;
+        let pv = negotiate_pbx_video(&v.template, offer, om)?;
+        let pt = pv.video.pt_b;
+        let mut am = MediaDescription::new(MediaKind::Video, v.port, &om.proto);
+        am.formats = vec![pt.to_string()];
+        am.rtpmaps.extend(om.rtpmap(pt));
+        if let Some(p) = om.fmtp(pt) {
+            am.fmtps.push(Fmtp {
+                pt,
+                params: p.to_string(),
+            });
+        }
+        for fb in &pv.video.rtcp_fb {
+            am.attributes.push(Attribute {
+                name: "rtcp-fb".into(),
+                value: Some(format!("{pt} {fb}")),
+            });
+        }
+        am.rtcp_mux = om.rtcp_mux;
+        am.direction = Some(pv.direction);
+        Some(am)
     }
 
     fn base(&mut self) -> SessionDescription {
@@ -768,6 +841,7 @@ impl RtpSdp {
         m.ptime = Some(self.ptime);
         m.direction = Some(direction);
         sd.media.push(m);
+        sd.media.extend(self.video_offer(direction));
         self.last_offer = Some(sd.clone());
         sd
     }
@@ -786,7 +860,16 @@ impl RtpSdp {
         let mut sd = self.base();
         let mut chosen: Option<NegotiatedAudio> = None;
         let mut first_err = SdpError::NoAudio;
+        let mut video_done = false;
         for om in &offer.media {
+            if om.kind == MediaKind::Video
+                && !video_done
+                && let Some(vm) = self.video_answer(offer, om)
+            {
+                video_done = true;
+                sd.media.push(vm);
+                continue;
+            }
             let mut am = MediaDescription::new(om.kind.clone(), 0, &om.proto);
             am.formats = om.formats.clone();
             if chosen.is_none() && om.kind == MediaKind::Audio && om.port != 0 {
@@ -996,6 +1079,59 @@ fn rtcp_fb(m: &MediaDescription, pt: u8) -> Vec<String> {
         .collect()
 }
 
+/// The PBX's side of passthrough video, from its SDP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PbxVideo {
+    /// The shared codec; leg A is the browser, leg B the PBX.
+    pub video: NegotiatedVideo,
+    /// Where to send video RTP.
+    pub remote: SocketAddr,
+    /// Our direction towards the PBX (RecvOnly/Inactive while it holds us).
+    pub direction: Direction,
+    /// RTCP multiplexed on the RTP port.
+    pub rtcp_mux: bool,
+}
+
+/// Negotiates the PBX's video m-line `m` of `sd` (an answer to our offer, or a
+/// re-INVITE's offer) against the browser's m-line narrowed to its codec. `None` when
+/// the PBX refused video (port 0), shares no codec, or gives no usable address.
+pub fn negotiate_pbx_video(
+    browser: &MediaDescription,
+    sd: &SessionDescription,
+    m: &MediaDescription,
+) -> Option<PbxVideo> {
+    if !matches!(m.proto.as_str(), "RTP/AVP" | "RTP/AVPF") {
+        return None;
+    }
+    let codecs: Vec<VideoCodec> = browser
+        .rtpmaps
+        .iter()
+        .filter_map(|r| VideoCodec::from_name(&r.encoding))
+        .collect();
+    let video = negotiate_video_passthrough(browser, m, &codecs)?;
+    let conn = sd.media_connection(m)?;
+    let ip = conn.to_ip()?;
+    let mut direction = sd.media_direction(m).reverse();
+    if conn.is_hold() {
+        direction = match direction {
+            Direction::SendRecv | Direction::RecvOnly => Direction::RecvOnly,
+            _ => Direction::Inactive,
+        };
+    }
+    Some(PbxVideo {
+        video,
+        remote: SocketAddr::new(ip, m.port),
+        direction,
+        rtcp_mux: m.rtcp_mux,
+    })
+}
+
+/// The first video m-line of `sd` negotiated as [`negotiate_pbx_video`] does.
+pub fn pbx_video(browser: &MediaDescription, sd: &SessionDescription) -> Option<PbxVideo> {
+    let m = sd.media.iter().find(|m| m.kind == MediaKind::Video)?;
+    negotiate_pbx_video(browser, sd, m)
+}
+
 /// Picks the first codec of `prefer` that video m-lines `a` and `b` (one per leg) both
 /// offer, for passthrough without transcoding. `None` when a side has no video (port 0)
 /// or nothing matches: the video stream is then rejected on both legs.
@@ -1052,6 +1188,71 @@ mod video_tests {
         ))
         .expect("sdp parses");
         sd.media.into_iter().next().expect("one m-line")
+    }
+
+    const BROWSER_VP8: &str = "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 VP8/90000\r\n\
+        a=rtcp-fb:96 goog-remb\r\na=rtcp-fb:96 nack pli\r\na=rtcp-fb:96 ccm fir\r\n";
+
+    fn session(media: &str) -> SessionDescription {
+        SessionDescription::parse(&format!(
+            "v=0\r\no=- 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n\
+             m=audio 30000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n{media}"
+        ))
+        .expect("sdp parses")
+    }
+
+    /// The PBX offer carries the browser's codec on our video port with PLI/FIR feedback;
+    /// a desk phone's answer gives its address, payload type and the feedback both list;
+    /// a refused (port 0) or codec-less answer means audio only.
+    #[test]
+    fn pbx_offer_and_answer_with_video() {
+        let mut sdp = RtpSdp::new("127.0.0.1:20000".parse().expect("addr"), 7);
+        sdp.set_video(20002, &video(BROWSER_VP8));
+        let offer = sdp.offer(&[Codec::Pcmu], Direction::SendRecv);
+        let text = offer.to_string();
+        assert!(text.contains("m=video 20002 RTP/AVP 96\r\n"), "{text}");
+        assert!(text.contains("a=rtpmap:96 VP8/90000\r\n"));
+        assert!(
+            text.contains("a=rtcp-fb:96 nack pli\r\n") && text.contains("a=rtcp-fb:96 ccm fir\r\n")
+        );
+        assert!(!text.contains("goog-remb"), "only the feedback we forward");
+        let answer = session(
+            "m=video 30002 RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\na=rtcp-fb:* nack pli\r\na=sendrecv\r\n",
+        );
+        let neg = sdp.process_answer(&answer).expect("audio still negotiates");
+        assert_eq!(neg.codec, Codec::Pcmu);
+        let v = pbx_video(&video(BROWSER_VP8), &answer).expect("video agreed");
+        assert_eq!(v.remote, "192.0.2.10:30002".parse().expect("addr"));
+        assert_eq!((v.video.pt_a, v.video.pt_b), (96, 96));
+        assert_eq!(v.video.rtcp_fb, ["nack pli"]);
+        assert_eq!(v.direction, Direction::SendRecv);
+        let refused = session("m=video 0 RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\n");
+        assert_eq!(pbx_video(&video(BROWSER_VP8), &refused), None);
+        let h264 = session("m=video 30002 RTP/AVP 99\r\na=rtpmap:99 H264/90000\r\n");
+        assert_eq!(pbx_video(&video(BROWSER_VP8), &h264), None);
+        assert_eq!(pbx_video(&video(BROWSER_VP8), &session("")), None);
+    }
+
+    /// A hold re-INVITE from the PBX with video gets video back on our port, recvonly, in
+    /// its payload type; a video m-line we cannot take is refused with port 0.
+    #[test]
+    fn reinvite_answers_video() {
+        let mut sdp = RtpSdp::new("127.0.0.1:20000".parse().expect("addr"), 7);
+        sdp.set_video(20002, &video(BROWSER_VP8));
+        let hold = session(
+            "a=sendonly\r\nm=video 30002 RTP/AVP 100\r\na=rtpmap:100 VP8/90000\r\na=sendonly\r\n",
+        );
+        let (answer, neg) = sdp.answer(&hold, &[Codec::Pcmu]).expect("answer");
+        assert!(neg.remote_hold());
+        let vm = &answer.media[1];
+        assert_eq!((vm.kind.clone(), vm.port), (MediaKind::Video, 20002));
+        assert_eq!(
+            (vm.formats.clone(), vm.direction),
+            (vec!["100".to_string()], Some(Direction::RecvOnly))
+        );
+        let h264 = session("m=video 30002 RTP/AVP 99\r\na=rtpmap:99 H264/90000\r\n");
+        let (answer, _) = sdp.answer(&h264, &[Codec::Pcmu]).expect("answer");
+        assert_eq!(answer.media[1].port, 0);
     }
 
     #[test]

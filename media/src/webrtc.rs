@@ -1,9 +1,14 @@
-//! The WebRTC leg: one browser call's ICE, DTLS-SRTP and Opus, as a sans-IO state machine.
+//! The WebRTC leg: one browser call's ICE, DTLS-SRTP, Opus and (optionally) video, as a
+//! sans-IO state machine.
 //!
 //! [`WebRtcLeg`] wraps a [`str0m::Rtc`] and narrows it to what a voice gateway
 //! needs: accept a browser's SDP offer (Opus 48 kHz, telephone-event,
 //! rtcp-mux, trickle ICE), answer with our host candidates, hand out received
-//! Opus frames and take Opus frames to send. It speaks the project's verbs:
+//! Opus frames and take Opus frames to send. With [`WebRtcConfig::video`] it also
+//! accepts one video m-line (VP8 or H.264) for passthrough: str0m depacketizes the
+//! browser's video into whole frames ([`Event::Video`]) and packetizes the frames we
+//! write ([`WebRtcLeg::write_video`]); keyframe requests cross both ways
+//! ([`Event::KeyframeRequest`], [`WebRtcLeg::request_keyframe`]). It speaks the project's verbs:
 //! [`WebRtcLeg::handle_input`], [`WebRtcLeg::handle_timeout`],
 //! [`WebRtcLeg::poll_output`] and [`WebRtcLeg::accepts`]. Sockets and clocks
 //! belong to the caller (the gateway's `media_io` shell).
@@ -35,10 +40,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use str0m::format::{Codec, FormatParams};
-use str0m::media::{Frequency, MediaKind, MediaTime, Mid, Pt};
+use str0m::media::{Frequency, KeyframeRequestKind, MediaKind, MediaTime, Mid, Pt};
 use str0m::net::Protocol;
 use str0m::rtp::Extension;
 use str0m::{Candidate, IceConnectionState, Rtc};
+
+use crate::sdp::{MediaDescription, SessionDescription, VideoCodec};
 
 /// How long ICE and DTLS may take before an unconnected leg fails.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -74,6 +81,9 @@ pub enum WebRtcError {
     /// Media was written before the leg had negotiated an Opus stream.
     #[error("no negotiated opus stream")]
     NotNegotiated,
+    /// Video was written or a keyframe asked for on a leg without a video stream.
+    #[error("no negotiated video stream")]
+    NoVideo,
     /// str0m refused an operation.
     #[error("webrtc: {0}")]
     Rtc(#[from] str0m::RtcError),
@@ -84,6 +94,8 @@ pub enum WebRtcError {
 pub struct WebRtcConfig {
     /// Addresses of the UDP socket(s) this leg receives on; each becomes a host candidate.
     pub local_addrs: Vec<SocketAddr>,
+    /// Accept a video m-line (VP8, H.264) for passthrough; without it video is refused.
+    pub video: bool,
 }
 
 /// A UDP datagram that arrived on one of the leg's local addresses.
@@ -121,6 +133,21 @@ pub struct OpusFrame {
     pub payload: Arc<[u8]>,
 }
 
+/// One received video frame, depacketized by str0m.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrowserVideoFrame {
+    /// The RTP payload type the browser used.
+    pub pt: u8,
+    /// The RTP timestamp at 90 kHz, extended past 32-bit wrap-around.
+    pub rtp_time: u64,
+    /// A key frame (decodable on its own).
+    pub keyframe: bool,
+    /// False when packets were lost since the previous frame.
+    pub contiguous: bool,
+    /// The frame (VP8 bitstream, or H.264 Annex B).
+    pub data: Arc<[u8]>,
+}
+
 /// Something the caller should know about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -136,6 +163,10 @@ pub enum Event {
         /// The event payload.
         payload: Arc<[u8]>,
     },
+    /// A video frame arrived from the browser.
+    Video(BrowserVideoFrame),
+    /// The browser asked for a keyframe of the video we send (PLI or FIR).
+    KeyframeRequest,
     /// ICE never connected or stayed disconnected too long; end the call.
     Failed,
     /// The peer closed DTLS; end the call.
@@ -161,6 +192,12 @@ pub struct WebRtcLeg {
     mid: Option<Mid>,
     /// Our Opus payload type on that m-line.
     opus_pt: Option<Pt>,
+    /// The video m-line, when one was accepted.
+    video_mid: Option<Mid>,
+    /// The video payload type the browser sends with (the first of our answer).
+    video_pt: Option<Pt>,
+    /// Our answer's video m-line narrowed to that payload type, for the PBX offer.
+    video_media: Option<MediaDescription>,
     /// Events held back while str0m is drained (our own deadlines).
     pending: VecDeque<Event>,
     /// When the leg was created; the connect deadline counts from here.
@@ -211,6 +248,8 @@ impl WebRtcLeg {
             .set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags()))
             .clear_codecs()
             .enable_opus(true, false)
+            .enable_vp8(config.video)
+            .enable_h264(config.video)
             // Hand every packet out as it comes: the bridge's jitter buffer reorders
             // and conceals. str0m's default holds frames after a gap until 15 more
             // have arrived (300 ms of audio), which turns every lost packet into a
@@ -245,6 +284,9 @@ impl WebRtcLeg {
             rtc,
             mid: None,
             opus_pt: None,
+            video_mid: None,
+            video_pt: None,
+            video_media: None,
             pending: VecDeque::new(),
             started: now,
             disconnected_since: None,
@@ -253,11 +295,112 @@ impl WebRtcLeg {
             now,
             idle_until: None,
         };
-        leg.find_opus(&audio_mids(offer_sdp));
+        leg.find_opus(&mids_of(offer_sdp, "audio"));
         if leg.opus_pt.is_none() {
             return Err(WebRtcError::NoOpus);
         }
-        Ok((leg, answer.to_sdp_string()))
+        let answer = answer.to_sdp_string();
+        if config.video {
+            leg.find_video(&answer);
+        }
+        Ok((leg, answer))
+    }
+
+    /// Finds the accepted video m-line in our answer and the codec the browser will send
+    /// with: the first VP8 or H.264 payload type of the answer (JSEP 5.3.1: the answer's
+    /// order is what the offerer sends).
+    fn find_video(&mut self, answer: &str) {
+        let Ok(sd) = SessionDescription::parse(answer) else {
+            return;
+        };
+        let Some(m) = sd
+            .media
+            .iter()
+            .find(|m| m.kind == crate::sdp::MediaKind::Video && m.port != 0)
+        else {
+            return;
+        };
+        let Some(mid) = m.attribute("mid").and_then(|a| a.value.as_deref()) else {
+            return;
+        };
+        let Some(pt) = m.payload_types().find(|&pt| {
+            m.rtpmap(pt).is_some_and(|r| {
+                r.clock_rate == 90_000 && VideoCodec::from_name(&r.encoding).is_some()
+            })
+        }) else {
+            return;
+        };
+        let mid = Mid::from(mid);
+        if self.rtc.media(mid).is_none() {
+            return;
+        }
+        let mut narrowed = MediaDescription::new(m.kind.clone(), m.port, &m.proto);
+        narrowed.formats = vec![pt.to_string()];
+        narrowed.rtpmaps = m.rtpmaps.iter().filter(|r| r.pt == pt).cloned().collect();
+        narrowed.fmtps = m.fmtps.iter().filter(|f| f.pt == pt).cloned().collect();
+        let (pt_s, star) = (format!("{pt} "), "* ");
+        narrowed.attributes = m
+            .attributes
+            .iter()
+            .filter(|a| {
+                a.name == "rtcp-fb"
+                    && a.value
+                        .as_deref()
+                        .is_some_and(|v| v.starts_with(&pt_s) || v.starts_with(star))
+            })
+            .cloned()
+            .collect();
+        self.video_mid = Some(mid);
+        self.video_pt = Some(Pt::new_with_value(pt));
+        self.video_media = Some(narrowed);
+    }
+
+    /// The accepted video m-line narrowed to the one codec the browser sends (payload
+    /// type, rtpmap, fmtp, rtcp-fb): what to offer the PBX for passthrough. `None` when
+    /// the offer had no video, or the leg was configured without video.
+    pub fn video_media(&self) -> Option<&MediaDescription> {
+        self.video_media.as_ref()
+    }
+
+    /// Writes one video frame towards the browser; str0m packetizes it on our own SSRC
+    /// and sequence numbers. `rtp_time` is our outgoing 90 kHz clock (extended,
+    /// monotonic). Frames written before [`Event::Connected`] are dropped by str0m.
+    ///
+    /// # Errors
+    /// [`WebRtcError::NoVideo`] without a video stream; [`WebRtcError::Rtc`] when str0m
+    /// refuses the frame.
+    pub fn write_video(
+        &mut self,
+        now: Instant,
+        rtp_time: u64,
+        frame: &[u8],
+    ) -> Result<(), WebRtcError> {
+        let (Some(mid), Some(pt)) = (self.video_mid, self.video_pt) else {
+            return Err(WebRtcError::NoVideo);
+        };
+        let now = self.advance(now);
+        self.idle_until = None;
+        let writer = self.rtc.writer(mid).ok_or(WebRtcError::NoVideo)?;
+        writer.write(
+            pt,
+            now,
+            MediaTime::new(rtp_time, Frequency::NINETY_KHZ),
+            frame.to_vec(),
+        )?;
+        Ok(())
+    }
+
+    /// Asks the browser's video encoder for a keyframe (PLI).
+    ///
+    /// # Errors
+    /// [`WebRtcError::NoVideo`] without a video stream; [`WebRtcError::Rtc`] before the
+    /// browser sent any video (there is no stream to address yet).
+    pub fn request_keyframe(&mut self) -> Result<(), WebRtcError> {
+        let mid = self.video_mid.ok_or(WebRtcError::NoVideo)?;
+        self.idle_until = None;
+        let mut writer = self.rtc.writer(mid).ok_or(WebRtcError::NoVideo)?;
+        writer.request_keyframe(None, KeyframeRequestKind::Pli)?;
+        Ok(())
     }
 
     /// Finds the audio m-line and its Opus payload type after negotiation.
@@ -511,6 +654,18 @@ impl WebRtcLeg {
                 }
                 None
             }
+            str0m::Event::MediaData(data) if self.video_mid == Some(data.mid) => {
+                Some(Event::Video(BrowserVideoFrame {
+                    pt: *data.pt,
+                    rtp_time: data.time.numer(),
+                    keyframe: data.is_keyframe(),
+                    contiguous: data.contiguous,
+                    data: data.data,
+                }))
+            }
+            str0m::Event::KeyframeRequest(req) if self.video_mid == Some(req.mid) => {
+                Some(Event::KeyframeRequest)
+            }
             str0m::Event::MediaData(data) => {
                 if Some(data.mid) != self.mid {
                     return None;
@@ -545,14 +700,14 @@ impl WebRtcLeg {
     }
 }
 
-/// The `a=mid:` values of the offer's audio m-lines, in order.
-fn audio_mids(sdp: &str) -> Vec<Mid> {
+/// The `a=mid:` values of the offer's m-lines of `kind` (`audio`), in order.
+fn mids_of(sdp: &str, kind: &str) -> Vec<Mid> {
     let mut in_audio = false;
     let mut mids = Vec::new();
     for line in sdp.lines() {
         let line = line.trim_end();
         if let Some(m) = line.strip_prefix("m=") {
-            in_audio = m.starts_with("audio ");
+            in_audio = m.strip_prefix(kind).is_some_and(|r| r.starts_with(' '));
         } else if let Some(mid) = line.strip_prefix("a=mid:")
             && in_audio
         {
@@ -649,7 +804,9 @@ mod tests {
                     }
                 }
             };
-            if let Some(t) = to_leg.into_iter().next() {
+            // every datagram is delivered (a video frame spans several)
+            let moved = !to_leg.is_empty() || !to_b.is_empty();
+            for t in to_leg {
                 assert_eq!(t.destination, leg_addr());
                 let input = Receive {
                     source: t.source,
@@ -658,15 +815,16 @@ mod tests {
                 };
                 assert!(leg.accepts(&input), "leg accepts its peer's datagrams");
                 leg.handle_input(*now, input).expect("leg input");
-                continue;
             }
-            if let Some(t) = to_b.into_iter().next() {
+            for t in to_b {
                 assert_eq!(t.destination, browser_addr());
                 let recv =
                     str0m::net::Receive::new(Protocol::Udp, t.source, t.destination, &t.contents)
                         .expect("valid datagram");
                 b.handle_input(str0m::Input::Receive(*now, recv))
                     .expect("browser input");
+            }
+            if moved {
                 continue;
             }
             let next = tb.min(tl).min(until);
@@ -680,6 +838,7 @@ mod tests {
     fn config() -> WebRtcConfig {
         WebRtcConfig {
             local_addrs: vec![leg_addr()],
+            video: false,
         }
     }
 
@@ -802,6 +961,177 @@ mod tests {
         }
     }
 
+    /// A browser offering audio and video (every codec str0m knows); returns it with its
+    /// offer SDP and the audio and video mids.
+    fn browser_av(now: Instant) -> (Rtc, String, Mid, Mid) {
+        let mut rtc = Rtc::builder()
+            .set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags()))
+            .build(now);
+        let cand = Candidate::host(browser_addr(), Protocol::Udp).expect("host candidate");
+        rtc.add_local_candidate(cand);
+        let mut api = rtc.sdp_api();
+        let audio = api.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
+        let video = api.add_media(MediaKind::Video, Direction::SendRecv, None, None, None);
+        let (offer, pending) = api.apply().expect("offer with two m-lines");
+        PENDING.with(|p| *p.borrow_mut() = Some(pending));
+        (rtc, offer.to_sdp_string(), audio, video)
+    }
+
+    /// A VP8-looking frame: the frame tag's P bit (bit 0) clear for a key frame.
+    fn vp8_frame(i: u8, key: bool, len: usize) -> Vec<u8> {
+        let mut f = vec![i; len];
+        f[0] = if key { 0x10 } else { 0x11 };
+        f
+    }
+
+    /// Video beside audio: the answer accepts VP8 and names it for the PBX offer; frames
+    /// cross both ways whole (a 3000-byte key frame spans packets); a PLI from the browser
+    /// comes out as a keyframe request, and ours reaches the browser's encoder side.
+    #[test]
+    fn video_frames_and_keyframe_requests_both_ways() {
+        let start = Instant::now();
+        let mut now = start;
+        let (mut b, offer, _, vmid) = browser_av(now);
+        let cfg = WebRtcConfig {
+            video: true,
+            ..config()
+        };
+        let (mut leg, answer) = WebRtcLeg::accept_offer(now, &cfg, &offer).expect("answer");
+        assert!(answer.contains("VP8/90000"), "answer has vp8: {answer}");
+        let vm = leg.video_media().expect("video accepted").clone();
+        assert_eq!(vm.rtpmaps.len(), 1);
+        assert_eq!(vm.rtpmaps[0].encoding, "VP8");
+        assert!(
+            vm.attributes
+                .iter()
+                .any(|a| a.value.as_deref().is_some_and(|v| v.ends_with("pli")))
+        );
+        accept_answer(&mut b, &answer);
+        leg.add_remote_candidate("candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host")
+            .expect("candidate parses");
+        let mut seen = Seen::default();
+        drive(
+            &mut now,
+            start + Duration::from_secs(10),
+            &mut b,
+            &mut leg,
+            &mut seen,
+            false,
+            |s| {
+                s.leg.contains(&Event::Connected)
+                    && s.browser
+                        .iter()
+                        .any(|e| matches!(e, str0m::Event::Connected))
+            },
+        );
+        assert!(leg.is_connected());
+        // gateway -> browser
+        let sent: Vec<Vec<u8>> = (0..6u8)
+            .map(|i| vp8_frame(i, i == 0, if i == 0 { 3000 } else { 400 }))
+            .collect();
+        for (i, f) in sent.iter().enumerate() {
+            leg.write_video(now, 90_000 + 3000 * i as u64, f)
+                .expect("video write");
+            let until = now + Duration::from_millis(33);
+            drive(&mut now, until, &mut b, &mut leg, &mut seen, false, |_| {
+                false
+            });
+        }
+        let got: Vec<&[u8]> = seen
+            .browser
+            .iter()
+            .filter_map(|e| match e {
+                str0m::Event::MediaData(d) if d.mid == vmid => Some(&*d.data),
+                _ => None,
+            })
+            .collect();
+        assert!(got.len() >= 4, "frames reached the browser: {}", got.len());
+        assert_eq!(got[0], &sent[0][..], "the key frame arrives whole");
+        // browser -> gateway
+        let pt = b
+            .writer(vmid)
+            .expect("browser writer")
+            .payload_params()
+            .find(|p| p.spec().codec == Codec::Vp8)
+            .expect("browser has vp8")
+            .pt();
+        assert_eq!(
+            Some(pt),
+            leg.video_pt,
+            "the browser sends with the answer's first pt"
+        );
+        for (i, f) in sent.iter().enumerate() {
+            b.writer(vmid)
+                .expect("browser writer")
+                .write(
+                    pt,
+                    now,
+                    MediaTime::new(3000 * i as u64, Frequency::NINETY_KHZ),
+                    f.clone(),
+                )
+                .expect("browser write");
+            let until = now + Duration::from_millis(33);
+            drive(&mut now, until, &mut b, &mut leg, &mut seen, false, |_| {
+                false
+            });
+        }
+        let frames: Vec<&BrowserVideoFrame> = seen
+            .leg
+            .iter()
+            .filter_map(|e| match e {
+                Event::Video(f) => Some(f),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            frames.len() >= 4,
+            "frames reached the gateway: {}",
+            frames.len()
+        );
+        assert!(frames[0].keyframe && !frames[1].keyframe);
+        assert_eq!(&*frames[0].data, &sent[0][..]);
+        assert_eq!(frames[1].rtp_time - frames[0].rtp_time, 3000);
+        // keyframe requests both ways
+        b.writer(vmid)
+            .expect("browser writer")
+            .request_keyframe(None, KeyframeRequestKind::Pli)
+            .expect("browser receives our video");
+        leg.request_keyframe()
+            .expect("leg receives the browser's video");
+        let until = now + Duration::from_millis(500);
+        drive(&mut now, until, &mut b, &mut leg, &mut seen, false, |s| {
+            s.leg.contains(&Event::KeyframeRequest)
+                && s.browser
+                    .iter()
+                    .any(|e| matches!(e, str0m::Event::KeyframeRequest(_)))
+        });
+        assert!(
+            seen.leg.contains(&Event::KeyframeRequest),
+            "browser PLI reached the leg"
+        );
+        assert!(
+            seen.browser
+                .iter()
+                .any(|e| matches!(e, str0m::Event::KeyframeRequest(r) if r.mid == vmid)),
+            "our PLI reached the browser"
+        );
+    }
+
+    /// Without video in the config the video m-line is refused and video calls are errors.
+    #[test]
+    fn video_refused_when_not_configured() {
+        let now = Instant::now();
+        let (_b, offer, _, _) = browser_av(now);
+        let (mut leg, answer) = WebRtcLeg::accept_offer(now, &config(), &offer).expect("answer");
+        assert!(!answer.contains("VP8"), "{answer}");
+        assert!(leg.video_media().is_none());
+        assert!(matches!(
+            leg.write_video(now, 0, &[0x10]),
+            Err(WebRtcError::NoVideo)
+        ));
+        assert!(matches!(leg.request_keyframe(), Err(WebRtcError::NoVideo)));
+    }
+
     /// A lost packet does not hold back the frames after it: each comes out as it
     /// arrives (the bridge's jitter buffer conceals the gap), not after str0m's
     /// default reorder window of 15 packets (300 ms of audio).
@@ -920,6 +1250,7 @@ mod tests {
         ));
         let empty = WebRtcConfig {
             local_addrs: vec![],
+            video: false,
         };
         let (_b, offer, _) = browser(now, MediaKind::Audio);
         assert!(matches!(

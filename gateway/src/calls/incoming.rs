@@ -305,6 +305,7 @@ async fn answer(
 ) -> Result<CallHandle, (CallError, u16)> {
     let config = WebRtcConfig {
         local_addrs: vec![webrtc_socket.local],
+        video: false,
     };
     let now = tokio::time::Instant::now().into_std();
     let (leg, browser_answer) =

@@ -172,14 +172,22 @@ impl CallRegistry {
         let (webrtc_socket, rtp_socket) = incoming::bind_pair(&self.sockets).await?;
         let config = WebRtcConfig {
             local_addrs: vec![webrtc_socket.local],
+            // video passes through only to a trunk that allows it
+            video: route.first().is_some_and(|t| t.video),
         };
         let now = tokio::time::Instant::now().into_std();
         let (leg, answer) = WebRtcLeg::accept_offer(now, &config, offer_sdp)?;
+        // the video port too, when the caller sends video (an exhausted range refuses here)
+        let video_socket = match leg.video_media() {
+            Some(_) => Some(self.sockets.bind().await.map_err(CallError::NoMediaPort)?),
+            None => None,
+        };
         let (tx, rx) = mpsc::channel(64);
         let call = trunk::TrunkCall {
             leg,
             webrtc_socket,
             rtp_socket,
+            video_socket,
             sip: routing.sip.clone(),
             route,
             commands: rx,
@@ -201,6 +209,7 @@ impl CallRegistry {
         let socket = self.sockets.bind().await.map_err(CallError::NoMediaPort)?;
         let config = WebRtcConfig {
             local_addrs: vec![socket.local],
+            video: false,
         };
         let now = tokio::time::Instant::now().into_std();
         let (leg, answer) = WebRtcLeg::accept_offer(now, &config, offer_sdp)?;

@@ -78,6 +78,8 @@ pub struct TrunkLegs {
     pub legs: Vec<CallConfig>,
     /// How the caller's digits reach the PBX (this trunk's `dtmf:`).
     pub dtmf: DtmfMode,
+    /// Whether video is offered to the PBX (this trunk's `video:`).
+    pub video: bool,
 }
 
 /// What the gateway knows about itself when it places calls.
@@ -227,6 +229,7 @@ fn trunk_legs(
         targets: target.targets,
         legs,
         dtmf: target.dtmf,
+        video: target.video,
     })
 }
 
@@ -243,6 +246,8 @@ pub struct TrunkTarget {
     pub domain: String,
     /// How DTMF is sent to the PBX.
     pub dtmf: DtmfMode,
+    /// Whether video is offered to the PBX.
+    pub video: bool,
 }
 
 impl TrunkTarget {
@@ -306,6 +311,7 @@ pub async fn trunk_target(
         credentials,
         domain,
         dtmf: trunk.dtmf,
+        video: trunk.video,
     })
 }
 

@@ -33,9 +33,13 @@ use dialplans::{DtmfMode, Strategy};
 use media::bridge::{Bridge, BridgeConfig, BridgeEvent, MediaFrame, PbxDtmf, WebrtcOutput};
 use media::codec::Codec;
 use media::dtmf::{DigitPlayer, InfoDtmf};
+use media::keyframe::KeyframeForwarder;
 use media::rtp::TsExtender;
 use media::rtp_leg::RtpLegConfig;
-use media::sdp::{Direction, NegotiatedAudio, PBX_AUDIO_CODECS, RtpSdp, SessionDescription};
+use media::sdp::{
+    Direction, NegotiatedAudio, PBX_AUDIO_CODECS, RtpSdp, SessionDescription, pbx_video,
+};
+use media::video::{VideoLeg, VideoLegConfig, VideoLegEvent};
 use media::webrtc::{Event, Output, Receive, WebRtcLeg};
 use sip_trunk::dialog::{Body, DialogEvent, TerminatedReason};
 use sip_trunk::resolve::TargetList;
@@ -62,6 +66,9 @@ pub struct TrunkCall {
     pub webrtc_socket: MediaSocket,
     /// The RTP socket towards the PBX (its address is in our SDP offer).
     pub rtp_socket: MediaSocket,
+    /// The video RTP socket towards the PBX, when the caller sends video and the
+    /// trunk allows it (its address is in our SDP offer's `m=video`).
+    pub video_socket: Option<MediaSocket>,
     /// The SIP task.
     pub sip: Sip,
     /// Where and whom to ring.
@@ -135,6 +142,10 @@ impl AnsweredCall {
             leg,
             wsock: webrtc_socket,
             rsock: rtp_socket,
+            vsock: None,
+            video: None,
+            video_out_ts: TsExtender::default(),
+            video_gap_request: None,
             sip,
             sdp,
             offer: Body {
@@ -258,6 +269,14 @@ struct Running {
     leg: WebRtcLeg,
     wsock: MediaSocket,
     rsock: MediaSocket,
+    /// The video socket towards the PBX (offered when the caller sends video).
+    vsock: Option<MediaSocket>,
+    /// Video passthrough towards the PBX, once its SDP accepted our video.
+    video: Option<VideoLeg>,
+    /// Extends the PBX's 32-bit video timestamps for str0m.
+    video_out_ts: TsExtender,
+    /// When we last asked the browser for a keyframe after its video lost packets.
+    video_gap_request: Option<Instant>,
     sip: Sip,
     sdp: RtpSdp,
     offer: Body,
@@ -311,6 +330,7 @@ impl TrunkCall {
             leg,
             webrtc_socket,
             rtp_socket,
+            video_socket,
             sip,
             route,
             mut commands,
@@ -330,6 +350,10 @@ impl TrunkCall {
             return;
         };
         let mut sdp = RtpSdp::new(rtp_socket.local, rand::random::<u32>().into());
+        if let (Some(vs), Some(m)) = (&video_socket, leg.video_media()) {
+            // the PBX is offered the codec the browser sends, on our video port
+            sdp.set_video(vs.local.port(), m);
+        }
         let offer = pbx_offer(&mut sdp, first.dtmf);
         let (dialog_tx, dialog_rx) = mpsc::unbounded_channel();
         let now = Instant::now();
@@ -337,6 +361,10 @@ impl TrunkCall {
             leg,
             wsock: webrtc_socket,
             rsock: rtp_socket,
+            vsock: video_socket,
+            video: None,
+            video_out_ts: TsExtender::default(),
+            video_gap_request: None,
             sip,
             sdp,
             offer,
@@ -472,6 +500,7 @@ impl Running {
     async fn run(&mut self, commands: &mut mpsc::Receiver<LegCommand>) -> Ending {
         let mut wbuf = vec![0u8; 2048];
         let mut rbuf = vec![0u8; 2048];
+        let mut vbuf = vec![0u8; 2048];
         let mut commands_open = true;
         loop {
             let leg_deadline = match self.drain().await {
@@ -531,6 +560,14 @@ impl Running {
                     }
                     Err(e) => debug!(cause = %e, "rtp socket receive error"),
                 },
+                r = recv_opt(self.vsock.as_ref(), &mut vbuf) => match r {
+                    Ok((n, source)) => {
+                        if let Some(v) = self.video.as_mut() {
+                            v.handle_input(Instant::now(), source, &vbuf[..n]);
+                        }
+                    }
+                    Err(e) => debug!(cause = %e, "video socket receive error"),
+                },
                 Some((idx, ev)) = self.dialog_rx.recv() => self.on_dialog(idx, ev).await,
                 _ = tokio::time::sleep_until(deadline.into()) => self.on_timeout().await,
             }
@@ -542,6 +579,9 @@ impl Running {
         let mut d = leg;
         if let Some(t) = self.bridge.as_ref().and_then(Bridge::poll_timeout) {
             d = d.min(t);
+        }
+        if let Some(v) = &self.video {
+            d = d.min(v.poll_timeout());
         }
         // digits wait for the answer (an early-media bridge does not take them)
         if self.bridge.is_some()
@@ -577,6 +617,9 @@ impl Running {
                 }
             }
             b.handle_timeout(now);
+        }
+        if let Some(v) = self.video.as_mut() {
+            v.handle_timeout(now);
         }
         if self.winner.is_some() || self.ending.is_some() {
             return;
@@ -645,7 +688,10 @@ impl Running {
                 // the PBX answered the offer we made in our 200 to its offer-less re-INVITE
                 if let Some(sd) = body.as_ref().and_then(parse_sdp) {
                     match self.sdp.process_answer(&sd) {
-                        Ok(neg) => self.apply_negotiated(neg),
+                        Ok(neg) => {
+                            self.apply_negotiated(neg);
+                            self.setup_video(&sd);
+                        }
                         Err(e) => debug!(cause = %e, "unusable refresh answer"),
                     }
                 }
@@ -683,14 +729,11 @@ impl Running {
             }
             return;
         }
-        let neg = body
+        let sd = body.as_ref().and_then(parse_sdp);
+        let neg = sd
             .as_ref()
-            .and_then(parse_sdp)
             .ok_or("no SDP in the answer")
-            .and_then(|sd| {
-                self.apply_answer(&sd)
-                    .ok_or("no usable audio in the answer")
-            });
+            .and_then(|sd| self.apply_answer(sd).ok_or("no usable audio in the answer"));
         let neg = match neg {
             Ok(n) => n,
             Err(cause) => {
@@ -727,6 +770,9 @@ impl Running {
         }
         self.held = neg.remote_hold();
         self.negotiated = Some(neg);
+        if let Some(sd) = &sd {
+            self.setup_video(sd);
+        }
         self.winner = Some(idx);
         if let Some(f) = self.forks.get_mut(idx) {
             f.state = ForkState::Up;
@@ -793,6 +839,9 @@ impl Running {
                 match answer {
                     Ok((sd, neg)) => {
                         self.apply_negotiated(neg);
+                        if let Some(offer) = parse_sdp(&offer) {
+                            self.setup_video(&offer);
+                        }
                         sd
                     }
                     Err(()) => {
@@ -819,6 +868,44 @@ impl Running {
             .sip
             .with_call(call, move |c, now| drop(c.accept_refresh(now, Some(body))))
             .await;
+    }
+
+    /// Starts (or re-targets) video passthrough from the PBX's SDP: its video m-line
+    /// negotiated against the codec the browser sends. Without one the call stays (or
+    /// becomes) audio only. Hold state comes from the audio side (`held`).
+    fn setup_video(&mut self, sd: &SessionDescription) {
+        let Some(browser) = self.leg.video_media() else {
+            return;
+        };
+        let Some(pv) = pbx_video(browser, sd) else {
+            if self.video.take().is_some() || self.winner.is_none() {
+                info!("no video with the pbx; audio only");
+            }
+            return;
+        };
+        if let Some(v) = self.video.as_mut()
+            && v.config().pt == pv.video.pt_b
+            && v.config().codec == pv.video.codec
+        {
+            // hold or resume: follow the address if it moved (never to 0.0.0.0)
+            if v.config().remote != pv.remote && !pv.remote.ip().is_unspecified() {
+                v.set_remote(pv.remote);
+            }
+            return;
+        }
+        let mut cfg = VideoLegConfig::new(rand::random(), pv.video.codec, pv.video.pt_b, pv.remote);
+        cfg.rtcp_mux = pv.rtcp_mux;
+        // a phone that lists only `ccm fir` is asked with FIR
+        let fb = &pv.video.rtcp_fb;
+        cfg.use_fir = fb.iter().any(|f| f == "ccm fir") && !fb.iter().any(|f| f == "nack pli");
+        cfg.initial_seq = rand::random();
+        cfg.initial_ts = rand::random();
+        info!(codec = ?pv.video.codec, remote = %pv.remote, feedback = ?fb, "video passthrough with the pbx");
+        self.video = Some(VideoLeg::new(Instant::now(), cfg));
+        // the PBX's decoder starts from a keyframe
+        if let Err(e) = self.leg.request_keyframe() {
+            debug!(cause = %e, "no keyframe request to the browser yet");
+        }
     }
 
     /// Applies a renegotiated PBX side: hold state and (on resume) the new address.
@@ -961,6 +1048,9 @@ impl Running {
         if let Some(b) = self.bridge.as_mut() {
             b.rtp_leg_mut().send_bye(Instant::now());
         }
+        if let Some(v) = self.video.as_mut() {
+            v.send_bye(Instant::now());
+        }
         tokio::spawn(async move {
             for (call, state) in open {
                 let _ = sip
@@ -987,6 +1077,7 @@ impl Running {
             match out {
                 Output::Timeout(t) => {
                     self.drain_bridge().await;
+                    self.drain_video().await;
                     return Ok(t);
                 }
                 Output::Transmit(t) => {
@@ -1017,6 +1108,33 @@ impl Running {
                 }) => {
                     if let Some(b) = self.bridge.as_mut() {
                         b.handle_webrtc_dtmf(now, rtp_timestamp as u32, &payload);
+                    }
+                }
+                Output::Event(Event::Video(frame)) => {
+                    let Some(v) = self.video.as_mut() else {
+                        continue;
+                    };
+                    if !self.held {
+                        v.send_frame(now, frame.rtp_time, &frame.data);
+                    }
+                    // packets lost on the browser's side: the PBX's decoder needs a new
+                    // keyframe (asked at most once per interval)
+                    if !frame.contiguous
+                        && self.video_gap_request.is_none_or(|t| {
+                            now.saturating_duration_since(t) >= KeyframeForwarder::MIN_INTERVAL
+                        })
+                    {
+                        self.video_gap_request = Some(now);
+                        if let Err(e) = self.leg.request_keyframe() {
+                            debug!(cause = %e, "keyframe request to the browser dropped");
+                        }
+                    }
+                }
+                Output::Event(Event::KeyframeRequest) => {
+                    if let Some(v) = self.video.as_mut()
+                        && v.request_keyframe(now)
+                    {
+                        debug!("browser keyframe request sent to the pbx");
                     }
                 }
                 Output::Event(Event::Failed) if self.ending.is_none() => {
@@ -1074,6 +1192,47 @@ impl Running {
         }
     }
 
+    /// Sends what the video leg produced: RTP/RTCP to the PBX, frames and keyframe
+    /// requests to the browser.
+    async fn drain_video(&mut self) {
+        let Some(v) = self.video.as_mut() else {
+            return;
+        };
+        let now = Instant::now();
+        while let Some(t) = v.poll_transmit() {
+            // on hold only RTCP goes out: reports, and keyframe requests so the PBX's
+            // encoder resumes with a keyframe
+            if (self.held && !t.rtcp) || t.destination.ip().is_unspecified() {
+                continue;
+            }
+            if let Some(s) = &self.vsock
+                && let Err(e) = s.socket.send_to(&t.data, t.destination).await
+            {
+                debug!(cause = %e, dest = %t.destination, "video send failed");
+            }
+        }
+        let mut want_keyframe = false;
+        while let Some(ev) = v.poll_event() {
+            match ev {
+                VideoLegEvent::Frame(f) => {
+                    let ts = self.video_out_ts.extend(f.rtp_time);
+                    if let Err(e) = self.leg.write_video(now, ts, &f.data) {
+                        debug!(cause = %e, "video write dropped");
+                    }
+                }
+                VideoLegEvent::KeyframeRequest => want_keyframe = true,
+                VideoLegEvent::Latched(a) => debug!(%a, "video rtp latched"),
+                VideoLegEvent::Bye => debug!("pbx sent video rtcp bye"),
+            }
+        }
+        if want_keyframe {
+            match self.leg.request_keyframe() {
+                Ok(()) => debug!("pbx keyframe request sent to the browser"),
+                Err(e) => debug!(cause = %e, "keyframe request to the browser dropped"),
+            }
+        }
+    }
+
     /// Sends one key press to the PBX as SIP INFO (`application/dtmf-relay`) on the
     /// answered leg; the player only hands out digits once there is one.
     async fn send_info_digit(&mut self, digit: char) {
@@ -1098,6 +1257,17 @@ impl Running {
         if let Err(e) = sent {
             warn!(cause = %e, %digit, "cannot send sip info");
         }
+    }
+}
+
+/// Receives on the video socket, or waits forever when the call has none.
+async fn recv_opt(
+    socket: Option<&MediaSocket>,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, std::net::SocketAddr)> {
+    match socket {
+        Some(s) => s.socket.recv_from(buf).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -3,7 +3,7 @@
 // calls a company name through the real web client.
 //
 //   node call.mjs <gateway-url> --to acme/sales [--login alice] [--search acme]
-//                 [--end hangup|remote|cancel|fail] [--seconds 4] [--dtmf 1]
+//                 [--end hangup|remote|cancel|fail] [--seconds 4] [--dtmf 1] [--video]
 //                 [--audio <wav>]
 //
 // Registers <login> (a fresh account), optionally searches the directory and
@@ -20,6 +20,10 @@
 //   answer  makes no call: waits (up to 60 s) for a desk phone to call
 //           <login>, clicks Answer, samples getStats until the call ends
 //           by itself (at most --seconds).
+// --video ticks the web client's Video box (fake camera): the samples then carry
+// `video` (inbound framesDecoded/keyFramesDecoded/pliCount/firCount and the
+// outbound framesSent/pliCount/firCount) and checks video_decoded (frames from the
+// far end decoded, and growing) and video_sent.
 // Prints one JSON line: {ok, checks, samples:[{t, energy, bytes, state}], ended:{reason, detail}}.
 // `t` is the wall clock (ms) so the Rust side can line samples up with what
 // it did to the desk phone. Exit 0 when every check passes.
@@ -41,6 +45,7 @@ const search = opt('search', '');
 const end = opt('end', 'hangup');
 const seconds = Number(opt('seconds', '4'));
 const dtmf = opt('dtmf', '');
+const video = argv.includes('--video');
 const audio = opt('audio', '');
 const here = path.dirname(fileURLToPath(import.meta.url));
 const pwPath = process.env.PLAYWRIGHT_CORE
@@ -102,7 +107,7 @@ async function main() {
     const sample = async () => {
       const s = await page.evaluate(async () => {
         const pc = window.namecall.pc;
-        const out = { energy: 0, bytes: 0, codec: null };
+        const out = { energy: 0, bytes: 0, codec: null, video: null };
         if (!pc) return out;
         const stats = await pc.getStats();
         const byId = {};
@@ -112,6 +117,17 @@ async function main() {
             out.energy = r.totalAudioEnergy || 0;
             out.bytes = r.bytesReceived || 0;
             out.codec = r.codecId && byId[r.codecId] ? byId[r.codecId].mimeType : null;
+          }
+          if (r.kind === 'video' && (r.type === 'inbound-rtp' || r.type === 'outbound-rtp')) {
+            out.video = out.video || {};
+            const dir = r.type === 'inbound-rtp' ? 'in' : 'out';
+            out.video[dir] = {
+              frames: (dir === 'in' ? r.framesDecoded : r.framesSent) || 0,
+              keyFrames: (dir === 'in' ? r.keyFramesDecoded : r.keyFramesEncoded) || 0,
+              pli: r.pliCount || 0,
+              fir: r.firCount || 0,
+              codec: r.codecId && byId[r.codecId] ? byId[r.codecId].mimeType : null,
+            };
           }
         });
         return out;
@@ -129,6 +145,7 @@ async function main() {
       await page.click('#answer-btn');
       mark('answer clicked');
     } else {
+      if (video) await page.check('#video-call');
       await page.click('#call-btn');
       mark('call clicked');
     }
@@ -188,6 +205,13 @@ async function main() {
       result.checks.bytes_growing = last.bytes > first.bytes;
       result.checks.audio_energy = last.energy > 0;
       result.codec = last.codec;
+      if (video) {
+        const firstV = (live.find((s) => s.video && s.video.in) || {}).video || { in: { frames: 0 } };
+        const lastV = last.video || { in: { frames: 0 }, out: { frames: 0 } };
+        result.video = lastV;
+        result.checks.video_decoded = !!lastV.in && lastV.in.frames > 0 && lastV.in.frames > firstV.in.frames;
+        result.checks.video_sent = !!lastV.out && lastV.out.frames > 0;
+      }
       if (end === 'hangup') {
         await page.click('#hangup-btn');
         mark('hangup clicked');

@@ -59,6 +59,19 @@ pub fn audio_offer() -> String {
     offer.to_sdp_string()
 }
 
+/// A real WebRTC offer with audio and video (str0m playing a browser with a camera).
+pub fn video_offer() -> String {
+    use str0m::media::{Direction, MediaKind};
+    let mut rtc = str0m::Rtc::builder()
+        .set_crypto_provider(std::sync::Arc::new(str0m::crypto::from_feature_flags()))
+        .build(std::time::Instant::now());
+    let mut api = rtc.sdp_api();
+    api.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
+    api.add_media(MediaKind::Video, Direction::SendRecv, None, None, None);
+    let (offer, _pending) = api.apply().expect("offer with two m-lines");
+    offer.to_sdp_string()
+}
+
 /// The lab company's dialplan (`dialplans/examples/acme.yaml`) with its
 /// PBX at `pbx` (`host:port`): its trunk peer is who may call the gateway.
 pub fn lab_plans(pbx: &str) -> std::sync::Arc<gateway::plans::SharedPlans> {

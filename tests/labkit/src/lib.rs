@@ -488,6 +488,28 @@ impl Baresip {
             answermode,
             None,
             &PhoneAudio::G711,
+            false,
+        )
+    }
+
+    /// Starts an auto-answering video phone: G.711 audio plus VP8 video (baresip's
+    /// `vp8` module) from the `fakevideo` source, decoded into its `fakevideo`
+    /// display. `callstat` on its control socket reports the video stream.
+    pub fn start_video(
+        pbx: &Kamailio,
+        ext: &str,
+        password: &str,
+        play: &Path,
+    ) -> io::Result<Baresip> {
+        Baresip::start_full(
+            pbx,
+            ext,
+            password,
+            play,
+            "auto",
+            None,
+            &PhoneAudio::G711,
+            true,
         )
     }
 
@@ -500,7 +522,16 @@ impl Baresip {
         password: &str,
         play: &Path,
     ) -> io::Result<Baresip> {
-        Baresip::start_full(pbx, ext, password, play, "auto", None, &PhoneAudio::G722)
+        Baresip::start_full(
+            pbx,
+            ext,
+            password,
+            play,
+            "auto",
+            None,
+            &PhoneAudio::G722,
+            false,
+        )
     }
 
     /// Starts an auto-answering phone that can chat: received MESSAGEs
@@ -522,9 +553,11 @@ impl Baresip {
             "auto",
             Some(peer),
             &PhoneAudio::G711,
+            false,
         )
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn start_full(
         pbx: &Kamailio,
         ext: &str,
@@ -533,6 +566,7 @@ impl Baresip {
         answermode: &str,
         chat_peer: Option<&str>,
         audio: &PhoneAudio,
+        video: bool,
     ) -> io::Result<Baresip> {
         require("baresip", "baresip-core")?;
         let dir = tempfile::Builder::new()
@@ -578,11 +612,19 @@ impl Baresip {
                 "module_app\t\tcontact.so\nmodule\t\t\tcons.so\ncons_listen\t\t127.0.0.1:{cons_port}\n"
             ));
         }
+        if video {
+            config.push_str(
+                "module\t\t\tvp8.so\nmodule\t\t\tfakevideo.so\n\
+                 video_source\t\tfakevideo,nil\nvideo_display\t\tfakevideo,nil\n\
+                 video_size\t\t320x240\nvideo_bitrate\t\t300000\nvideo_fps\t\t15\n",
+            );
+        }
         std::fs::write(dir.path().join("config"), config)?;
+        let video_codecs = if video { ";video_codecs=VP8" } else { "" };
         std::fs::write(
             dir.path().join("accounts"),
             format!(
-                "<sip:{ext}@{}>;auth_user={ext};auth_pass={password};answermode={};regint=300;audio_codecs={}\n",
+                "<sip:{ext}@{}>;auth_user={ext};auth_pass={password};answermode={};regint=300;audio_codecs={}{video_codecs}\n",
                 pbx.addr(),
                 answermode,
                 audio.codecs(),
