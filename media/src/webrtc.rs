@@ -210,6 +210,11 @@ pub struct WebRtcLeg {
     finished: bool,
     /// The latest `now` we were given; time that goes backwards is clamped to it.
     now: Instant,
+    /// str0m's last answer was "nothing until this time" and nothing was fed in
+    /// since: `poll_output` answers that again without asking str0m, whose poll walks
+    /// its whole session (a call's task polls after every turn, most of them
+    /// playout ticks of the bridge that never touch this leg).
+    idle_until: Option<Instant>,
 }
 
 impl std::fmt::Debug for WebRtcLeg {
@@ -288,6 +293,7 @@ impl WebRtcLeg {
             connected: false,
             finished: false,
             now,
+            idle_until: None,
         };
         leg.find_opus(&mids_of(offer_sdp, "audio"));
         if leg.opus_pt.is_none() {
@@ -372,6 +378,8 @@ impl WebRtcLeg {
         let (Some(mid), Some(pt)) = (self.video_mid, self.video_pt) else {
             return Err(WebRtcError::NoVideo);
         };
+        let now = self.advance(now);
+        self.idle_until = None;
         let writer = self.rtc.writer(mid).ok_or(WebRtcError::NoVideo)?;
         writer.write(
             pt,
@@ -389,6 +397,7 @@ impl WebRtcLeg {
     /// browser sent any video (there is no stream to address yet).
     pub fn request_keyframe(&mut self) -> Result<(), WebRtcError> {
         let mid = self.video_mid.ok_or(WebRtcError::NoVideo)?;
+        self.idle_until = None;
         let mut writer = self.rtc.writer(mid).ok_or(WebRtcError::NoVideo)?;
         writer.request_keyframe(None, KeyframeRequestKind::Pli)?;
         Ok(())
@@ -435,6 +444,7 @@ impl WebRtcLeg {
         }
         let c = Candidate::from_sdp_string(line)
             .map_err(|e| WebRtcError::BadCandidate(e.to_string()))?;
+        self.idle_until = None;
         self.rtc.add_remote_candidate(c);
         Ok(())
     }
@@ -467,6 +477,7 @@ impl WebRtcLeg {
             input.contents,
         )
         .map_err(|_| WebRtcError::BadDatagram)?;
+        self.idle_until = None;
         self.rtc.handle_input(str0m::Input::Receive(now, receive))?;
         Ok(())
     }
@@ -487,6 +498,7 @@ impl WebRtcLeg {
                 self.pending.push_back(Event::Failed);
             }
         }
+        self.idle_until = None;
         self.rtc.handle_input(str0m::Input::Timeout(now))?;
         Ok(())
     }
@@ -514,6 +526,8 @@ impl WebRtcLeg {
         let (Some(mid), Some(pt)) = (self.mid, self.opus_pt) else {
             return Err(WebRtcError::NotNegotiated);
         };
+        let now = self.advance(now);
+        self.idle_until = None;
         let writer = self.rtc.writer(mid).ok_or(WebRtcError::NotNegotiated)?;
         writer.write(
             pt,
@@ -537,6 +551,7 @@ impl WebRtcLeg {
     /// Closes the leg: sends DTLS close_notify; drain [`Self::poll_output`] afterwards.
     pub fn close(&mut self) {
         self.finished = true;
+        self.idle_until = None;
         if let Err(e) = self.rtc.close() {
             tracing::debug!(cause = %e, "closing webrtc leg");
         }
@@ -550,6 +565,14 @@ impl WebRtcLeg {
         if let Some(ev) = self.pending.pop_front() {
             return Ok(Output::Event(ev));
         }
+        // str0m asks for a timeout at "now" after every frame written (and after
+        // some received ones) to move it through its send queue; run those here
+        // rather than hand the caller a deadline that is already due, which costs
+        // the caller a whole wake-up per frame. Bounded, in case str0m keeps asking.
+        if let Some(t) = self.idle_until {
+            return Ok(Output::Timeout(self.own_deadline(t)));
+        }
+        let mut due_again = 0;
         loop {
             let out = match self.rtc.poll_output() {
                 Ok(out) => out,
@@ -560,7 +583,14 @@ impl WebRtcLeg {
                 Err(e) => return Err(e.into()),
             };
             match out {
-                str0m::Output::Timeout(t) => return Ok(Output::Timeout(self.own_deadline(t))),
+                str0m::Output::Timeout(t) if t <= self.now && due_again < 4 => {
+                    due_again += 1;
+                    self.rtc.handle_input(str0m::Input::Timeout(self.now))?;
+                }
+                str0m::Output::Timeout(t) => {
+                    self.idle_until = Some(t);
+                    return Ok(Output::Timeout(self.own_deadline(t)));
+                }
                 str0m::Output::Transmit(t) => {
                     return Ok(Output::Transmit(Transmit {
                         source: t.source,
