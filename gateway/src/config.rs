@@ -10,6 +10,8 @@ use std::str::FromStr;
 
 use clap::{Parser, Subcommand};
 
+use crate::ice::IceServers;
+
 /// The `namecall` command line.
 #[derive(Debug, Parser)]
 #[command(
@@ -112,6 +114,31 @@ pub struct ServeConfig {
         value_delimiter = ','
     )]
     pub dns_servers: Vec<SocketAddr>,
+
+    /// The gateway's public IP when it sits behind 1:1 NAT: our answers then also
+    /// carry a server-reflexive candidate `<external-ip>:<same port>` (like Asterisk's
+    /// `external_media_address`, FreeSWITCH's `ext-rtp-ip`).
+    #[arg(long, env = "NAMECALL_EXTERNAL_IP")]
+    pub external_ip: Option<IpAddr>,
+
+    /// STUN/TURN servers handed to web clients for their `RTCPeerConnection`, as a
+    /// JSON list of `{"urls": ..., "username": ..., "credential": ...}` (`urls` a
+    /// string or a list of `stun:`, `stuns:`, `turn:` or `turns:` URLs).
+    #[arg(
+        long = "ice-servers",
+        env = "NAMECALL_ICE_SERVERS",
+        default_value = "[]"
+    )]
+    pub ice_servers: IceServers,
+
+    /// Shared secret of a coturn-style TURN server (`use-auth-secret`): `turn:`/`turns:`
+    /// servers without a username get fresh TURN REST API credentials per session.
+    #[arg(long, env = "NAMECALL_TURN_SECRET", hide_env_values = true)]
+    pub turn_secret: Option<String>,
+
+    /// Lifetime of those TURN credentials, in seconds.
+    #[arg(long, env = "NAMECALL_TURN_TTL", default_value = "86400")]
+    pub turn_ttl: u64,
 }
 
 impl ServeConfig {
@@ -127,6 +154,10 @@ impl ServeConfig {
             push_subject: "mailto:push@localhost".to_owned(),
             push_allow_http: true,
             dns_servers: Vec::new(),
+            external_ip: None,
+            ice_servers: IceServers::default(),
+            turn_secret: None,
+            turn_ttl: 86_400,
         }
     }
 

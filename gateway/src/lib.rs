@@ -34,6 +34,7 @@ pub mod calls;
 pub mod chat;
 pub mod config;
 pub mod http;
+pub mod ice;
 pub mod media_io;
 pub mod metrics;
 pub mod plans;
@@ -69,6 +70,8 @@ pub struct AppState {
     pub shutdown: watch::Receiver<bool>,
     /// The company admin API (absent without a directory).
     pub admin: Option<Arc<http::admin::Admin>>,
+    /// The STUN/TURN servers clients get in `welcome`.
+    pub ice: Arc<ice::ClientIce>,
 }
 
 impl AppState {
@@ -79,8 +82,16 @@ impl AppState {
             config.effective_media_ip(),
             config.rtp_ports,
             Arc::clone(&metrics),
-        );
+        )
+        .with_external_ip(config.external_ip);
         let (tx, rx) = watch::channel(false);
+        // `run` checks the pairing first; a bad one here (tests) hands out no servers
+        let ice = ice::ClientIce::new(
+            config.ice_servers.clone(),
+            config.turn_secret.clone(),
+            config.turn_ttl,
+        )
+        .unwrap_or_default();
         let state = AppState {
             accounts: Arc::new(GuestAccounts),
             calls: Arc::new(CallRegistry::new(sockets, Arc::clone(&metrics))),
@@ -88,6 +99,7 @@ impl AppState {
             chat: None,
             shutdown: rx,
             admin: None,
+            ice: Arc::new(ice),
         };
         (state, tx)
     }
@@ -114,6 +126,12 @@ pub async fn run(
     config: ServeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    ice::ClientIce::new(
+        config.ice_servers.clone(),
+        config.turn_secret.clone(),
+        config.turn_ttl,
+    )
+    .map_err(|e| anyhow::anyhow!("invalid ICE server configuration: {e}"))?;
     std::fs::create_dir_all(&config.data_dir)?;
     let addr = listener.local_addr()?;
     let (mut state, stop) = AppState::new(&config);
@@ -169,7 +187,8 @@ pub async fn run(
         config.effective_media_ip(),
         config.rtp_ports,
         Arc::clone(&state.metrics),
-    );
+    )
+    .with_external_ip(config.external_ip);
     state.admin = Some(Arc::new(http::admin::Admin {
         accounts: accounts.clone(),
         trunks: sip.trunks.clone(),

@@ -5,13 +5,20 @@
 // while the callee rings), ringing, accepted (the callee picked up), hold,
 // dtmf, hangup -> ended. Works in Chromium and Firefox.
 //
+// The STUN/TURN servers of `welcome` (`ice_servers`, TURN ones with fresh
+// credentials) go to every RTCPeerConnection.
+//
 // `?ice=loopback` drops every non-loopback ICE candidate (used by the
-// browser test so that only 127.0.0.1 is ever tried).
+// browser test so that only 127.0.0.1 is ever tried); `?ice=relay` does the
+// same and also sets `iceTransportPolicy: 'relay'`, so media must go through
+// the TURN server (a test-only option: the product default uses every path).
 'use strict';
 
 (() => {
   const $ = (id) => document.getElementById(id);
-  const loopbackOnly = new URLSearchParams(location.search).get('ice') === 'loopback';
+  const iceParam = new URLSearchParams(location.search).get('ice');
+  const loopbackOnly = iceParam === 'loopback' || iceParam === 'relay';
+  const relayOnly = iceParam === 'relay';
   // names suggested before the session is open (the directory answers after)
   const KNOWN_NAMES = ['echo'];
 
@@ -24,6 +31,7 @@
     muted: false,
     state: 'idle',
     pendingRemoteIce: [],
+    iceServers: [], // from welcome: RTCIceServer dictionaries
     incoming: null, // a ringing call from a desk phone
     accepted: false, // the callee picked up
     mediaUp: false, // ICE and DTLS are connected
@@ -124,6 +132,7 @@
       case 'welcome':
         app.login = f.login;
         app.guest = f.guest;
+        app.iceServers = Array.isArray(f.ice_servers) ? f.ice_servers : [];
         if (f.token) localStorage.setItem(TOKEN_KEY, f.token);
         $('whoami').textContent = `${f.login}${f.guest ? ' (guest)' : ''}`;
         $('logout-btn').hidden = false;
@@ -256,7 +265,9 @@
       endCall('no-microphone', 0);
       return null;
     }
-    const pc = new RTCPeerConnection({ iceServers: [] });
+    const config = { iceServers: app.iceServers };
+    if (relayOnly) config.iceTransportPolicy = 'relay';
+    const pc = new RTCPeerConnection(config);
     app.pc = pc;
     for (const t of app.stream.getAudioTracks()) pc.addTrack(t, app.stream);
     for (const t of app.stream.getVideoTracks()) pc.addTrack(t, app.stream);

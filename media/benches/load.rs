@@ -1079,6 +1079,7 @@ fn transcode(args: &Args) {
             let wcfg = WebRtcConfig {
                 local_addrs: vec![wa],
                 video: false,
+                external_ip: None,
             };
             let h = live_heap();
             let (leg, answer) =

@@ -3,7 +3,8 @@
 //!
 //! [`WebRtcLeg`] wraps a [`str0m::Rtc`] and narrows it to what a voice gateway
 //! needs: accept a browser's SDP offer (Opus 48 kHz, telephone-event,
-//! rtcp-mux, trickle ICE), answer with our host candidates, hand out received
+//! rtcp-mux, trickle ICE), answer with our host candidates (plus a server-reflexive
+//! one per socket with [`WebRtcConfig::external_ip`], for a gateway behind 1:1 NAT), hand out received
 //! Opus frames and take Opus frames to send. With [`WebRtcConfig::video`] it also
 //! accepts one video m-line (VP8 or H.264) for passthrough: str0m depacketizes the
 //! browser's video into whole frames ([`Event::Video`]) and packetizes the frames we
@@ -35,7 +36,7 @@
 //! from the network panics.
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -75,6 +76,9 @@ pub enum WebRtcError {
     /// A local address could not become an ICE host candidate.
     #[error("invalid local address {0}")]
     BadLocalAddress(SocketAddr),
+    /// The configured external IP cannot become a server-reflexive candidate.
+    #[error("invalid external address {0}")]
+    BadExternalAddress(SocketAddr),
     /// A received datagram is neither STUN, DTLS nor SRTP.
     #[error("unrecognised datagram")]
     BadDatagram,
@@ -96,6 +100,10 @@ pub struct WebRtcConfig {
     pub local_addrs: Vec<SocketAddr>,
     /// Accept a video m-line (VP8, H.264) for passthrough; without it video is refused.
     pub video: bool,
+    /// The public address of a gateway behind 1:1 NAT (like Asterisk's
+    /// `external_media_address`): each local address is also offered as a
+    /// server-reflexive candidate `external_ip:<same port>` with that socket as base.
+    pub external_ip: Option<IpAddr>,
 }
 
 /// A UDP datagram that arrived on one of the leg's local addresses.
@@ -275,6 +283,12 @@ impl WebRtcLeg {
             let candidate = Candidate::host(*addr, Protocol::Udp)
                 .map_err(|_| WebRtcError::BadLocalAddress(*addr))?;
             rtc.add_local_candidate(candidate);
+            if let Some(ip) = config.external_ip {
+                let public = SocketAddr::new(ip, addr.port());
+                let srflx = Candidate::server_reflexive(public, *addr, Protocol::Udp)
+                    .map_err(|_| WebRtcError::BadExternalAddress(public))?;
+                rtc.add_local_candidate(srflx);
+            }
         }
         let answer = rtc
             .sdp_api()
@@ -729,6 +743,11 @@ mod tests {
         "127.0.0.1:50000".parse().expect("literal address")
     }
 
+    /// The leg's address on the public side of a 1:1 NAT (`external_ip` tests).
+    fn nat_public_addr() -> SocketAddr {
+        "203.0.113.7:40000".parse().expect("literal address")
+    }
+
     fn leg_addr() -> SocketAddr {
         "127.0.0.1:40000".parse().expect("literal address")
     }
@@ -807,10 +826,16 @@ mod tests {
             // every datagram is delivered (a video frame spans several)
             let moved = !to_leg.is_empty() || !to_b.is_empty();
             for t in to_leg {
-                assert_eq!(t.destination, leg_addr());
+                // a 1:1 NAT in front of the leg forwards its public address to the socket
+                let destination = if t.destination == nat_public_addr() {
+                    leg_addr()
+                } else {
+                    t.destination
+                };
+                assert_eq!(destination, leg_addr());
                 let input = Receive {
                     source: t.source,
-                    destination: t.destination,
+                    destination,
                     contents: &t.contents,
                 };
                 assert!(leg.accepts(&input), "leg accepts its peer's datagrams");
@@ -839,6 +864,7 @@ mod tests {
         WebRtcConfig {
             local_addrs: vec![leg_addr()],
             video: false,
+            external_ip: None,
         }
     }
 
@@ -877,6 +903,65 @@ mod tests {
             "connected in {:?}",
             now - start
         );
+    }
+
+    /// Behind 1:1 NAT the answer also carries a server-reflexive candidate: the external
+    /// IP with our socket's port; the host candidate stays, and ICE still connects
+    /// through the socket itself (the srflx candidate's base).
+    #[test]
+    fn external_ip_adds_srflx_candidate() {
+        let start = Instant::now();
+        let mut now = start;
+        let (mut b, offer, _) = browser(now, MediaKind::Audio);
+        let cfg = WebRtcConfig {
+            external_ip: Some("203.0.113.7".parse().expect("literal address")),
+            ..config()
+        };
+        let (mut leg, answer) = WebRtcLeg::accept_offer(now, &cfg, &offer).expect("answer");
+        let candidates: Vec<&str> = answer
+            .lines()
+            .filter(|l| l.starts_with("a=candidate:"))
+            .collect();
+        assert_eq!(candidates.len(), 2, "host and srflx: {candidates:?}");
+        assert!(
+            candidates
+                .iter()
+                .any(|c| c.contains(" 127.0.0.1 40000 typ host")),
+            "host candidate kept: {candidates:?}"
+        );
+        let srflx = candidates
+            .iter()
+            .find(|c| c.contains(" typ srflx"))
+            .expect("srflx candidate");
+        assert!(
+            srflx.contains(" udp ") && srflx.contains(" 203.0.113.7 40000 typ srflx"),
+            "external ip, same port: {srflx}"
+        );
+        // the base (our socket) stays inside: str0m writes a placeholder raddr, as RFC
+        // 8839 allows, so the private address does not leak into the answer
+        assert!(
+            srflx.contains("raddr 0.0.0.0 rport 0") && !srflx.contains("127.0.0.1"),
+            "private base not leaked: {srflx}"
+        );
+
+        accept_answer(&mut b, &answer);
+        leg.add_remote_candidate("candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host")
+            .expect("candidate parses");
+        let mut seen = Seen::default();
+        drive(
+            &mut now,
+            start + Duration::from_secs(10),
+            &mut b,
+            &mut leg,
+            &mut seen,
+            false,
+            |s| s.leg.contains(&Event::Connected),
+        );
+        assert!(seen.leg.contains(&Event::Connected), "leg connected");
+        // without the option there is no srflx candidate
+        let (_b2, offer2, _) = browser(now, MediaKind::Audio);
+        let (_leg2, plain) = WebRtcLeg::accept_offer(now, &config(), &offer2).expect("answer");
+        assert!(!plain.contains("typ srflx"), "no srflx by default: {plain}");
     }
 
     /// Opus written by the browser comes out as frames, and frames we write reach the browser.
@@ -1251,6 +1336,7 @@ mod tests {
         let empty = WebRtcConfig {
             local_addrs: vec![],
             video: false,
+            external_ip: None,
         };
         let (_b, offer, _) = browser(now, MediaKind::Audio);
         assert!(matches!(

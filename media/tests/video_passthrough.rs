@@ -70,6 +70,7 @@ impl Lab {
         let cfg = WebRtcConfig {
             local_addrs: vec![addr(GW_WEBRTC)],
             video: true,
+            external_ip: None,
         };
         let (mut leg, answer) =
             WebRtcLeg::accept_offer(now, &cfg, &offer.to_sdp_string()).expect("answer");

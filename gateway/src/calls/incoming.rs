@@ -329,6 +329,7 @@ async fn answer(
     let config = WebRtcConfig {
         local_addrs: vec![webrtc_socket.local],
         video: video_socket.is_some(),
+        external_ip: registry.sockets.external_ip(),
     };
     let now = tokio::time::Instant::now().into_std();
     let (leg, browser_answer) =

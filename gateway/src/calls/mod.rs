@@ -174,6 +174,7 @@ impl CallRegistry {
             local_addrs: vec![webrtc_socket.local],
             // video passes through only to trunks that allow it (the first, or a failover)
             video: route.trunks.iter().any(|t| t.video),
+            external_ip: self.sockets.external_ip(),
         };
         let now = tokio::time::Instant::now().into_std();
         let (leg, answer) = WebRtcLeg::accept_offer(now, &config, offer_sdp)?;
@@ -210,6 +211,7 @@ impl CallRegistry {
         let config = WebRtcConfig {
             local_addrs: vec![socket.local],
             video: false,
+            external_ip: self.sockets.external_ip(),
         };
         let now = tokio::time::Instant::now().into_std();
         let (leg, answer) = WebRtcLeg::accept_offer(now, &config, offer_sdp)?;

@@ -83,6 +83,8 @@ pub struct MediaSockets {
     /// Round-robin cursor so a just-closed port is not reused at once.
     next: AtomicU32,
     metrics: Arc<Metrics>,
+    /// The public IP of a gateway behind 1:1 NAT (`--external-ip`), for srflx candidates.
+    external_ip: Option<IpAddr>,
 }
 
 /// A bound media socket and the gauge that counts it.
@@ -103,7 +105,19 @@ impl MediaSockets {
             range,
             next: AtomicU32::new(0),
             metrics,
+            external_ip: None,
         }
+    }
+
+    /// The same binder, announcing `ip` as the public address of its sockets (1:1 NAT).
+    pub fn with_external_ip(mut self, ip: Option<IpAddr>) -> Self {
+        self.external_ip = ip;
+        self
+    }
+
+    /// The public IP announced as a server-reflexive candidate, if configured.
+    pub fn external_ip(&self) -> Option<IpAddr> {
+        self.external_ip
     }
 
     /// Binds the next free port of the range.

@@ -263,6 +263,10 @@ impl Session {
             login: identity.login.clone(),
             guest: identity.guest,
             token: identity.token.clone(),
+            ice_servers: self
+                .state
+                .ice
+                .for_login(&identity.login, std::time::SystemTime::now()),
         };
         self.registration = (!identity.guest).then(|| {
             self.state

@@ -103,6 +103,10 @@ pub enum ServerFrame {
         /// Account sessions: a token for `resume` (keep it like a password).
         #[serde(skip_serializing_if = "Option::is_none")]
         token: Option<String>,
+        /// STUN/TURN servers for the client's `RTCPeerConnection` (`iceServers`),
+        /// TURN ones with fresh credentials; absent when none are configured.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        ice_servers: Vec<crate::ice::IceServer>,
     },
     /// The account session ended (`logout`); the socket may log in again.
     #[serde(rename = "logged_out")]
