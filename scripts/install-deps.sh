@@ -5,7 +5,8 @@
 #   peers:  kamailio (company PBX), baresip (desk phones), sip-tester (SIPp),
 #           rtpengine (media peer for benchmarks), dnsmasq-base (the DNS server
 #           of the RFC 3263 tests), sox + espeak-ng (speech WAVs), multimon-ng
-#           (decodes in-band DTMF from recordings),
+#           (decodes in-band DTMF from recordings), coturn (the TURN server
+#           web clients relay through in gateway/tests/browser_turn.rs),
 #           chromium + firefox-esr (the messenger client), node with
 #           playwright-core (drives Chromium) and puppeteer-core (drives Firefox
 #           over WebDriver BiDi), python3 + PyPI g722 1.2.8 (G.722 reference),
@@ -39,7 +40,7 @@ fi
 
 pkgs=(cmake pkg-config)
 if [ "$what" = all ]; then
-    pkgs+=(kamailio baresip-core sip-tester rtpengine-daemon rtpengine-utils dnsmasq-base sox libsox-fmt-base espeak-ng multimon-ng
+    pkgs+=(kamailio baresip-core sip-tester rtpengine-daemon rtpengine-utils dnsmasq-base sox libsox-fmt-base espeak-ng multimon-ng coturn
            chromium firefox-esr iproute2 util-linux procps python3 python3-pip)
     command -v node >/dev/null 2>&1 || pkgs+=(nodejs npm)
 fi
@@ -52,7 +53,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     [ "$(id -u)" = 0 ] || { log "missing Debian packages (run as root): ${missing[*]}"; exit 1; }
     log "apt-get install ${missing[*]}"
     made_policy=0
-    # kamailio and rtpengine ship init scripts: never let apt start system services
+    # kamailio, rtpengine and coturn ship init scripts: never let apt start system services
     if [ ! -e /usr/sbin/policy-rc.d ]; then
         printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && made_policy=1
     fi

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Browser test of the echo target through the real web client.
 //
-//   node echo.mjs <gateway-url> [--seconds 3]
+//   node echo.mjs <gateway-url> [--seconds 3] [--relay]
 //
 // Opens <gateway-url>/?ice=loopback in headless Chromium (Debian's
 // /usr/bin/chromium driven by playwright-core), signs in, calls `echo` through
@@ -11,7 +11,11 @@
 // Prints one JSON line; exit 0 when every check passes.
 //
 // `?ice=loopback` makes the page drop non-loopback candidates, so the test
-// also works outside a lo-only network namespace.
+// also works outside a lo-only network namespace. `--relay` opens `?ice=relay`
+// instead (the client also sets `iceTransportPolicy: 'relay'`, so media must go
+// through the TURN server of `welcome`) and adds the checks `turn_credentials`
+// (welcome gave a TURN server with `<expiry>:<login>` credentials) and
+// `relay_pair` (the selected pair's local candidate is a relay one).
 //
 // Environment: CHROMIUM (default /usr/bin/chromium), PLAYWRIGHT_CORE (the
 // playwright-core folder, default <repo>/tests/node_modules/playwright-core).
@@ -24,6 +28,7 @@ import { pathToFileURL, fileURLToPath } from 'node:url';
 const args = process.argv.slice(2);
 const base = args.find((a) => !a.startsWith('--'));
 const seconds = Number(args.includes('--seconds') ? args[args.indexOf('--seconds') + 1] : '3');
+const relay = args.includes('--relay');
 const here = path.dirname(fileURLToPath(import.meta.url));
 const pwPath = process.env.PLAYWRIGHT_CORE
   || path.resolve(here, '..', '..', '..', 'tests', 'node_modules', 'playwright-core');
@@ -52,7 +57,7 @@ async function main() {
     const page = ctx.pages()[0] || await ctx.newPage();
     page.on('console', (m) => consoleLines.push(m.text()));
     page.on('pageerror', (e) => consoleLines.push(`pageerror: ${e.message}`));
-    const url = new URL('/?ice=loopback', base).href;
+    const url = new URL(relay ? '/?ice=relay' : '/?ice=loopback', base).href;
     await page.goto(url);
 
     // sign in
@@ -60,6 +65,12 @@ async function main() {
     await page.click('#login-btn');
     await page.waitForSelector('#call-panel:not([hidden])', { timeout: 10000 });
     result.checks.signed_in = (await page.textContent('#whoami')).includes('browser-test');
+    if (relay) {
+      const servers = await page.evaluate(() => window.namecall.iceServers);
+      result.ice_servers = servers;
+      result.checks.turn_credentials = Array.isArray(servers) && servers.some((s) =>
+        s.urls.some((u) => u.startsWith('turn:')) && /^\d+:browser-test$/.test(s.username || '') && !!s.credential);
+    }
 
     // call echo through the UI
     await page.fill('#callee', 'echo');
@@ -88,7 +99,10 @@ async function main() {
         if (r.type === 'candidate-pair' && r.nominated && r.state === 'succeeded') {
           const l = byId[r.localCandidateId];
           const rm = byId[r.remoteCandidateId];
-          out.pair = { local: l && `${l.address}:${l.port}`, remote: rm && `${rm.address}:${rm.port}` };
+          out.pair = {
+            local: l && `${l.address}:${l.port}`, remote: rm && `${rm.address}:${rm.port}`,
+            localType: l && l.candidateType, remoteType: rm && rm.candidateType,
+          };
         }
       });
       return out;
@@ -107,6 +121,7 @@ async function main() {
     // (outside such a namespace it may send from another interface to our 127.0.0.1)
     const lo = (a) => /^(127\.|::1)/.test(a || '');
     result.checks.loopback_pair = !!(last && last.pair && lo(last.pair.remote) && (!loOnly || lo(last.pair.local)));
+    if (relay) result.checks.relay_pair = !!(last && last.pair && last.pair.localType === 'relay');
 
     // DTMF through the keypad must not disturb the call
     await page.click('#keypad button:has-text("1")');

@@ -6,6 +6,7 @@
 //! [`Baresip`] runs Debian's `baresip` as an auto-answering desk phone that
 //! plays a WAV and records what it hears; [`sipp`] runs SIPp scenarios;
 //! [`Dnsmasq`] serves the NAPTR/SRV/A records of the RFC 3263 tests;
+//! [`Coturn`] is the TURN server web clients relay through;
 //! [`dtmf_in_wav`] decodes DTMF keys from a recording with multimon-ng.
 //! Every peer gets free ports and its own temporary folder, so tests run in
 //! parallel and leave nothing behind: each handle kills its process on drop.
@@ -24,11 +25,13 @@
 
 pub mod dns;
 pub mod gateway;
+pub mod turn;
 
 pub use dns::{DnsZone, Dnsmasq};
 pub use gateway::{
     Gateway, HttpReply, LabGateway, NodeRun, http_get, http_request, metric, wav_tail_rms,
 };
+pub use turn::Coturn;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
