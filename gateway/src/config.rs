@@ -227,6 +227,43 @@ mod tests {
         assert_eq!("a-b".parse::<PortRange>(), Err(PortRangeError::Syntax));
     }
 
+    /// A bad `--ice-servers` is refused when the command line is parsed, naming the
+    /// flag and the key at fault; a good one reaches the config.
+    #[test]
+    fn ice_servers_flag_is_checked() {
+        let err = Cli::try_parse_from([
+            "namecall",
+            "serve",
+            "--ice-servers",
+            r#"[{"urls":"stun:127.0.0.1"},{"urls":["turns:t.example","https://t.example"]}]"#,
+        ])
+        .expect_err("http scheme refused")
+        .to_string();
+        assert!(err.contains("--ice-servers"), "{err}");
+        assert!(
+            err.contains("ice_servers[1].urls[1]: unsupported scheme \"https\""),
+            "{err}"
+        );
+        let cli = Cli::try_parse_from([
+            "namecall",
+            "serve",
+            "--ice-servers",
+            r#"[{"urls":"turn:t.example:3478"}]"#,
+            "--turn-secret",
+            "s",
+            "--external-ip",
+            "203.0.113.7",
+        ])
+        .expect("valid flags");
+        let Command::Serve(c) = cli.command else {
+            panic!("serve parsed as another command");
+        };
+        assert_eq!(c.ice_servers.0.len(), 1);
+        assert_eq!(c.turn_secret.as_deref(), Some("s"));
+        assert_eq!(c.turn_ttl, 86_400);
+        assert_eq!(c.external_ip, Some("203.0.113.7".parse().expect("literal")));
+    }
+
     /// The media IP falls back to the HTTP address, then to loopback.
     #[test]
     fn media_ip_fallbacks() {

@@ -478,5 +478,24 @@ mod tests {
             ended.to_text(),
             r#"{"type":"ended","id":"c1","reason":"hangup","code":200}"#
         );
+        let welcome = |ice_servers| ServerFrame::Welcome {
+            login: "alice".into(),
+            guest: true,
+            token: None,
+            ice_servers,
+        };
+        assert_eq!(
+            welcome(vec![]).to_text(),
+            r#"{"type":"welcome","login":"alice","guest":true}"#
+        );
+        let turn = crate::ice::IceServer {
+            urls: vec!["turn:t.example:3478".into()],
+            username: Some("1700000000:alice".into()),
+            credential: Some("c".into()),
+        };
+        assert_eq!(
+            welcome(vec![turn]).to_text(),
+            r#"{"type":"welcome","login":"alice","guest":true,"ice_servers":[{"urls":["turn:t.example:3478"],"username":"1700000000:alice","credential":"c"}]}"#
+        );
     }
 }
