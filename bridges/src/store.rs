@@ -47,6 +47,10 @@ pub struct StoreOptions {
     /// `synchronous=FULL` instead of `NORMAL`: survives power loss, not
     /// only process crashes, at a throughput cost.
     pub sync_full: bool,
+    /// No WAL checkpoints inside commits (`wal_autocheckpoint=0`): the
+    /// owner calls [`ChatStore::checkpoint`] from elsewhere, e.g. a timer,
+    /// so no commit waits for a checkpoint's page copies and fsyncs.
+    pub background_checkpoint: bool,
 }
 
 impl Default for StoreOptions {
@@ -55,6 +59,7 @@ impl Default for StoreOptions {
             max_connections: 4,
             undelivered_ttl: Some(Duration::from_secs(30 * 24 * 3600)),
             sync_full: false,
+            background_checkpoint: false,
         }
     }
 }
@@ -266,7 +271,16 @@ impl ChatStore {
                 SqliteSynchronous::Normal
             })
             .foreign_keys(true)
+            // Statement journals (every multi-row write of a group commit
+            // has one) stay in memory instead of spilling to temp files
+            // past 64 KiB: pwrite + close per statement in the profile.
+            .pragma("temp_store", "memory")
             .busy_timeout(Duration::from_secs(5));
+        let connect = if opts.background_checkpoint {
+            connect.pragma("wal_autocheckpoint", "0")
+        } else {
+            connect
+        };
         if url.contains(":memory:") {
             opts.max_connections = 1;
         }
@@ -280,6 +294,22 @@ impl ChatStore {
         migrator.dangerous_set_table_name("_bridges_migrations");
         migrator.run(&pool).await?;
         Ok(Self { pool, opts })
+    }
+
+    /// Copies the WAL's committed pages into the database file (a
+    /// `PASSIVE` checkpoint: it waits for no reader or writer, and writers
+    /// go on meanwhile), for stores opened with
+    /// [`StoreOptions::background_checkpoint`]. Returns the WAL's size and
+    /// the frames copied, in pages.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn checkpoint(&self) -> Result<(i64, i64)> {
+        let (_busy, log, copied): (i64, i64, i64) =
+            sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok((log, copied))
     }
 
     /// Closes the pool, waiting for connections to finish.
@@ -998,6 +1028,11 @@ impl ChatStore {
         // `send_direct_bulk`); the rest one by one, in order.
         let mut direct = Vec::new();
         let mut rest = Vec::new();
+        // Cursor acks never depend on the sends of the same batch (a device
+        // can only ack what it received, i.e. what an earlier commit
+        // stored), so they are written together, after the sends, with two
+        // statements per batch (see `ack_bulk`).
+        let mut acks = Vec::new();
         for (i, w) in writes.into_iter().enumerate() {
             out.push(None);
             match w {
@@ -1011,10 +1046,14 @@ impl ChatStore {
                             direct.push((i, r, a, b));
                         }
                         Some(_) => out[i] = Some(Err(ChatError::Forbidden)),
-                        None => rest.push((i, BatchWrite::Send(r))),
+                        None => rest.push((i, r)),
                     }
                 }
-                other => rest.push((i, other)),
+                BatchWrite::Ack {
+                    user,
+                    device,
+                    cursor,
+                } => acks.push((i, user, device, cursor)),
             }
         }
         if !direct.is_empty() {
@@ -1022,30 +1061,26 @@ impl ChatStore {
                 out[i] = Some(res.map(|st| BatchDone::Stored(Box::new(st))));
             }
         }
-        for (i, w) in rest {
-            let res = match w {
-                BatchWrite::Send(r) => self
-                    .send_in(
-                        &mut tx,
-                        &r.sender,
-                        &r.conversation,
-                        &r.client_id,
-                        r.body,
-                        now,
-                    )
-                    .await
-                    .map(|st| BatchDone::Stored(Box::new(st))),
-                BatchWrite::Ack {
-                    user,
-                    device,
-                    cursor,
-                } => ack_sync_in(&mut tx, &user, &device, cursor)
-                    .await
-                    .map(BatchDone::Marks),
-            };
+        for (i, r) in rest {
+            let res = self
+                .send_in(
+                    &mut tx,
+                    &r.sender,
+                    &r.conversation,
+                    &r.client_id,
+                    r.body,
+                    now,
+                )
+                .await
+                .map(|st| BatchDone::Stored(Box::new(st)));
             match res {
                 Err(e @ (ChatError::Storage(_) | ChatError::Corrupt(_))) => return Err(e),
                 res => out[i] = Some(res),
+            }
+        }
+        if !acks.is_empty() {
+            for (i, marks) in ack_bulk(&mut tx, acks).await? {
+                out[i] = Some(Ok(BatchDone::Marks(marks)));
             }
         }
         tx.commit().await?;
@@ -1193,20 +1228,25 @@ impl ChatStore {
                     }
                 }
             }
-            // 4. their last seqs
+            // 4. their last seqs, as one JSON row: sqlx hands every result
+            // row over from its worker thread on its own (a channel send
+            // and a wake-up each), one row per conversation would be one
+            // per message here
             let mut last: HashMap<String, i64> = HashMap::new();
             for chunk in convs.chunks(BULK_ROWS) {
                 let mut q = sqlx::QueryBuilder::<Sqlite>::new(
-                    "SELECT id, last_seq FROM chat_conversations WHERE id IN (",
+                    "SELECT json_group_array(json_array(id, last_seq)) AS seqs \
+                     FROM chat_conversations WHERE id IN (",
                 );
                 let mut list = q.separated(", ");
                 for (id, _) in chunk {
                     list.push_bind(id.as_str().to_owned());
                 }
                 q.push(")");
-                for row in q.build().fetch_all(&mut **tx).await? {
-                    last.insert(row.try_get("id")?, row.try_get("last_seq")?);
-                }
+                let seqs: String = q.build().fetch_one(&mut **tx).await?.try_get("seqs")?;
+                let seqs: Vec<(String, i64)> = serde_json::from_str(&seqs)
+                    .map_err(|e| ChatError::Corrupt(format!("last seqs: {e}")))?;
+                last.extend(seqs);
             }
             for p in &mut posts {
                 let top = last
@@ -1236,12 +1276,19 @@ impl ChatStore {
                         .push_bind(now.0)
                         .push_bind(expires);
                 });
-                q.push(" RETURNING id, conversation_id, seq");
-                for row in q.build().fetch_all(&mut **tx).await? {
-                    ids.insert(
-                        (row.try_get("conversation_id")?, row.try_get("seq")?),
-                        row.try_get("id")?,
-                    );
+                // No RETURNING (a row from sqlx's worker per entry): under
+                // the write lock (`BEGIN IMMEDIATE`) AUTOINCREMENT gives the
+                // rows of one statement consecutive ids, in VALUES order,
+                // ending at the last insert rowid.
+                let done = q.build().execute(&mut **tx).await?;
+                let n = i64::try_from(chunk.len())
+                    .map_err(|_| ChatError::Corrupt("batch too large".into()))?;
+                if done.rows_affected() != chunk.len() as u64 {
+                    return Err(ChatError::Corrupt("not every entry was inserted".into()));
+                }
+                let first = done.last_insert_rowid() - n + 1;
+                for (k, p) in (0..).zip(chunk) {
+                    ids.insert((p.conversation.as_str().to_owned(), p.seq.0), first + k);
                 }
             }
             // 6. the conversations' seqs and 7. the senders' watermarks
@@ -1308,6 +1355,90 @@ impl ChatStore {
         }
         Ok(out)
     }
+}
+
+/// Many cursor acks in one transaction with two statements per
+/// [`BULK_ROWS`] devices or users, whatever their number: one multi-row
+/// upsert of the device cursors, one update of the delivered watermarks of
+/// every ack's user up to the highest cursor any of their devices acked
+/// in the batch (the same query as [`ack_sync_in`], over a list of
+/// `(login, cursor)`). The watermarks a user's acks moved are answered to
+/// that user's last ack of the batch; their earlier acks get none (the
+/// receipts carry the final watermark anyway).
+async fn ack_bulk(
+    tx: &mut Transaction<'static, Sqlite>,
+    acks: Vec<(usize, Login, DeviceId, i64)>,
+) -> Result<Vec<(usize, Vec<Watermark>)>> {
+    use std::collections::HashMap;
+    // the highest cursor per device and per user, and each user's last ack
+    let mut devices: HashMap<(&str, &str), i64> = HashMap::new();
+    let mut users: HashMap<&str, (i64, usize)> = HashMap::new();
+    for (i, user, device, cursor) in &acks {
+        let c = devices.entry((user.as_str(), &device.0)).or_insert(*cursor);
+        *c = (*c).max(*cursor);
+        let u = users.entry(user.as_str()).or_insert((*cursor, *i));
+        *u = (u.0.max(*cursor), *i);
+    }
+    for chunk in devices.iter().collect::<Vec<_>>().chunks(BULK_ROWS) {
+        let mut q = sqlx::QueryBuilder::<Sqlite>::new(
+            "INSERT INTO chat_device_cursors (login, device, cursor) ",
+        );
+        q.push_values(chunk, |mut row, ((login, device), cursor)| {
+            row.push_bind((*login).to_owned())
+                .push_bind((*device).to_owned())
+                .push_bind(**cursor);
+        });
+        q.push(
+            " ON CONFLICT (login, device) DO UPDATE SET cursor = \
+             CASE WHEN excluded.cursor > chat_device_cursors.cursor \
+                  THEN excluded.cursor ELSE chat_device_cursors.cursor END",
+        );
+        q.build().execute(&mut **tx).await?;
+    }
+    let mut moved: HashMap<String, Vec<Watermark>> = HashMap::new();
+    for chunk in users.iter().collect::<Vec<_>>().chunks(BULK_ROWS) {
+        let mut q = sqlx::QueryBuilder::<Sqlite>::new(
+            "UPDATE chat_members SET delivered_seq = v.top FROM ( \
+               SELECT cid, lg, joined, \
+                 CASE WHEN lft IS NOT NULL AND last > lft THEN lft ELSE last END AS top \
+               FROM (SELECT mb.conversation_id AS cid, mb.login AS lg, \
+                       mb.joined_seq AS joined, mb.left_seq AS lft, \
+                       (SELECT m.seq FROM chat_messages m \
+                        WHERE m.conversation_id = mb.conversation_id AND m.id <= a.column2 \
+                        ORDER BY m.seq DESC LIMIT 1) AS last \
+                     FROM (",
+        );
+        q.push_values(chunk, |mut row, (login, (cursor, _))| {
+            row.push_bind((**login).to_owned()).push_bind(*cursor);
+        });
+        q.push(
+            ") AS a JOIN chat_members mb ON mb.login = a.column1) \
+               WHERE last IS NOT NULL) AS v \
+             WHERE chat_members.login = v.lg AND chat_members.conversation_id = v.cid \
+               AND v.top >= v.joined AND chat_members.delivered_seq < v.top \
+             RETURNING conversation_id, login, delivered_seq, read_seq",
+        );
+        for row in q.build().fetch_all(&mut **tx).await? {
+            let wm = decode_watermark(&row)?;
+            moved
+                .entry(wm.login.as_str().to_owned())
+                .or_default()
+                .push(wm);
+        }
+    }
+    let mut last_ack: HashMap<usize, &str> = HashMap::new();
+    for (user, (_, i)) in &users {
+        last_ack.insert(*i, user);
+    }
+    let mut out = Vec::with_capacity(acks.len());
+    for (i, ..) in &acks {
+        let marks = last_ack
+            .get(i)
+            .and_then(|user| moved.remove(*user))
+            .unwrap_or_default();
+        out.push((*i, marks));
+    }
+    Ok(out)
 }
 
 /// The writes of [`ChatStore::ack_sync`], inside a transaction.

@@ -693,3 +693,110 @@ async fn group_commit_keeps_the_rules_of_send() {
     let mine = members.iter().find(|m| m.login == alice).unwrap();
     assert_eq!((mine.delivered, mine.read), (Seq(4), Seq(4)));
 }
+
+/// Cursor acks of a group commit are written together: every device keeps
+/// its highest cursor (never moving back), each user's delivered watermark
+/// moves to the highest cursor any of their devices acked, and the moved
+/// watermarks are answered to that user's last ack of the batch. The
+/// cursors the bulk insert hands out are the ones `sync` later shows.
+#[tokio::test]
+async fn group_commit_writes_many_acks_at_once() {
+    use bridges::store::{BatchDone, BatchWrite, SendRequest};
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir).await;
+    let (alice, bob, carol) = (l("alice"), l("bob"), l("carol"));
+    let ab = ConversationId::direct(&alice, &bob);
+    let ac = ConversationId::direct(&alice, &carol);
+    let send = |conv: &ConversationId, id: &str| {
+        BatchWrite::Send(SendRequest {
+            sender: alice.clone(),
+            conversation: conv.clone(),
+            client_id: cid(id),
+            body: text(id),
+        })
+    };
+    let out = s
+        .write_batch(
+            vec![
+                send(&ab, "1"),
+                send(&ac, "2"),
+                send(&ab, "3"),
+                send(&ac, "4"),
+            ],
+            t(1),
+        )
+        .await
+        .unwrap();
+    let cursor = |i: usize| match &out[i] {
+        Ok(BatchDone::Stored(st)) => st.cursor,
+        other => panic!("write {i}: {other:?}"),
+    };
+    let (c1, c2, c3, c4) = (cursor(0), cursor(1), cursor(2), cursor(3));
+    let synced = s
+        .sync(&bob, &dev("bob-phone"), Some(0), 100, t(2))
+        .await
+        .unwrap();
+    let seen: Vec<i64> = synced.messages.iter().map(|(c, _)| *c).collect();
+    assert_eq!(
+        seen,
+        vec![c1, c3],
+        "bob's entries with the cursors handed out"
+    );
+    let synced = s
+        .sync(&carol, &dev("carol-phone"), Some(0), 100, t(2))
+        .await
+        .unwrap();
+    let seen: Vec<i64> = synced.messages.iter().map(|(c, _)| *c).collect();
+    assert_eq!(seen, vec![c2, c4]);
+    let ack = |user: &Login, device: &str, cursor: i64| BatchWrite::Ack {
+        user: user.clone(),
+        device: dev(device),
+        cursor,
+    };
+    let out = s
+        .write_batch(
+            vec![
+                ack(&bob, "bob-phone", c3),
+                ack(&carol, "carol-phone", c2),
+                ack(&bob, "bob-tab", c1),
+                ack(&bob, "bob-phone", c1),
+            ],
+            t(3),
+        )
+        .await
+        .unwrap();
+    let marks = |i: usize| match &out[i] {
+        Ok(BatchDone::Marks(m)) => m.clone(),
+        other => panic!("ack {i}: {other:?}"),
+    };
+    // bob: up to seq 2 of ab (his highest cursor), on his last ack only
+    assert!(marks(0).is_empty() && marks(2).is_empty());
+    let bob_marks = marks(3);
+    assert_eq!(bob_marks.len(), 1, "{bob_marks:?}");
+    assert_eq!(
+        (&bob_marks[0].conversation, &bob_marks[0].login),
+        (&ab, &bob)
+    );
+    assert_eq!(bob_marks[0].delivered, Seq(2));
+    let carol_marks = marks(1);
+    assert_eq!(carol_marks.len(), 1, "{carol_marks:?}");
+    assert_eq!(
+        (&carol_marks[0].conversation, carol_marks[0].delivered),
+        (&ac, Seq(1))
+    );
+    // the phone keeps c3 although its later ack said c1; the tab has c1
+    let from_phone = s
+        .sync(&bob, &dev("bob-phone"), None, 100, t(4))
+        .await
+        .unwrap();
+    assert!(from_phone.messages.is_empty(), "{from_phone:?}");
+    let from_tab = s
+        .sync(&bob, &dev("bob-tab"), None, 100, t(4))
+        .await
+        .unwrap();
+    let seen: Vec<i64> = from_tab.messages.iter().map(|(c, _)| *c).collect();
+    assert_eq!(seen, vec![c3]);
+    let members = s.members(&bob, &ab).await.unwrap();
+    let bobs = members.iter().find(|m| m.login == bob).unwrap();
+    assert_eq!(bobs.delivered, Seq(2));
+}

@@ -446,16 +446,9 @@ fn early_media_is_bridged_before_answer() {
     assert_idle(&lab);
 }
 
-/// Issue 4, video passthrough: the caller ticks Video (Chromium's fake camera), the
-/// trunk allows video (`video: true`), and the desk phone is a baresip video phone
-/// (VP8, fake camera). VP8 crosses the gateway undecoded both ways: Chromium decodes
-/// the phone's frames (getStats framesDecoded grows) and the phone decodes Chromium's
-/// (baresip logs the decoded resolution). The phone then holds: its video stops, so
-/// Chromium's decoder starves and asks for a keyframe (PLI); the gateway forwards it to
-/// the phone's RTCP, and after the resume the phone's encoder answers with a keyframe
-/// that Chromium decodes (keyFramesDecoded goes up).
-#[test]
-fn browser_video_call_passes_vp8_through() {
+/// Kamailio, a baresip video phone (VP8, fake camera, speech) registered as 100, and
+/// the gateway with `video: true` on its trunk.
+fn video_lab() -> Lab {
     let pbx = Kamailio::start(&[("trunk", "trunkpass"), ("100", "pass100")]).expect("kamailio");
     let wav = labkit::speech_wav(
         "Hello, this is the video desk of Acme. You are speaking to extension one hundred. \
@@ -482,12 +475,25 @@ fn browser_video_call_passes_vp8_through() {
     )
     .expect("gateway starts and registers its trunk")
     .gw;
-    let lab = Lab {
+    Lab {
         pbx,
         phone,
         gw,
         _data: data,
-    };
+    }
+}
+
+/// Issue 4, video passthrough: the caller ticks Video (Chromium's fake camera), the
+/// trunk allows video (`video: true`), and the desk phone is a baresip video phone
+/// (VP8, fake camera). VP8 crosses the gateway undecoded both ways: Chromium decodes
+/// the phone's frames (getStats framesDecoded grows) and the phone decodes Chromium's
+/// (baresip logs the decoded resolution). The phone then holds: its video stops, so
+/// Chromium's decoder starves and asks for a keyframe (PLI); the gateway forwards it to
+/// the phone's RTCP, and after the resume the phone's encoder answers with a keyframe
+/// that Chromium decodes (keyFramesDecoded goes up).
+#[test]
+fn browser_video_call_passes_vp8_through() {
+    let lab = video_lab();
     let mut ctl = lab.phone.control().expect("baresip control");
     let run = call(
         &lab,
@@ -588,38 +594,7 @@ fn browser_video_call_passes_vp8_through() {
 /// the phone's frames and the phone decodes Chromium's.
 #[test]
 fn desk_phone_video_calls_a_messenger_user() {
-    let pbx = Kamailio::start(&[("trunk", "trunkpass"), ("100", "pass100")]).expect("kamailio");
-    let wav = labkit::speech_wav(
-        "Hello, this is the video desk of Acme. You are speaking to extension one hundred. \
-         We are testing the video call from the messenger. One, two, three, four, five, six, \
-         seven, eight, nine, ten. The quick brown fox jumps over the lazy dog. Thank you.",
-        8000,
-        "desk100-video-long",
-    )
-    .expect("wav");
-    let phone = Baresip::start_video(&pbx, "100", "pass100", &wav).expect("baresip");
-    let data = tempfile::tempdir().expect("temp dir");
-    let gw = LabGateway::start_with(
-        std::path::Path::new(env!("CARGO_BIN_EXE_namecall")),
-        &pbx,
-        data.path(),
-        |plan| {
-            plan.replacen(
-                "    domain: pbx.lab\n",
-                "    domain: pbx.lab\n    video: true\n",
-                1,
-            )
-        },
-        &[],
-    )
-    .expect("gateway starts and registers its trunk")
-    .gw;
-    let lab = Lab {
-        pbx,
-        phone,
-        gw,
-        _data: data,
-    };
+    let lab = video_lab();
     let mut ctl = lab.phone.control().expect("baresip control");
     let run = call(
         &lab,

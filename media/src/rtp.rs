@@ -6,6 +6,8 @@
 //! SR/RR/BYE packets that carry them. Parsers take untrusted bytes and return a typed
 //! [`RtpError`] instead of panicking.
 
+use std::net::SocketAddr;
+
 use thiserror::Error;
 
 /// Why a datagram was rejected as RTP or RTCP.
@@ -240,6 +242,102 @@ impl SeqExtender {
             self.last = Some(v);
         }
         v
+    }
+}
+
+/// Where a plain-RTP peer is sent to, and who may send to us: symmetric RTP
+/// (RFC 4961; "comedia"). With `symmetric` the first source of RTP is latched, even
+/// behind a NAT that rewrote it, media goes back there and every other source is
+/// refused; without it only the SDP address is accepted.
+#[derive(Debug, Clone)]
+pub struct SymmetricPeer {
+    remote: SocketAddr,
+    symmetric: bool,
+    rtcp_mux: bool,
+    latched: Option<SocketAddr>,
+    latched_rtcp: Option<SocketAddr>,
+}
+
+/// What [`SymmetricPeer::admit_rtp`] decided about one packet's source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    /// From the peer.
+    Accept,
+    /// The first packet: its source is latched now.
+    Latched,
+    /// From anyone else: drop it and count it.
+    Refuse,
+}
+
+impl SymmetricPeer {
+    /// A peer the SDP says is at `remote`.
+    pub fn new(remote: SocketAddr, symmetric: bool, rtcp_mux: bool) -> Self {
+        SymmetricPeer {
+            remote,
+            symmetric,
+            rtcp_mux,
+            latched: None,
+            latched_rtcp: None,
+        }
+    }
+
+    /// Address media is sent to now (latched source, else the SDP address).
+    pub fn destination(&self) -> SocketAddr {
+        self.latched.unwrap_or(self.remote)
+    }
+
+    /// Address RTCP is sent to now: the media address when muxed, else where the
+    /// peer's RTCP came from, else the next port up.
+    pub fn rtcp_destination(&self) -> SocketAddr {
+        if self.rtcp_mux {
+            return self.destination();
+        }
+        self.latched_rtcp.unwrap_or_else(|| {
+            let d = self.destination();
+            SocketAddr::new(d.ip(), d.port().wrapping_add(1))
+        })
+    }
+
+    /// The latched source, if any.
+    pub fn latched(&self) -> Option<SocketAddr> {
+        self.latched
+    }
+
+    /// A re-INVITE moved the peer: new SDP address, latch again.
+    pub fn set_remote(&mut self, remote: SocketAddr) {
+        self.remote = remote;
+        self.latched = None;
+        self.latched_rtcp = None;
+    }
+
+    /// Decides on an RTP packet from `from` (latching the first source).
+    pub fn admit_rtp(&mut self, from: SocketAddr) -> Admit {
+        match self.latched {
+            // someone else (or a stale path) is sending to our port: never mix streams
+            Some(addr) if addr != from => Admit::Refuse,
+            Some(_) => Admit::Accept,
+            None if self.symmetric => {
+                self.latched = Some(from);
+                Admit::Latched
+            }
+            None if from != self.remote => Admit::Refuse,
+            None => Admit::Accept,
+        }
+    }
+
+    /// Decides on an RTCP packet from `from`: once latched, RTCP must come from the
+    /// RTP address when muxed, otherwise from the same host (whose port is then where
+    /// our RTCP goes).
+    pub fn admit_rtcp(&mut self, from: SocketAddr) -> bool {
+        if let Some(l) = self.latched
+            && ((self.rtcp_mux && l != from) || l.ip() != from.ip())
+        {
+            return false;
+        }
+        if !self.rtcp_mux {
+            self.latched_rtcp = Some(from);
+        }
+        true
     }
 }
 

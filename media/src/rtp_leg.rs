@@ -15,7 +15,8 @@ use crate::codec::Codec;
 use crate::dtmf::{DtmfEvent, DtmfPacket};
 use crate::jitter::{JitterBuffer, JitterConfig, JitterOutput};
 use crate::rtp::{
-    self, ReceiveStats, ReceiverReport, ReportBlock, RtcpPacket, RtpHeader, RtpPacket, SenderReport,
+    self, Admit, ReceiveStats, ReceiverReport, ReportBlock, RtcpPacket, RtpHeader, RtpPacket,
+    SenderReport, SymmetricPeer,
 };
 
 /// Static configuration of a leg, mostly from [`crate::sdp::NegotiatedAudio`].
@@ -146,8 +147,7 @@ pub struct RtpLegStats {
 pub struct RtpLeg {
     cfg: RtpLegConfig,
     start: Instant,
-    latched: Option<SocketAddr>,
-    latched_rtcp: Option<SocketAddr>,
+    peer: SymmetricPeer,
     remote_ssrc: Option<u32>,
     seq: u16,
     /// Timestamp of the next packet and the time it corresponds to.
@@ -171,8 +171,7 @@ impl RtpLeg {
         let jcfg = JitterConfig::new(clock, Duration::from_millis(u64::from(cfg.ptime.max(1))));
         Self {
             start: now,
-            latched: None,
-            latched_rtcp: None,
+            peer: SymmetricPeer::new(cfg.remote, cfg.symmetric, cfg.rtcp_mux),
             remote_ssrc: None,
             seq: cfg.initial_seq,
             next_ts: cfg.initial_ts,
@@ -211,24 +210,17 @@ impl RtpLeg {
 
     /// Address media is sent to now (latched source, else the SDP address).
     pub fn destination(&self) -> SocketAddr {
-        self.latched.unwrap_or(self.cfg.remote)
+        self.peer.destination()
     }
 
     fn rtcp_destination(&self) -> SocketAddr {
-        if self.cfg.rtcp_mux {
-            return self.destination();
-        }
-        self.latched_rtcp.unwrap_or_else(|| {
-            let d = self.destination();
-            SocketAddr::new(d.ip(), d.port().wrapping_add(1))
-        })
+        self.peer.rtcp_destination()
     }
 
     /// A re-INVITE moved the peer: new SDP address, latch again.
     pub fn set_remote(&mut self, remote: SocketAddr) {
         self.cfg.remote = remote;
-        self.latched = None;
-        self.latched_rtcp = None;
+        self.peer.set_remote(remote);
     }
 
     fn ntp(&self, now: Instant) -> u64 {
@@ -264,21 +256,13 @@ impl RtpLeg {
                 return;
             }
         };
-        match self.latched {
-            Some(addr) if addr != from => {
-                // Someone else (or a stale path) is sending to our port: never mix streams.
+        match self.peer.admit_rtp(from) {
+            Admit::Refuse => {
                 self.stats.unexpected_source += 1;
                 return;
             }
-            None if self.cfg.symmetric => {
-                self.latched = Some(from);
-                self.events.push_back(RtpLegEvent::Latched(from));
-            }
-            None if from != self.cfg.remote => {
-                self.stats.unexpected_source += 1;
-                return;
-            }
-            _ => {}
+            Admit::Latched => self.events.push_back(RtpLegEvent::Latched(from)),
+            Admit::Accept => {}
         }
         let h = &pkt.header;
         if Some(h.payload_type) == self.cfg.dtmf_pt {
@@ -318,15 +302,9 @@ impl RtpLeg {
                 return;
             }
         };
-        if let Some(l) = self.latched {
-            // RTCP comes from the RTP address when muxed, otherwise from the same host.
-            if (self.cfg.rtcp_mux && l != from) || l.ip() != from.ip() {
-                self.stats.unexpected_source += 1;
-                return;
-            }
-        }
-        if !self.cfg.rtcp_mux {
-            self.latched_rtcp = Some(from);
+        if !self.peer.admit_rtcp(from) {
+            self.stats.unexpected_source += 1;
+            return;
         }
         for p in pkts {
             let blocks = match p {

@@ -28,7 +28,8 @@ use std::time::{Duration, Instant};
 
 use crate::keyframe::{KeyframeForwarder, KeyframeRequest};
 use crate::rtp::{
-    self, ReceiveStats, ReceiverReport, RtcpPacket, RtpHeader, RtpPacket, SenderReport,
+    self, Admit, ReceiveStats, ReceiverReport, RtcpPacket, RtpHeader, RtpPacket, SenderReport,
+    SymmetricPeer,
 };
 use crate::rtp_leg::Transmit;
 use crate::sdp::VideoCodec;
@@ -583,8 +584,7 @@ pub struct VideoLegStats {
 pub struct VideoLeg {
     cfg: VideoLegConfig,
     start: Instant,
-    latched: Option<SocketAddr>,
-    latched_rtcp: Option<SocketAddr>,
+    peer: SymmetricPeer,
     remote_ssrc: Option<u32>,
     assembler: Assembler,
     vp8: Vp8Packetizer,
@@ -610,8 +610,7 @@ impl VideoLeg {
     pub fn new(now: Instant, cfg: VideoLegConfig) -> Self {
         Self {
             start: now,
-            latched: None,
-            latched_rtcp: None,
+            peer: SymmetricPeer::new(cfg.remote, cfg.symmetric, cfg.rtcp_mux),
             remote_ssrc: None,
             assembler: Assembler::new(cfg.codec),
             vp8: Vp8Packetizer::new(cfg.initial_seq),
@@ -647,24 +646,17 @@ impl VideoLeg {
 
     /// Address video is sent to now (latched source, else the SDP address).
     pub fn destination(&self) -> SocketAddr {
-        self.latched.unwrap_or(self.cfg.remote)
+        self.peer.destination()
     }
 
     fn rtcp_destination(&self) -> SocketAddr {
-        if self.cfg.rtcp_mux {
-            return self.destination();
-        }
-        self.latched_rtcp.unwrap_or_else(|| {
-            let d = self.destination();
-            SocketAddr::new(d.ip(), d.port().wrapping_add(1))
-        })
+        self.peer.rtcp_destination()
     }
 
     /// A re-INVITE moved the peer: new SDP address, latch again.
     pub fn set_remote(&mut self, remote: SocketAddr) {
         self.cfg.remote = remote;
-        self.latched = None;
-        self.latched_rtcp = None;
+        self.peer.set_remote(remote);
     }
 
     /// Feeds one datagram that arrived on the video socket (RTP or RTCP).
@@ -677,20 +669,13 @@ impl VideoLeg {
             self.stats.malformed += 1;
             return;
         };
-        match self.latched {
-            Some(addr) if addr != from => {
+        match self.peer.admit_rtp(from) {
+            Admit::Refuse => {
                 self.stats.unexpected_source += 1;
                 return;
             }
-            None if self.cfg.symmetric => {
-                self.latched = Some(from);
-                self.events.push_back(VideoLegEvent::Latched(from));
-            }
-            None if from != self.cfg.remote => {
-                self.stats.unexpected_source += 1;
-                return;
-            }
-            _ => {}
+            Admit::Latched => self.events.push_back(VideoLegEvent::Latched(from)),
+            Admit::Accept => {}
         }
         let h = &pkt.header;
         if h.payload_type != self.cfg.pt {
@@ -743,13 +728,9 @@ impl VideoLeg {
             self.stats.malformed += 1;
             return;
         };
-        match self.latched {
-            Some(addr) if addr.ip() != from.ip() => {
-                self.stats.unexpected_source += 1;
-                return;
-            }
-            Some(_) if self.cfg.symmetric => self.latched_rtcp = Some(from),
-            _ => {}
+        if !self.peer.admit_rtcp(from) {
+            self.stats.unexpected_source += 1;
+            return;
         }
         for p in &pkts {
             match p {

@@ -964,9 +964,9 @@ mod tests {
         assert!(!plain.contains("typ srflx"), "no srflx by default: {plain}");
     }
 
-    /// Opus written by the browser comes out as frames, and frames we write reach the browser.
-    #[test]
-    fn opus_flows_both_ways() {
+    /// A browser and a leg with ICE and DTLS up on both sides; returns them with the
+    /// clock, what was seen so far, the browser's audio mid and its Opus payload type.
+    fn connected_audio() -> (Instant, Rtc, WebRtcLeg, Seen, Mid, Pt) {
         let start = Instant::now();
         let mut now = start;
         let (mut b, offer, mid) = browser(now, MediaKind::Audio);
@@ -981,7 +981,7 @@ mod tests {
             &mut b,
             &mut leg,
             &mut seen,
-            true,
+            false,
             |s| {
                 s.leg.contains(&Event::Connected)
                     && s.browser
@@ -996,6 +996,13 @@ mod tests {
             .find(|p| p.spec().codec == Codec::Opus)
             .expect("browser has opus")
             .pt();
+        (now, b, leg, seen, mid, pt)
+    }
+
+    /// Opus written by the browser comes out as frames, and frames we write reach the browser.
+    #[test]
+    fn opus_flows_both_ways() {
+        let (mut now, mut b, mut leg, mut seen, mid, pt) = connected_audio();
         for i in 0..10u64 {
             let payload = vec![0xF8, i as u8, 1, 2, 3];
             b.writer(mid)
@@ -1222,35 +1229,7 @@ mod tests {
     /// default reorder window of 15 packets (300 ms of audio).
     #[test]
     fn a_lost_packet_does_not_stall_later_frames() {
-        let start = Instant::now();
-        let mut now = start;
-        let (mut b, offer, mid) = browser(now, MediaKind::Audio);
-        let (mut leg, answer) = WebRtcLeg::accept_offer(now, &config(), &offer).expect("answer");
-        accept_answer(&mut b, &answer);
-        leg.add_remote_candidate("candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host")
-            .expect("candidate parses");
-        let mut seen = Seen::default();
-        drive(
-            &mut now,
-            start + Duration::from_secs(10),
-            &mut b,
-            &mut leg,
-            &mut seen,
-            false,
-            |s| {
-                s.leg.contains(&Event::Connected)
-                    && s.browser
-                        .iter()
-                        .any(|e| matches!(e, str0m::Event::Connected))
-            },
-        );
-        let pt = b
-            .writer(mid)
-            .expect("browser writer")
-            .payload_params()
-            .find(|p| p.spec().codec == Codec::Opus)
-            .expect("browser has opus")
-            .pt();
+        let (mut now, mut b, mut leg, mut seen, mid, pt) = connected_audio();
         let frames = |seen: &Seen| {
             seen.leg
                 .iter()

@@ -568,6 +568,22 @@ fn stamp_of(text: &str) -> Option<u64> {
     num_field(text, "\"text\":\"t")
 }
 
+/// When a paced client sends first: the clients' phases are spread evenly
+/// over one send period, so the offered load is smooth. (All clients
+/// starting at once would send in bursts of `active` messages every period,
+/// and the latency measured would be the burst's queue, not the rate's.)
+fn paced_start(me: usize, cfg: &Config) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    match cfg.rate {
+        Some(rate) if rate > 0 && cfg.active > 0 => {
+            let period = cfg.active as f64 / rate as f64;
+            let phase = (me % cfg.active) as f64 / cfg.active as f64;
+            now + Duration::from_secs_f64(period * phase)
+        }
+        _ => now,
+    }
+}
+
 /// One active chat client: sends to `to`, receives from its predecessor.
 async fn run_active(
     ws: Ws,
@@ -632,7 +648,7 @@ async fn run_active(
             shared.samples.lock().await.extend(samples);
         })
     };
-    let mut next_send = tokio::time::Instant::now();
+    let mut next_send = paced_start(me, &cfg);
     let mut n: u64 = 0;
     let mut top_cursor = 0u64;
     let mut acked_cursor = 0u64;
@@ -1004,7 +1020,7 @@ async fn nats_active(
             shared.samples.lock().await.extend(samples);
         })
     };
-    let mut next_send = tokio::time::Instant::now();
+    let mut next_send = paced_start(me, &cfg);
     let mut n: u64 = 0;
     loop {
         if shared.stop.load(Ordering::Relaxed) {

@@ -57,6 +57,9 @@ pub const MAX_BATCH: usize = 1024;
 /// (backpressure on the sockets that send).
 const SEND_QUEUE: usize = 4 * MAX_BATCH;
 
+/// How often the WAL is checkpointed (see [`run_checkpoints`]).
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
 /// Longest device id a client may choose (`?device=` on `/v1/ws`).
 const MAX_DEVICE_ID: usize = 64;
 
@@ -172,7 +175,11 @@ impl Chat {
     /// cannot be created.
     pub async fn open(data_dir: &Path) -> anyhow::Result<Arc<Self>> {
         let db = data_dir.join("chat.sqlite");
-        let store = ChatStore::open(&format!("sqlite://{}", db.display()))
+        let opts = bridges::StoreOptions {
+            background_checkpoint: true,
+            ..bridges::StoreOptions::default()
+        };
+        let store = ChatStore::open_with(&format!("sqlite://{}", db.display()), opts)
             .await
             .map_err(|e| anyhow::anyhow!("cannot open the chat store {}: {e}", db.display()))?;
         let dir = data_dir.join("uploads");
@@ -196,6 +203,7 @@ impl Chat {
             sends,
         });
         tokio::spawn(run_writer(Arc::downgrade(&chat), queue));
+        tokio::spawn(run_checkpoints(Arc::downgrade(&chat)));
         Ok(chat)
     }
 
@@ -380,6 +388,24 @@ async fn run_writer(
         }
         // new messages arm expiry timers
         chat.timers.notify_one();
+    }
+}
+
+/// The WAL checkpoints of the chat store, every [`CHECKPOINT_EVERY`] on a
+/// connection of their own, so that no group commit waits for one (SQLite
+/// would otherwise run one inside the commit that crosses 1,000 WAL pages:
+/// page copies and two fsyncs while every queued `send` waits). Ends with
+/// the chat.
+async fn run_checkpoints(chat: std::sync::Weak<Chat>) {
+    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(chat) = chat.upgrade() else { return };
+        match chat.service.store().checkpoint().await {
+            Ok((log, copied)) => debug!(log, copied, "chat WAL checkpoint"),
+            Err(e) => warn!(cause = %e, "chat WAL checkpoint failed"),
+        }
     }
 }
 
