@@ -61,29 +61,29 @@ impl Coturn {
             .arg("--userdb")
             .arg(dir.path().join("turndb"));
         let log = Log::default();
-        let mut child = spawn_logged(cmd, &log)?;
+        // owned by the handle at once, so an error or a panic while waiting kills it
+        let mut turn = Coturn {
+            child: Some(spawn_logged(cmd, &log)?),
+            _dir: dir,
+            port,
+            log,
+        };
+        let addr = turn.addr();
         let ready = wait_for("coturn answering STUN", Duration::from_secs(20), || {
-            if let Ok(Some(st)) = child.try_wait() {
+            if let Some(c) = turn.child.as_mut()
+                && let Ok(Some(st)) = c.try_wait()
+            {
                 return Some(Err(st));
             }
-            stun_binding(SocketAddr::from(([127, 0, 0, 1], port))).map(Ok)
+            stun_binding(addr).map(Ok)
         });
-        let mut child = Some(child);
         match ready {
-            Ok(Ok(_)) => Ok(Coturn {
-                child,
-                _dir: dir,
-                port,
-                log,
-            }),
+            Ok(Ok(_)) => Ok(turn),
             Ok(Err(st)) => Err(io::Error::other(format!(
                 "turnserver exited ({st}):\n{}",
-                log.tail(30)
+                turn.log.tail(30)
             ))),
-            Err(e) => {
-                kill(&mut child);
-                Err(io::Error::other(format!("{e}:\n{}", log.tail(30))))
-            }
+            Err(e) => Err(io::Error::other(format!("{e}:\n{}", turn.log.tail(30)))),
         }
     }
 
