@@ -53,6 +53,14 @@ const DEVICE_QUEUE: usize = 1024;
 /// Most `send` frames stored in one transaction.
 pub const MAX_BATCH: usize = 1024;
 
+/// A writer woken for fewer frames than this waits [`GATHER`] for more
+/// before it commits (see [`run_writer`]).
+const GATHER_BELOW: usize = 32;
+
+/// How long a small batch waits for more frames: a commit delay that adds
+/// at most a timer tick or two to a send's latency below saturation.
+const GATHER: Duration = Duration::from_millis(1);
+
 /// `send` frames waiting for the writer; a full queue makes sessions wait
 /// (backpressure on the sockets that send).
 const SEND_QUEUE: usize = 4 * MAX_BATCH;
@@ -378,6 +386,18 @@ async fn run_writer(
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        if batch.len() < GATHER_BELOW {
+            // Below saturation every commit would carry a frame or two, and
+            // its fixed cost (about ten statements, each a round trip to
+            // sqlx's worker thread, and a WAL write) would be paid per
+            // frame. Waiting a moment lets the next few frames share it.
+            tokio::time::sleep(GATHER).await;
+            while batch.len() < MAX_BATCH
+                && let Ok(frame) = queue.try_recv()
+            {
+                batch.push(frame);
+            }
+        }
         let Some(chat) = chat.upgrade() else { return };
         let sends = std::mem::replace(&mut batch, Vec::with_capacity(MAX_BATCH));
         {
