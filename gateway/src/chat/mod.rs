@@ -53,12 +53,24 @@ const DEVICE_QUEUE: usize = 1024;
 /// Most `send` frames stored in one transaction.
 pub const MAX_BATCH: usize = 1024;
 
+/// A writer woken for fewer frames than this waits [`GATHER`] for more
+/// before it commits (see [`run_writer`]).
+const GATHER_BELOW: usize = 32;
+
+/// How long a small batch waits for more frames: a commit delay that adds
+/// at most a timer tick or two to a send's latency below saturation.
+const GATHER: Duration = Duration::from_millis(1);
+
 /// `send` frames waiting for the writer; a full queue makes sessions wait
 /// (backpressure on the sockets that send).
 const SEND_QUEUE: usize = 4 * MAX_BATCH;
 
 /// How often the WAL is checkpointed (see [`run_checkpoints`]).
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
+/// WAL size (pages) above which the writer finishes a checkpoint itself
+/// between two batches, so that the WAL starts over (see [`run_writer`]).
+const WAL_RESET_PAGES: i64 = 2_000;
 
 /// Longest device id a client may choose (`?device=` on `/v1/ws`).
 const MAX_DEVICE_ID: usize = 64;
@@ -157,6 +169,8 @@ pub struct Chat {
     vapid: OnceLock<String>,
     /// Parsed `send` frames for the writer task.
     sends: mpsc::Sender<(DeviceId, ClientFrame)>,
+    /// The WAL's size in pages at the last checkpoint.
+    wal_pages: std::sync::atomic::AtomicI64,
 }
 
 impl std::fmt::Debug for Chat {
@@ -201,6 +215,7 @@ impl Chat {
             timers: Notify::new(),
             vapid: OnceLock::new(),
             sends,
+            wal_pages: std::sync::atomic::AtomicI64::new(0),
         });
         tokio::spawn(run_writer(Arc::downgrade(&chat), queue));
         tokio::spawn(run_checkpoints(Arc::downgrade(&chat)));
@@ -378,6 +393,18 @@ async fn run_writer(
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        if batch.len() < GATHER_BELOW {
+            // Below saturation every commit would carry a frame or two, and
+            // its fixed cost (about ten statements, each a round trip to
+            // sqlx's worker thread, and a WAL write) would be paid per
+            // frame. Waiting a moment lets the next few frames share it.
+            tokio::time::sleep(GATHER).await;
+            while batch.len() < MAX_BATCH
+                && let Ok(frame) = queue.try_recv()
+            {
+                batch.push(frame);
+            }
+        }
         let Some(chat) = chat.upgrade() else { return };
         let sends = std::mem::replace(&mut batch, Vec::with_capacity(MAX_BATCH));
         {
@@ -388,14 +415,31 @@ async fn run_writer(
         }
         // new messages arm expiry timers
         chat.timers.notify_one();
+        if chat.wal_pages.load(Ordering::Relaxed) > WAL_RESET_PAGES {
+            // The background checkpoints copy the WAL while the writer
+            // appends to it, so they never catch up with its end, and SQLite
+            // starts the WAL over only once all of it is copied: the tail
+            // (what came since the last background pass) is copied here,
+            // with no batch in flight, and the next commit starts over.
+            match chat.service.store().checkpoint().await {
+                // busy: the background checkpoint is running; next batch
+                Ok((log, copied)) if log >= 0 => {
+                    let left = if copied >= log { 0 } else { log };
+                    chat.wal_pages.store(left, Ordering::Relaxed);
+                }
+                Ok(_) => {}
+                Err(e) => warn!(cause = %e, "chat WAL checkpoint failed"),
+            }
+        }
     }
 }
 
 /// The WAL checkpoints of the chat store, every [`CHECKPOINT_EVERY`] on a
-/// connection of their own, so that no group commit waits for one (SQLite
-/// would otherwise run one inside the commit that crosses 1,000 WAL pages:
-/// page copies and two fsyncs while every queued `send` waits). Ends with
-/// the chat.
+/// connection of their own, so that no group commit waits for the bulk of
+/// one (SQLite would otherwise run one inside the commit that crosses 1,000
+/// WAL pages: page copies and two fsyncs while every queued `send` waits).
+/// Under steady writes these never reach the WAL's end; the writer copies
+/// the rest once the WAL exceeds [`WAL_RESET_PAGES`]. Ends with the chat.
 async fn run_checkpoints(chat: std::sync::Weak<Chat>) {
     let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -403,7 +447,12 @@ async fn run_checkpoints(chat: std::sync::Weak<Chat>) {
         tick.tick().await;
         let Some(chat) = chat.upgrade() else { return };
         match chat.service.store().checkpoint().await {
-            Ok((log, copied)) => debug!(log, copied, "chat WAL checkpoint"),
+            Ok((log, copied)) => {
+                debug!(log, copied, "chat WAL checkpoint");
+                if log >= 0 {
+                    chat.wal_pages.store(log, Ordering::Relaxed);
+                }
+            }
             Err(e) => warn!(cause = %e, "chat WAL checkpoint failed"),
         }
     }
