@@ -392,15 +392,24 @@ impl WebRtcLeg {
         let (Some(mid), Some(pt)) = (self.video_mid, self.video_pt) else {
             return Err(WebRtcError::NoVideo);
         };
+        let time = MediaTime::new(rtp_time, Frequency::NINETY_KHZ);
+        self.write_media(now, (mid, pt), time, frame, WebRtcError::NoVideo)
+    }
+
+    /// Hands one frame to str0m's writer for `mid` (which packetizes and encrypts it
+    /// on the next poll); `missing` when the m-line has no writer.
+    fn write_media(
+        &mut self,
+        now: Instant,
+        (mid, pt): (Mid, Pt),
+        time: MediaTime,
+        data: &[u8],
+        missing: WebRtcError,
+    ) -> Result<(), WebRtcError> {
         let now = self.advance(now);
         self.idle_until = None;
-        let writer = self.rtc.writer(mid).ok_or(WebRtcError::NoVideo)?;
-        writer.write(
-            pt,
-            now,
-            MediaTime::new(rtp_time, Frequency::NINETY_KHZ),
-            frame.to_vec(),
-        )?;
+        let writer = self.rtc.writer(mid).ok_or(missing)?;
+        writer.write(pt, now, time, data.to_vec())?;
         Ok(())
     }
 
@@ -540,16 +549,8 @@ impl WebRtcLeg {
         let (Some(mid), Some(pt)) = (self.mid, self.opus_pt) else {
             return Err(WebRtcError::NotNegotiated);
         };
-        let now = self.advance(now);
-        self.idle_until = None;
-        let writer = self.rtc.writer(mid).ok_or(WebRtcError::NotNegotiated)?;
-        writer.write(
-            pt,
-            now,
-            MediaTime::new(rtp_time, Frequency::FORTY_EIGHT_KHZ),
-            payload.to_vec(),
-        )?;
-        Ok(())
+        let time = MediaTime::new(rtp_time, Frequency::FORTY_EIGHT_KHZ);
+        self.write_media(now, (mid, pt), time, payload, WebRtcError::NotNegotiated)
     }
 
     /// Whether ICE and DTLS are up right now.
