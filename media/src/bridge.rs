@@ -492,6 +492,22 @@ mod tests {
     use crate::codec::opus::OpusEncoder;
     use crate::rtp::RtpPacket;
 
+    /// Feeds the bridge frame `i` (20 ms at 8 kHz) from the test PBX with payload type `pt`.
+    fn from_pbx(b: &mut Bridge, now: Instant, pt: u8, i: u32, payload: Vec<u8>) {
+        let pkt = RtpPacket {
+            header: crate::rtp::RtpHeader {
+                payload_type: pt,
+                sequence: i as u16,
+                timestamp: i * 160,
+                ssrc: 9,
+                ..Default::default()
+            },
+            payload,
+            padding: 0,
+        };
+        b.handle_rtp_input(now, addr("192.0.2.10:17000"), pkt.to_bytes().expect("ok"));
+    }
+
     fn addr(s: &str) -> SocketAddr {
         s.parse().expect("addr")
     }
@@ -540,18 +556,7 @@ mod tests {
                     .iter()
                     .map(|&s| g711::ulaw_encode(s))
                     .collect();
-                let pkt = RtpPacket {
-                    header: crate::rtp::RtpHeader {
-                        payload_type: 0,
-                        sequence: i as u16,
-                        timestamp: i * 160,
-                        ssrc: 9,
-                        ..Default::default()
-                    },
-                    payload: pcmu,
-                    padding: 0,
-                };
-                b.handle_rtp_input(now, addr("192.0.2.10:17000"), pkt.to_bytes().expect("ok"));
+                from_pbx(&mut b, now, 0, i, pcmu);
             }
             b.handle_timeout(now);
             while let Some(t) = b.poll_transmit() {
@@ -683,18 +688,13 @@ mod tests {
             if (10..20).contains(&i) {
                 tone.fill(&mut pcm);
             }
-            let pkt = RtpPacket {
-                header: crate::rtp::RtpHeader {
-                    payload_type: 0,
-                    sequence: i as u16,
-                    timestamp: i * 160,
-                    ssrc: 9,
-                    ..Default::default()
-                },
-                payload: pcm.iter().map(|&s| g711::ulaw_encode(s)).collect(),
-                padding: 0,
-            };
-            b.handle_rtp_input(now, addr("192.0.2.10:17000"), pkt.to_bytes().expect("ok"));
+            from_pbx(
+                &mut b,
+                now,
+                0,
+                i,
+                pcm.iter().map(|&s| g711::ulaw_encode(s)).collect(),
+            );
             for ms in 0..20 {
                 b.handle_timeout(now + Duration::from_millis(ms));
             }
@@ -814,18 +814,7 @@ mod tests {
             );
             let mut codes = Vec::new();
             g722.encode(&pcm, &mut codes).expect("even");
-            let pkt = RtpPacket {
-                header: crate::rtp::RtpHeader {
-                    payload_type: 9,
-                    sequence: i as u16,
-                    timestamp: i * 160,
-                    ssrc: 9,
-                    ..Default::default()
-                },
-                payload: codes,
-                padding: 0,
-            };
-            b.handle_rtp_input(now, addr("192.0.2.10:17000"), pkt.to_bytes().expect("ok"));
+            from_pbx(&mut b, now, 9, i, codes);
             for ms in 0..20 {
                 b.handle_timeout(now + Duration::from_millis(ms));
             }

@@ -584,6 +584,20 @@ fn paced_start(me: usize, cfg: &Config) -> tokio::time::Instant {
     }
 }
 
+/// Paced clients wait for their next send slot (`rate` sends/s each); false once the
+/// run is stopping. Unpaced clients go at once.
+async fn paced_turn(
+    next_send: &mut tokio::time::Instant,
+    rate: Option<f64>,
+    stop: &AtomicBool,
+) -> bool {
+    if let Some(rate) = rate {
+        *next_send += Duration::from_secs_f64(1.0 / rate);
+        tokio::time::sleep_until(*next_send).await;
+    }
+    !stop.load(Ordering::Relaxed)
+}
+
 /// One active chat client: sends to `to`, receives from its predecessor.
 async fn run_active(
     ws: Ws,
@@ -662,12 +676,8 @@ async fn run_active(
             permit = window.acquire() => {
                 let Ok(permit) = permit else { break };
                 permit.forget();
-                if let Some(rate) = per_client_rate {
-                    next_send += Duration::from_secs_f64(1.0 / rate);
-                    tokio::time::sleep_until(next_send).await;
-                    if shared.stop.load(Ordering::Relaxed) {
-                        break;
-                    }
+                if !paced_turn(&mut next_send, per_client_rate, &shared.stop).await {
+                    break;
                 }
                 n += 1;
                 shared.sent.fetch_add(1, Ordering::Relaxed);
@@ -1030,12 +1040,8 @@ async fn nats_active(
             permit = window.acquire() => {
                 let Ok(permit) = permit else { break };
                 permit.forget();
-                if let Some(rate) = per_client_rate {
-                    next_send += Duration::from_secs_f64(1.0 / rate);
-                    tokio::time::sleep_until(next_send).await;
-                    if shared.stop.load(Ordering::Relaxed) {
-                        break;
-                    }
+                if !paced_turn(&mut next_send, per_client_rate, &shared.stop).await {
+                    break;
                 }
                 n += 1;
                 shared.sent.fetch_add(1, Ordering::Relaxed);
