@@ -13,7 +13,9 @@ use std::time::Duration;
 use crate::action::{self, Action};
 use crate::error::{DialplanError, ErrorKind, Location};
 use crate::parse::Cx;
-use crate::types::{DtmfMode, Extension, HostPort, LoginName, Transport, parse_duration};
+use crate::types::{
+    DtmfMode, Extension, HostPort, LoginName, Transport, VideoCodec, parse_duration,
+};
 use crate::yaml::{self, Node, NodeKind};
 
 /// The schema version this build reads.
@@ -134,9 +136,11 @@ pub struct Trunk {
     pub keepalive: Option<Duration>,
     /// How DTMF digits are sent to the PBX (`dtmf:`, default RFC 4733).
     pub dtmf: DtmfMode,
-    /// Offer the PBX video (VP8/H.264 passthrough) when the caller sends video
-    /// (`video: true`; default off).
-    pub video: bool,
+    /// Video codecs passed through to and from the PBX, in preference order, when the
+    /// caller sends video: `video: true` is VP8 then H.264, `video: [h264]` suits a
+    /// PBX whose phones speak only H.264; empty (the default, `video: false`) is audio
+    /// only.
+    pub video: Vec<VideoCodec>,
 }
 
 impl Trunk {
@@ -582,7 +586,7 @@ fn placeholder_trunk(name: &str) -> Trunk {
         failover: Vec::new(),
         keepalive: None,
         dtmf: DtmfMode::default(),
-        video: false,
+        video: Vec::new(),
     }
 }
 
@@ -685,12 +689,13 @@ fn trunk(cx: &mut Cx<'_>, name: &str, node: &Node, refs: &mut Vec<FailoverRef>) 
         None => DtmfMode::default(),
     };
     let video = match f.get("video") {
+        Some(n) if matches!(n.kind, NodeKind::Seq(_)) => video_codecs(cx, n)?,
         Some(n) => cx.value(n, "video", |s| match s {
-            "true" | "yes" | "on" => Ok(true),
-            "false" | "no" | "off" => Ok(false),
-            _ => Err("expected `true` or `false`".into()),
+            "true" | "yes" | "on" => Ok(VideoCodec::DEFAULT.to_vec()),
+            "false" | "no" | "off" => Ok(Vec::new()),
+            _ => Err("expected `true`, `false` or a list of codecs (`[h264, vp8]`)".into()),
         })?,
-        None => false,
+        None => Vec::new(),
     };
     let kind = if kind_text == "register" {
         let registrar = cx.value(f.get("registrar")?, "registrar", HostPort::parse);
@@ -767,6 +772,37 @@ fn trunk(cx: &mut Cx<'_>, name: &str, node: &Node, refs: &mut Vec<FailoverRef>) 
         dtmf,
         video,
     })
+}
+
+/// `video: [h264, vp8]`: at least one codec, each once.
+fn video_codecs(cx: &mut Cx<'_>, node: &Node) -> Option<Vec<VideoCodec>> {
+    let items = cx.list(node, "video")?;
+    if items.is_empty() {
+        cx.invalid(
+            node.at,
+            "video codec list",
+            "[]",
+            "list at least one codec, or write `video: false`".into(),
+        );
+        return None;
+    }
+    let mut codecs = Vec::new();
+    let mut ok = true;
+    for item in items {
+        match cx.value(item, "video codec", VideoCodec::parse) {
+            Some(c) if codecs.contains(&c) => {
+                let text = match &item.kind {
+                    NodeKind::Scalar { value, .. } => value.as_str(),
+                    _ => "",
+                };
+                cx.invalid(item.at, "video codec", text, "listed twice".into());
+                ok = false;
+            }
+            Some(c) => codecs.push(c),
+            None => ok = false,
+        }
+    }
+    ok.then_some(codecs)
 }
 
 /// A sub-name follows the login-name rules; `""` is the company's main name.

@@ -242,6 +242,31 @@ impl DtmfMode {
     }
 }
 
+/// A video codec a trunk passes through untouched (`video: [vp8, h264]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VideoCodec {
+    /// VP8, what browsers send first.
+    Vp8,
+    /// H.264 (constrained baseline / main), what most SIP video phones speak.
+    H264,
+}
+
+impl VideoCodec {
+    /// What `video: true` means: VP8 first, then H.264.
+    pub const DEFAULT: [VideoCodec; 2] = [VideoCodec::Vp8, VideoCodec::H264];
+
+    /// Parses `vp8` or `h264` (any case).
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s.eq_ignore_ascii_case("vp8") {
+            Ok(Self::Vp8)
+        } else if s.eq_ignore_ascii_case("h264") {
+            Ok(Self::H264)
+        } else {
+            Err("expected `vp8` or `h264`".into())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,7 @@
 //! error at the position and with the message its first line announces
 //! (`# expect: LINE:COL message fragment`).
 
-use dialplans::{Dialplan, DialplanError, Dialplans, ErrorKind};
+use dialplans::{Dialplan, DialplanError, Dialplans, ErrorKind, VideoCodec};
 
 fn bad_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bad")
@@ -270,15 +270,44 @@ fn trunk_dtmf_mode() {
     }
 }
 
-/// `video:` on a trunk: off unless set; `true` turns it on, anything else is an error.
+/// `video:` on a trunk: off unless set; `true` is VP8 then H.264, a list names the
+/// codecs in preference order; anything else is an error at its line and column.
 #[test]
 fn trunk_video_option() {
+    let with = |v: &str| {
+        GOOD.replace(
+            "proxy: 127.0.0.1 }",
+            &format!("proxy: 127.0.0.1, video: {v} }}"),
+        )
+    };
     let plan = Dialplan::parse("acme.yaml", GOOD).expect("valid");
-    assert!(!plan.trunks["main"].video);
-    let on = GOOD.replace("proxy: 127.0.0.1 }", "proxy: 127.0.0.1, video: true }");
-    let plan = Dialplan::parse("acme.yaml", &on).expect("valid");
-    assert!(plan.trunks["main"].video);
-    let bad = GOOD.replace("proxy: 127.0.0.1 }", "proxy: 127.0.0.1, video: maybe }");
-    let errors = Dialplan::parse("acme.yaml", &bad).expect_err("not a boolean");
-    assert!(format!("{errors:?}").contains("maybe"), "{errors:#?}");
+    assert!(plan.trunks["main"].video.is_empty());
+    let plan = Dialplan::parse("acme.yaml", &with("true")).expect("valid");
+    assert_eq!(
+        plan.trunks["main"].video,
+        [VideoCodec::Vp8, VideoCodec::H264]
+    );
+    let plan = Dialplan::parse("acme.yaml", &with("[h264]")).expect("valid");
+    assert_eq!(plan.trunks["main"].video, [VideoCodec::H264]);
+    let plan = Dialplan::parse("acme.yaml", &with("[H264, vp8]")).expect("valid");
+    assert_eq!(
+        plan.trunks["main"].video,
+        [VideoCodec::H264, VideoCodec::Vp8]
+    );
+    let plan = Dialplan::parse("acme.yaml", &with("false")).expect("valid");
+    assert!(plan.trunks["main"].video.is_empty());
+    for (bad, needle) in [
+        ("maybe", "maybe"),
+        ("[h264, av1]", "av1"),
+        ("[vp8, vp8]", "listed twice"),
+        ("[]", "at least one codec"),
+    ] {
+        let errors = Dialplan::parse("acme.yaml", &with(bad)).expect_err(bad);
+        let text: String = errors.iter().map(|e| format!("{e}\n")).collect();
+        assert!(text.contains(needle), "{bad}: {text}");
+        assert!(
+            text.contains("acme.yaml:"),
+            "{bad}: file:line:column in {text}"
+        );
+    }
 }

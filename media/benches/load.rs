@@ -1078,7 +1078,7 @@ fn transcode(args: &Args) {
             let offer = browsers.offer(Instant::now());
             let wcfg = WebRtcConfig {
                 local_addrs: vec![wa],
-                video: false,
+                video: Vec::new(),
                 external_ip: None,
             };
             let h = live_heap();

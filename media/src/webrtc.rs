@@ -98,8 +98,9 @@ pub enum WebRtcError {
 pub struct WebRtcConfig {
     /// Addresses of the UDP socket(s) this leg receives on; each becomes a host candidate.
     pub local_addrs: Vec<SocketAddr>,
-    /// Accept a video m-line (VP8, H.264) for passthrough; without it video is refused.
-    pub video: bool,
+    /// Video codecs accepted for passthrough, in preference order (the first one the
+    /// browser offers is what it will send); empty refuses video.
+    pub video: Vec<VideoCodec>,
     /// The public address of a gateway behind 1:1 NAT (like Asterisk's
     /// `external_media_address`): each local address is also offered as a
     /// server-reflexive candidate `external_ip:<same port>` with that socket as base.
@@ -256,8 +257,6 @@ impl WebRtcLeg {
             .set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags()))
             .clear_codecs()
             .enable_opus(true, false)
-            .enable_vp8(config.video)
-            .enable_h264(config.video)
             // Hand every packet out as it comes: the bridge's jitter buffer reorders
             // and conceals. str0m's default holds frames after a gap until 15 more
             // have arrived (300 ms of audio), which turns every lost packet into a
@@ -270,6 +269,13 @@ impl WebRtcLeg {
             .clear_extension_map()
             .set_extension(1, Extension::AudioLevel)
             .set_extension(4, Extension::RtpMid);
+        // str0m answers with its codecs in the order they were enabled
+        for codec in &config.video {
+            builder = match codec {
+                VideoCodec::Vp8 => builder.enable_vp8(true),
+                VideoCodec::H264 => builder.enable_h264(true),
+            };
+        }
         builder.codec_config().add_config(
             Pt::new_with_value(PT_TELEPHONE_EVENT),
             None,
@@ -314,7 +320,7 @@ impl WebRtcLeg {
             return Err(WebRtcError::NoOpus);
         }
         let answer = answer.to_sdp_string();
-        if config.video {
+        if !config.video.is_empty() {
             leg.find_video(&answer);
         }
         Ok((leg, answer))
@@ -367,6 +373,12 @@ impl WebRtcLeg {
         self.video_mid = Some(mid);
         self.video_pt = Some(Pt::new_with_value(pt));
         self.video_media = Some(narrowed);
+    }
+
+    /// The video codec the browser sends, when a video m-line was accepted.
+    pub fn video_codec(&self) -> Option<VideoCodec> {
+        let m = self.video_media.as_ref()?;
+        VideoCodec::from_name(&m.rtpmaps.first()?.encoding)
     }
 
     /// The accepted video m-line narrowed to the one codec the browser sends (payload
@@ -864,7 +876,7 @@ mod tests {
     fn config() -> WebRtcConfig {
         WebRtcConfig {
             local_addrs: vec![leg_addr()],
-            video: false,
+            video: Vec::new(),
             external_ip: None,
         }
     }
@@ -1054,6 +1066,39 @@ mod tests {
         }
     }
 
+    /// The trunk's video codec list decides what the browser sends: its first codec leads
+    /// the answer (a browser sends the answer's first codec), and an H.264-only list
+    /// answers H.264 alone to a browser that offers VP8 first.
+    #[test]
+    fn video_answer_follows_the_codec_preference() {
+        let now = Instant::now();
+        let first_video_codec = |prefer: Vec<VideoCodec>| {
+            let (_, offer, _, _) = browser_av(now);
+            assert!(
+                offer.find("VP8/90000") < offer.find("H264/90000"),
+                "the browser offers vp8 first: {offer}"
+            );
+            let cfg = WebRtcConfig {
+                video: prefer,
+                ..config()
+            };
+            let (leg, answer) = WebRtcLeg::accept_offer(now, &cfg, &offer).expect("answer");
+            let vm = leg.video_media().expect("video accepted");
+            assert_eq!(vm.rtpmaps.len(), 1, "narrowed to one codec");
+            (vm.rtpmaps[0].encoding.clone(), answer)
+        };
+        let (codec, answer) = first_video_codec(vec![VideoCodec::H264]);
+        assert_eq!(codec, "H264");
+        assert!(!answer.contains("VP8/90000"), "h264 only: {answer}");
+        let (codec, answer) = first_video_codec(vec![VideoCodec::H264, VideoCodec::Vp8]);
+        assert_eq!(codec, "H264", "{answer}");
+        let (codec, answer) = first_video_codec(vec![VideoCodec::Vp8, VideoCodec::H264]);
+        assert_eq!(codec, "VP8", "{answer}");
+        let (_, offer, _, _) = browser_av(now);
+        let (leg, answer) = WebRtcLeg::accept_offer(now, &config(), &offer).expect("answer");
+        assert!(leg.video_media().is_none(), "no video codecs: {answer}");
+    }
+
     /// A browser offering audio and video (every codec str0m knows); returns it with its
     /// offer SDP and the audio and video mids.
     fn browser_av(now: Instant) -> (Rtc, String, Mid, Mid) {
@@ -1086,7 +1131,7 @@ mod tests {
         let mut now = start;
         let (mut b, offer, _, vmid) = browser_av(now);
         let cfg = WebRtcConfig {
-            video: true,
+            video: vec![VideoCodec::Vp8, VideoCodec::H264],
             ..config()
         };
         let (mut leg, answer) = WebRtcLeg::accept_offer(now, &cfg, &offer).expect("answer");
@@ -1315,7 +1360,7 @@ mod tests {
         ));
         let empty = WebRtcConfig {
             local_addrs: vec![],
-            video: false,
+            video: Vec::new(),
             external_ip: None,
         };
         let (_b, offer, _) = browser(now, MediaKind::Audio);

@@ -69,7 +69,7 @@ impl Lab {
         let (offer, pending) = api.apply().expect("offer");
         let cfg = WebRtcConfig {
             local_addrs: vec![addr(GW_WEBRTC)],
-            video: true,
+            video: vec![VideoCodec::Vp8, VideoCodec::H264],
             external_ip: None,
         };
         let (mut leg, answer) =

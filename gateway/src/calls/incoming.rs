@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dialplans::DtmfMode;
-use media::sdp::{PBX_AUDIO_CODECS, RtpSdp, SessionDescription};
+use media::sdp::{PBX_AUDIO_CODECS, RtpSdp, SessionDescription, VideoCodec};
 use media::webrtc::{WebRtcConfig, WebRtcLeg};
 use sip_trunk::dialog::{Body, DialogEvent};
 use tokio::sync::{mpsc, oneshot};
@@ -144,13 +144,13 @@ static NEXT_CALL: AtomicU64 = AtomicU64::new(1);
 
 /// Rings `login`'s sessions for the incoming SIP call and runs it if one accepts.
 /// `dtmf` is the calling trunk's DTMF mode: the user's keys reach the PBX that way;
-/// `video` whether the trunk passes video (`video: true`).
+/// `video` the video codecs the trunk passes (`video:`; empty for audio only).
 pub async fn ring(
     registry: Arc<CallRegistry>,
     sip: Sip,
     mut call: IncomingCall,
     login: String,
-    (dtmf, video): (DtmfMode, bool),
+    (dtmf, video): (DtmfMode, Vec<VideoCodec>),
 ) {
     let h = call.call;
     let refuse = |code: u16, reason: &'static str| {
@@ -195,8 +195,10 @@ pub async fn ring(
             return refuse(503, "Service Unavailable").await;
         }
     };
-    // a video port too when the phone offers video on a trunk that passes it
-    let video_socket = if video && offers_video(&pbx_offer) {
+    // a video port too when the phone offers a codec the trunk passes; the browser is
+    // then asked for the phone's codecs in the phone's order
+    let video = offered_video(&pbx_offer, &video);
+    let video_socket = if !video.is_empty() {
         match registry.sockets.bind().await {
             Ok(s) => Some(s),
             Err(e) => {
@@ -282,7 +284,7 @@ pub async fn ring(
         call,
         (sockets, video_socket),
         pbx_offer,
-        (&sdp, dtmf),
+        (&sdp, dtmf, &video),
         events,
     )
     .await
@@ -300,11 +302,29 @@ pub async fn ring(
     }
 }
 
-/// Whether an SDP offer has a video stream that is not disabled.
-fn offers_video(sd: &SessionDescription) -> bool {
-    sd.media
+/// The codecs of the offer's first enabled video stream that the trunk passes, in the
+/// offer's order (its preference); empty when it has none of them.
+fn offered_video(sd: &SessionDescription, passed: &[VideoCodec]) -> Vec<VideoCodec> {
+    let Some(m) = sd
+        .media
         .iter()
-        .any(|m| m.kind == media::sdp::MediaKind::Video && m.port != 0)
+        .find(|m| m.kind == media::sdp::MediaKind::Video && m.port != 0)
+    else {
+        return Vec::new();
+    };
+    let mut codecs = Vec::new();
+    for pt in m.payload_types() {
+        let codec = m
+            .rtpmap(pt)
+            .and_then(|r| VideoCodec::from_name(&r.encoding));
+        if let Some(c) = codec
+            && passed.contains(&c)
+            && !codecs.contains(&c)
+        {
+            codecs.push(c);
+        }
+    }
+    codecs
 }
 
 /// Binds a call's two media sockets (WebRTC leg, RTP leg) from the port range.
@@ -323,12 +343,15 @@ async fn answer(
     call: IncomingCall,
     ((webrtc_socket, rtp_socket), video_socket): ((MediaSocket, MediaSocket), Option<MediaSocket>),
     pbx_offer: SessionDescription,
-    (browser_offer, dtmf): (&str, DtmfMode),
+    (browser_offer, dtmf, video): (&str, DtmfMode, &[VideoCodec]),
     events: mpsc::Sender<LegEvent>,
 ) -> Result<CallHandle, (CallError, u16)> {
     let config = WebRtcConfig {
         local_addrs: vec![webrtc_socket.local],
-        video: video_socket.is_some(),
+        video: match video_socket {
+            Some(_) => video.to_vec(),
+            None => Vec::new(),
+        },
         external_ip: registry.sockets.external_ip(),
     };
     let now = tokio::time::Instant::now().into_std();

@@ -18,6 +18,7 @@ pub use echo::Echo;
 
 use std::sync::Arc;
 
+use media::sdp::VideoCodec;
 use media::webrtc::{WebRtcConfig, WebRtcError, WebRtcLeg};
 use tokio::sync::mpsc;
 
@@ -172,8 +173,14 @@ impl CallRegistry {
         let (webrtc_socket, rtp_socket) = incoming::bind_pair(&self.sockets).await?;
         let config = WebRtcConfig {
             local_addrs: vec![webrtc_socket.local],
-            // video passes through only to trunks that allow it (the first, or a failover)
-            video: route.trunks.iter().any(|t| t.video),
+            // video passes through only to trunks that allow it (the first, or a failover);
+            // the first such trunk's codec list decides what the browser is asked to send
+            video: route
+                .trunks
+                .iter()
+                .find(|t| !t.video.is_empty())
+                .map(|t| t.video.clone())
+                .unwrap_or_default(),
             external_ip: self.sockets.external_ip(),
         };
         let now = tokio::time::Instant::now().into_std();
@@ -210,7 +217,7 @@ impl CallRegistry {
         let socket = self.sockets.bind().await.map_err(CallError::NoMediaPort)?;
         let config = WebRtcConfig {
             local_addrs: vec![socket.local],
-            video: false,
+            video: Vec::new(),
             external_ip: self.sockets.external_ip(),
         };
         let now = tokio::time::Instant::now().into_std();
@@ -232,4 +239,15 @@ impl CallRegistry {
             commands: tx,
         })
     }
+}
+
+/// A trunk's `video:` codecs as the media crate names them.
+pub(crate) fn video_codecs(codecs: &[dialplans::VideoCodec]) -> Vec<VideoCodec> {
+    codecs
+        .iter()
+        .map(|c| match c {
+            dialplans::VideoCodec::Vp8 => VideoCodec::Vp8,
+            dialplans::VideoCodec::H264 => VideoCodec::H264,
+        })
+        .collect()
 }

@@ -24,6 +24,8 @@ use sip_trunk::message::Uri;
 use sip_trunk::resolve::TargetList;
 use sip_trunk::transaction::Transport;
 
+use media::sdp::VideoCodec;
+
 use crate::sip::TrunkStatus;
 use crate::sip::dns::DnsLookup;
 use crate::sip::trunks::{peer_of, trunk_targets, up_first, uri_transport_param};
@@ -78,8 +80,9 @@ pub struct TrunkLegs {
     pub legs: Vec<CallConfig>,
     /// How the caller's digits reach the PBX (this trunk's `dtmf:`).
     pub dtmf: DtmfMode,
-    /// Whether video is offered to the PBX (this trunk's `video:`).
-    pub video: bool,
+    /// Video codecs passed through with the PBX, in preference order (this trunk's
+    /// `video:`); empty for audio only.
+    pub video: Vec<VideoCodec>,
 }
 
 /// What the gateway knows about itself when it places calls.
@@ -246,8 +249,9 @@ pub struct TrunkTarget {
     pub domain: String,
     /// How DTMF is sent to the PBX.
     pub dtmf: DtmfMode,
-    /// Whether video is offered to the PBX.
-    pub video: bool,
+    /// Video codecs passed through with the PBX, in preference order; empty for audio
+    /// only.
+    pub video: Vec<VideoCodec>,
 }
 
 impl TrunkTarget {
@@ -311,7 +315,7 @@ pub async fn trunk_target(
         credentials,
         domain,
         dtmf: trunk.dtmf,
-        video: trunk.video,
+        video: super::video_codecs(&trunk.video),
     })
 }
 

@@ -359,7 +359,9 @@ impl TrunkCall {
             return;
         };
         let mut sdp = RtpSdp::new(rtp_socket.local, rand::random::<u32>().into());
-        if let (true, Some(vs), Some(m)) = (first.video, &video_socket, leg.video_media()) {
+        if let (Some(vs), Some(m)) = (&video_socket, leg.video_media())
+            && leg.video_codec().is_some_and(|c| first.video.contains(&c))
+        {
             // the PBX is offered the codec the browser sends, on our video port
             sdp.set_video(vs.local.port(), m);
         }
@@ -464,11 +466,15 @@ impl Running {
         self.trunk_key = next.trunk_key;
         self.targets = next.targets;
         self.configs = next.legs;
-        // video only to a trunk that allows it
-        let video_changed = next.video != self.sdp.has_video();
+        // video only to a trunk that passes the codec the browser sends
+        let next_video = self
+            .leg
+            .video_codec()
+            .is_some_and(|c| next.video.contains(&c));
+        let video_changed = next_video != self.sdp.has_video();
         if video_changed {
             match (&self.vsock, self.leg.video_media()) {
-                (Some(vs), Some(m)) if next.video => self.sdp.set_video(vs.local.port(), m),
+                (Some(vs), Some(m)) if next_video => self.sdp.set_video(vs.local.port(), m),
                 _ => self.sdp.clear_video(),
             }
         }
@@ -816,7 +822,10 @@ impl Running {
     /// A 183 with SDP: bridge the PBX's early media (ringback, announcements)
     /// to the caller before anyone answers. Returns false when it cannot.
     fn start_early_media(&mut self, idx: usize, body: &Body) -> bool {
-        let Some(neg) = parse_sdp(body).and_then(|sd| self.apply_answer(&sd)) else {
+        let Some(sd) = parse_sdp(body) else {
+            return false;
+        };
+        let Some(neg) = self.apply_answer(&sd) else {
             return false;
         };
         match build_bridge(&neg, self.dtmf_mode) {
@@ -825,6 +834,9 @@ impl Running {
                 self.bridge = Some(b);
                 self.negotiated = Some(neg);
                 self.early = Some(idx);
+                // early video too (a video IVR, a camera at the door): it goes on, or
+                // is re-targeted, when the call is answered
+                self.setup_video(&sd);
                 true
             }
             Err(e) => {

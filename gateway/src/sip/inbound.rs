@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use media::codec::Codec;
-use media::sdp::{RtpSdp, SessionDescription};
+use media::sdp::{RtpSdp, SessionDescription, VideoCodec};
 use sip_trunk::dialog::{Body, DialogEvent};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -24,7 +24,7 @@ use tracing::{debug, info, warn};
 use dialplans::{Dialplans, DtmfMode, TrunkKind};
 
 use super::{IncomingCall, Sip, TrunkStatus};
-use crate::calls::CallRegistry;
+use crate::calls::{CallRegistry, video_codecs};
 use crate::plans::SharedPlans;
 
 /// Codecs the RTP echo accepts, in preference order (echo needs no transcoding).
@@ -70,13 +70,13 @@ pub async fn trunk_of(plans: &Dialplans, trunks: &TrunkStatus, source: IpAddr) -
         .map(|(tenant, _, _)| tenant)
 }
 
-/// The company whose trunk peer `source` is, that trunk's DTMF mode, and whether
-/// it carries video (`video: true`).
+/// The company whose trunk peer `source` is, that trunk's DTMF mode, and the video
+/// codecs it passes (`video:`; empty for audio only).
 pub async fn peer_trunk(
     plans: &Dialplans,
     trunks: &TrunkStatus,
     source: IpAddr,
-) -> Option<(String, DtmfMode, bool)> {
+) -> Option<(String, DtmfMode, Vec<VideoCodec>)> {
     for tenant in plans.tenants() {
         let Some(plan) = plans.get(tenant) else {
             continue;
@@ -87,7 +87,7 @@ pub async fn peer_trunk(
                 TrunkKind::Ip { proxy, allow_from } => (proxy, &allow_from[..]),
             };
             if allow.contains(&source) {
-                return Some((tenant.to_owned(), trunk.dtmf, trunk.video));
+                return Some((tenant.to_owned(), trunk.dtmf, video_codecs(&trunk.video)));
             }
             if !allow.is_empty() {
                 continue;
@@ -96,13 +96,13 @@ pub async fn peer_trunk(
                 .get(&format!("{}/{}", plan.tenant, trunk.name))
                 .is_some_and(|s| s.addresses.iter().any(|a| a.ip() == source));
             if known {
-                return Some((tenant.to_owned(), trunk.dtmf, trunk.video));
+                return Some((tenant.to_owned(), trunk.dtmf, video_codecs(&trunk.video)));
             }
             let port = peer.port.unwrap_or(5060);
             if let Ok(mut addrs) = tokio::net::lookup_host((peer.host.as_str(), port)).await
                 && addrs.any(|a| a.ip() == source)
             {
-                return Some((tenant.to_owned(), trunk.dtmf, trunk.video));
+                return Some((tenant.to_owned(), trunk.dtmf, video_codecs(&trunk.video)));
             }
         }
     }

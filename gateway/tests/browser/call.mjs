@@ -15,7 +15,8 @@
 //           (the desk phone hangs up; at most --seconds);
 //   cancel  waits for "ringing", clicks Hang up before anyone answers;
 //   early   waits for "ringing", samples getStats for --seconds while it
-//           rings (early media), then waits for "connected" and hangs up;
+//           rings (early media; with --video, checks early_video_decoded),
+//           then waits for "connected" and hangs up;
 //   fail    waits for the call to end without connecting;
 //   answer  makes no call: waits (up to 60 s) for a desk phone to call
 //           <login>, clicks Answer, samples getStats until the call ends
@@ -165,6 +166,12 @@ async function main() {
       const ringingSamples = result.samples.filter((s) => s.state === 'ringing');
       const lastRinging = ringingSamples[ringingSamples.length - 1] || { energy: 0 };
       result.early_media_energy = lastRinging.energy;
+      if (video) {
+        // video from the far end decoded while it still rings (early video)
+        const ev = (lastRinging.video && lastRinging.video.in) || { frames: 0 };
+        result.early_video = lastRinging.video || null;
+        result.checks.early_video_decoded = ev.frames > 0;
+      }
       console.log('EARLY-DONE');
       await waitState(['connected', 'ended'], 30000);
       result.checks.connected = (await state()) === 'connected';

@@ -1,0 +1,129 @@
+//! Video with a PBX whose phones speak only H.264, and video in early media.
+//!
+//! The trunk says `video: [h264]`. Headless Chromium (fake camera) calls
+//! `acme/sales` offering VP8 first, as browsers do; the gateway answers it with
+//! H.264 alone and offers the PBX that same H.264 payload type. The PBX is SIPp
+//! (tests/sipp/uas-h264-echo.xml): its scenario fails unless the INVITE carries
+//! H.264, it answers 183 with H.264 video and echoes the audio and video RTP
+//! back (`-rtp_echo`) while the call still rings, then answers 200. So
+//! Chromium's own H.264 crosses the gateway's depacketizer and packetizer both
+//! ways and Chromium decodes it before the answer (early video), with getStats
+//! naming H264 both ways.
+
+use std::net::UdpSocket;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use labkit::{Gateway, NodeRun};
+use serde_json::Value;
+
+fn script() -> PathBuf {
+    labkit::workspace_root().join("gateway/tests/browser/call.mjs")
+}
+
+/// `acme` with one IP trunk to `pbx` passing only H.264 video.
+fn plan(pbx: &str) -> String {
+    format!(
+        "version: 1\ntenant: acme\ntrunks:\n  main: {{ kind: ip, proxy: \"{pbx}\", keepalive: off, video: [h264] }}\n\
+         names:\n  sales:\n    route: {{ dial: {{ trunk: main, extension: \"100\", timeout: 60s }} }}\n"
+    )
+}
+
+#[test]
+fn h264_only_pbx_gets_h264_and_early_video_reaches_the_browser() {
+    let port = labkit::free_port();
+    let media_port = labkit::free_port();
+    let root = tempfile::tempdir().expect("temp dir");
+    let plans = root.path().join("plans");
+    std::fs::create_dir_all(&plans).expect("plans dir");
+    std::fs::write(plans.join("acme.yaml"), plan(&format!("127.0.0.1:{port}"))).expect("plan");
+    let scenario = labkit::workspace_root().join("tests/sipp/uas-h264-echo.xml");
+    let sipp_dir = root.path().join("sipp");
+    std::fs::create_dir_all(&sipp_dir).expect("sipp dir");
+    let (port_s, mp_s) = (port.to_string(), media_port.to_string());
+    let scenario_s = scenario.to_string_lossy().into_owned();
+    let run_dir = sipp_dir.clone();
+    let sipp = std::thread::spawn(move || {
+        labkit::sipp(
+            &[
+                "-sf",
+                &scenario_s,
+                "-i",
+                "127.0.0.1",
+                "-p",
+                &port_s,
+                "-mi",
+                "127.0.0.1",
+                "-mp",
+                &mp_s,
+                "-rtp_echo",
+                "-m",
+                "1",
+                "-nostdin",
+                "-trace_err",
+                "-timeout",
+                "150s",
+            ],
+            &run_dir,
+            Duration::from_secs(180),
+        )
+    });
+    labkit::wait_for("sipp listening", Duration::from_secs(20), || {
+        UdpSocket::bind(("127.0.0.1", port)).is_err().then_some(())
+    })
+    .expect("sipp started");
+    let plans_arg = plans.to_string_lossy().into_owned();
+    let gw = Gateway::start(
+        std::path::Path::new(env!("CARGO_BIN_EXE_namecall")),
+        &root.path().join("data"),
+        &["--dialplans", &plans_arg],
+    )
+    .expect("gateway");
+    let url = format!("http://{}/", gw.addr);
+    let run = NodeRun::spawn(
+        &script(),
+        &[
+            &url,
+            "--to",
+            "acme/sales",
+            "--end",
+            "early",
+            "--seconds",
+            "9",
+            "--video",
+        ],
+    )
+    .expect("node runs call.mjs");
+    let verdict = run.verdict(Duration::from_secs(150)).expect("verdict");
+    eprintln!("call.mjs: {verdict}");
+    let (ok, out) = sipp.join().expect("sipp thread").expect("sipp runs");
+    let errors: String = std::fs::read_dir(&sipp_dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with("_errors.log"))
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .collect();
+    assert!(
+        ok,
+        "the H.264-only PBX refused our INVITE or saw no BYE:\n{out}\n{errors}\n{}",
+        gw.log.tail(60)
+    );
+    for name in ["ringing_early", "early_video_decoded", "connected"] {
+        assert_eq!(
+            verdict["checks"][name],
+            Value::Bool(true),
+            "check {name} failed: {verdict:#}\n--- gateway ---\n{}",
+            gw.log.tail(60)
+        );
+    }
+    let early = &verdict["early_video"];
+    assert_eq!(early["in"]["codec"], "video/H264", "{verdict:#}");
+    assert_eq!(early["out"]["codec"], "video/H264", "{verdict:#}");
+    assert!(
+        gw.log.contains("video passthrough with the pbx codec=H264"),
+        "{}",
+        gw.log.tail(60)
+    );
+    assert_eq!(verdict["ended"]["reason"], "hangup", "{verdict:#}");
+}
