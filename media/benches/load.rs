@@ -1173,6 +1173,12 @@ fn transcode(args: &Args) {
             .flat_map(|(x, y)| [x, y])
             .collect();
         res.sent += b.sent;
+        println!(
+            "  browser peers' 1 ms ticks started > 5 ms late: {}, > 20 ms late (frames not sent): {}; worst {:.1} ms",
+            b.behind.0,
+            b.behind.1,
+            b.worst_lag_us as f64 / 1000.0
+        );
     }
     let wall = t0.elapsed().as_secs_f64();
     let cpu = threads_cpu("sut") - cpu0;

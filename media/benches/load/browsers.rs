@@ -72,6 +72,11 @@ pub struct BrowserResult {
     pub sent: u64,
     /// Per call, the frames that arrived in the measured window.
     pub received: Vec<Received>,
+    /// Ticks of the measured window the thread started more than 5 ms late, and more
+    /// than 20 ms late (whose frames it then did not send).
+    pub behind: (u64, u64),
+    /// The latest a tick of the measured window started, µs after its time.
+    pub worst_lag_us: u64,
 }
 
 impl Browsers {
@@ -159,12 +164,19 @@ impl Browsers {
         let start = Instant::now();
         let start_rt = realtime_ns();
         let mut ms = 0u64;
+        let (mut behind, mut worst_lag_us) = ((0u64, 0u64), 0u64);
         while !stop.load(Ordering::Relaxed) {
             // (the generator drops its sender right after mark 2: read the value, not
             // the change)
             let phase = *marks.borrow_and_update();
             let due = start + Duration::from_millis(ms);
             let now = Instant::now();
+            let lag = now.saturating_duration_since(due);
+            if phase == 1 {
+                worst_lag_us = worst_lag_us.max(lag.as_micros() as u64);
+                behind.0 += u64::from(lag > Duration::from_millis(5));
+                behind.1 += u64::from(lag > Duration::from_millis(20));
+            }
             if now < due {
                 std::thread::sleep(due - now);
             } else if now > due + Duration::from_millis(20) {
@@ -239,7 +251,12 @@ impl Browsers {
             }
             ms += 1;
         }
-        BrowserResult { sent, received }
+        BrowserResult {
+            sent,
+            received,
+            behind,
+            worst_lag_us,
+        }
     }
 
     /// Queues what peer `i` has to send and records the frames it received
