@@ -1142,6 +1142,7 @@ fn transcode(args: &Args) {
     });
     let cpu0 = threads_cpu("sut");
     let wait0 = threads_wait("sut");
+    let browsers_cpu0 = threads_cpu("gen-browsers");
     let t0 = Instant::now();
     let w0 = WAKEUPS.load(std::sync::atomic::Ordering::Relaxed);
     let tw0 = TIMER_WAKEUPS.load(std::sync::atomic::Ordering::Relaxed);
@@ -1156,6 +1157,10 @@ fn transcode(args: &Args) {
         );
     }
     if let Some((thread, stop)) = browser_side {
+        println!(
+            "  browser peers (gen-browsers thread): {:.2} cores",
+            (threads_cpu("gen-browsers") - browsers_cpu0) / t0.elapsed().as_secs_f64()
+        );
         std::thread::sleep(Duration::from_millis(400));
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let b = thread.join().expect("browsers");
@@ -1168,6 +1173,12 @@ fn transcode(args: &Args) {
             .flat_map(|(x, y)| [x, y])
             .collect();
         res.sent += b.sent;
+        println!(
+            "  browser peers' 1 ms ticks started > 5 ms late: {}, > 20 ms late (frames not sent): {}; worst {:.1} ms",
+            b.behind.0,
+            b.behind.1,
+            b.worst_lag_us as f64 / 1000.0
+        );
     }
     let wall = t0.elapsed().as_secs_f64();
     let cpu = threads_cpu("sut") - cpu0;

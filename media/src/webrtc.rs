@@ -43,7 +43,7 @@ use std::time::{Duration, Instant};
 use str0m::format::{Codec, FormatParams};
 use str0m::media::{Frequency, KeyframeRequestKind, MediaKind, MediaTime, Mid, Pt};
 use str0m::net::Protocol;
-use str0m::rtp::Extension;
+use str0m::rtp::{Extension, RtpWrite, SeqNo, Ssrc};
 use str0m::{Candidate, IceConnectionState, Rtc};
 
 use crate::sdp::{MediaDescription, SessionDescription, VideoCodec};
@@ -224,6 +224,18 @@ pub struct WebRtcLeg {
     /// its whole session (a call's task polls after every turn, most of them
     /// playout ticks of the bridge that never touch this leg).
     idle_until: Option<Instant>,
+    /// str0m runs in RTP mode (every leg without video): received packets come out
+    /// as they are and we write whole RTP packets, so str0m's sample-level
+    /// packetizer, depacketizer and their buffers are skipped (Opus is one frame
+    /// per packet). A leg with video runs in frame mode: str0m depacketizes and
+    /// packetizes the video frames.
+    rtp_mode: bool,
+    /// The payload types of our codec config and their codecs (RTP mode: what a
+    /// received packet carries).
+    codecs: Vec<(Pt, Codec)>,
+    /// Our outgoing audio stream (RTP mode): its SSRC, once looked up, and the next
+    /// sequence number.
+    tx: Option<(Ssrc, SeqNo)>,
 }
 
 impl std::fmt::Debug for WebRtcLeg {
@@ -253,8 +265,12 @@ impl WebRtcLeg {
         }
         let offer = str0m::change::SdpOffer::from_sdp_string(offer_sdp)
             .map_err(|e| WebRtcError::BadOffer(e.to_string()))?;
+        // Frame mode only when video may be accepted (str0m then (de)packetizes the
+        // video frames); a voice leg moves whole RTP packets.
+        let rtp_mode = config.video.is_empty() || mids_of(offer_sdp, "video").is_empty();
         let mut builder = Rtc::builder()
             .set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags()))
+            .set_rtp_mode(rtp_mode)
             .clear_codecs()
             .enable_opus(true, false)
             // Hand every packet out as it comes: the bridge's jitter buffer reorders
@@ -300,6 +316,13 @@ impl WebRtcLeg {
             .sdp_api()
             .accept_offer(offer)
             .map_err(|e| WebRtcError::BadOffer(e.to_string()))?;
+        // (after the offer: str0m takes over the browser's payload type numbers)
+        let codecs = rtc
+            .codec_config()
+            .params()
+            .iter()
+            .map(|p| (p.pt(), p.spec().codec))
+            .collect();
         let mut leg = WebRtcLeg {
             rtc,
             mid: None,
@@ -314,6 +337,9 @@ impl WebRtcLeg {
             finished: false,
             now,
             idle_until: None,
+            rtp_mode,
+            codecs,
+            tx: None,
         };
         leg.find_opus(&mids_of(offer_sdp, "audio"));
         if leg.opus_pt.is_none() {
@@ -420,8 +446,42 @@ impl WebRtcLeg {
     ) -> Result<(), WebRtcError> {
         let now = self.advance(now);
         self.idle_until = None;
+        if self.rtp_mode {
+            return self.write_packet(now, (mid, pt), time, data, missing);
+        }
         let writer = self.rtc.writer(mid).ok_or(missing)?;
         writer.write(pt, now, time, data.to_vec())?;
+        Ok(())
+    }
+
+    /// RTP mode: hands one frame to str0m as one RTP packet on our stream for `mid`
+    /// (our SSRC, our sequence numbers); str0m adds the header extensions, encrypts
+    /// and sends it on the next poll. Before ICE and DTLS are up the frame is dropped,
+    /// as frame mode does.
+    fn write_packet(
+        &mut self,
+        now: Instant,
+        (mid, pt): (Mid, Pt),
+        time: MediaTime,
+        data: &[u8],
+        missing: WebRtcError,
+    ) -> Result<(), WebRtcError> {
+        if !self.connected {
+            return Ok(());
+        }
+        let mut api = self.rtc.direct_api();
+        let stream = match self.tx {
+            Some((ssrc, _)) => api.stream_tx(&ssrc),
+            None => api.stream_tx_by_mid(mid, None),
+        }
+        .ok_or(missing)?;
+        let (ssrc, seq) = match self.tx {
+            Some(tx) => tx,
+            // a random start (RFC 3550 5.1): the SSRC str0m drew at random
+            None => (stream.ssrc(), SeqNo::from(u64::from(*stream.ssrc() as u16))),
+        };
+        stream.write_rtp(RtpWrite::new(pt, seq, time.numer() as u32, now, data));
+        self.tx = Some((ssrc, SeqNo::from(*seq + 1)));
         Ok(())
     }
 
@@ -714,6 +774,7 @@ impl WebRtcLeg {
                     None
                 }
             }
+            str0m::Event::RtpPacket(packet) => self.translate_packet(packet),
             str0m::Event::Closed => {
                 if self.finished {
                     None
@@ -723,6 +784,43 @@ impl WebRtcLeg {
                 }
             }
             _ => None,
+        }
+    }
+}
+
+impl WebRtcLeg {
+    /// RTP mode: an Opus frame or a telephone-event out of one received packet, as
+    /// frame mode hands them out (extended sequence number and timestamp, the payload).
+    fn translate_packet(&mut self, packet: str0m::rtp::RtpPacket) -> Option<Event> {
+        let pt = packet.header.payload_type;
+        let codec = self
+            .codecs
+            .iter()
+            .find(|(p, _)| *p == pt)
+            .map(|(_, c)| *c)?;
+        // only our audio m-line's packets (an offer may bundle a second one)
+        let mid = self
+            .rtc
+            .direct_api()
+            .stream_rx(&packet.header.ssrc)
+            .map(|s| s.mid());
+        if mid.is_none() || mid != self.mid {
+            return None;
+        }
+        if codec == Codec::Opus {
+            Some(Event::Opus(OpusFrame {
+                pt: *pt,
+                seq: *packet.seq_no,
+                rtp_timestamp: packet.time.numer(),
+                payload: packet.payload,
+            }))
+        } else if codec == Codec::Tele {
+            Some(Event::TelephoneEvent {
+                rtp_timestamp: packet.time.numer(),
+                payload: packet.payload,
+            })
+        } else {
+            None
         }
     }
 }
@@ -765,11 +863,24 @@ mod tests {
         "127.0.0.1:40000".parse().expect("literal address")
     }
 
+    /// str0m's defaults plus telephone-event/48000, as Chromium offers.
+    fn browser_builder() -> str0m::RtcConfig {
+        let mut builder =
+            Rtc::builder().set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags()));
+        builder.codec_config().add_config(
+            Pt::new_with_value(126),
+            None,
+            Codec::Tele,
+            Frequency::FORTY_EIGHT_KHZ,
+            None,
+            FormatParams::default(),
+        );
+        builder
+    }
+
     /// A browser-like peer making an audio offer; returns it with its offer SDP and audio mid.
     fn browser(now: Instant, kind: MediaKind) -> (Rtc, String, Mid) {
-        let mut rtc = Rtc::builder()
-            .set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags()))
-            .build(now);
+        let mut rtc = browser_builder().build(now);
         let cand = Candidate::host(browser_addr(), Protocol::Udp).expect("host candidate");
         rtc.add_local_candidate(cand);
         let mut api = rtc.sdp_api();
@@ -980,10 +1091,30 @@ mod tests {
     /// A browser and a leg with ICE and DTLS up on both sides; returns them with the
     /// clock, what was seen so far, the browser's audio mid and its Opus payload type.
     fn connected_audio() -> (Instant, Rtc, WebRtcLeg, Seen, Mid, Pt) {
+        connected_audio_in(false)
+    }
+
+    /// As [`connected_audio`]; with `frame_mode` the browser also offers video and the
+    /// leg accepts it, so str0m runs the leg in frame mode instead of RTP mode.
+    fn connected_audio_in(frame_mode: bool) -> (Instant, Rtc, WebRtcLeg, Seen, Mid, Pt) {
         let start = Instant::now();
         let mut now = start;
-        let (mut b, offer, mid) = browser(now, MediaKind::Audio);
-        let (mut leg, answer) = WebRtcLeg::accept_offer(now, &config(), &offer).expect("answer");
+        let (mut b, offer, mid) = if frame_mode {
+            let (b, offer, mid, _) = browser_av(now);
+            (b, offer, mid)
+        } else {
+            browser(now, MediaKind::Audio)
+        };
+        let cfg = WebRtcConfig {
+            video: if frame_mode {
+                vec![VideoCodec::Vp8]
+            } else {
+                vec![]
+            },
+            ..config()
+        };
+        let (mut leg, answer) = WebRtcLeg::accept_offer(now, &cfg, &offer).expect("answer");
+        assert_eq!(leg.rtp_mode, !frame_mode);
         accept_answer(&mut b, &answer);
         leg.add_remote_candidate("a=candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host")
             .expect("candidate parses");
@@ -1015,7 +1146,17 @@ mod tests {
     /// Opus written by the browser comes out as frames, and frames we write reach the browser.
     #[test]
     fn opus_flows_both_ways() {
-        let (mut now, mut b, mut leg, mut seen, mid, pt) = connected_audio();
+        opus_flows_both_ways_in(false);
+    }
+
+    /// The same through a leg in frame mode (a call with video).
+    #[test]
+    fn opus_flows_both_ways_in_frame_mode() {
+        opus_flows_both_ways_in(true);
+    }
+
+    fn opus_flows_both_ways_in(frame_mode: bool) {
+        let (mut now, mut b, mut leg, mut seen, mid, pt) = connected_audio_in(frame_mode);
         for i in 0..10u64 {
             let payload = vec![0xF8, i as u8, 1, 2, 3];
             b.writer(mid)
@@ -1064,6 +1205,69 @@ mod tests {
                 "echoed {d:?}"
             );
         }
+        // our packets are numbered one after another and stamped with the times we wrote
+        let sent: Vec<(u64, u64)> = seen
+            .browser
+            .iter()
+            .filter_map(|e| match e {
+                str0m::Event::MediaData(d) => Some((**d.seq_range.start(), d.time.numer())),
+                _ => None,
+            })
+            .collect();
+        for w in sent.windows(2) {
+            assert_eq!(w[1].0, w[0].0 + 1, "sequence numbers: {sent:?}");
+            assert_eq!(w[1].1, w[0].1 + 960, "timestamps: {sent:?}");
+        }
+    }
+
+    /// A telephone-event from the browser comes out as one event per packet (updates
+    /// and the end packet share the event's timestamp) with its payload, in RTP mode
+    /// and in frame mode.
+    #[test]
+    fn telephone_events_arrive() {
+        for frame_mode in [false, true] {
+            let (mut now, mut b, mut leg, mut seen, mid, _) = connected_audio_in(frame_mode);
+            let tele = b
+                .writer(mid)
+                .expect("browser writer")
+                .payload_params()
+                .find(|p| p.spec().codec == Codec::Tele)
+                .expect("browser has telephone-event")
+                .pt();
+            // digit 5, volume 10: two updates and the end packet
+            let events: [[u8; 4]; 3] = [[5, 10, 0, 160], [5, 10, 1, 64], [5, 0x8A, 1, 224]];
+            for ev in &events {
+                b.writer(mid)
+                    .expect("browser writer")
+                    .write(
+                        tele,
+                        now,
+                        MediaTime::new(48_000, Frequency::FORTY_EIGHT_KHZ),
+                        ev.to_vec(),
+                    )
+                    .expect("browser write");
+                let until = now + Duration::from_millis(20);
+                drive(&mut now, until, &mut b, &mut leg, &mut seen, false, |_| {
+                    false
+                });
+            }
+            let got: Vec<(u64, Vec<u8>)> = seen
+                .leg
+                .iter()
+                .filter_map(|e| match e {
+                    Event::TelephoneEvent {
+                        rtp_timestamp,
+                        payload,
+                    } => Some((*rtp_timestamp, payload.to_vec())),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(got.len(), 3, "frame mode {frame_mode}: {got:?}");
+            for (i, (ts, p)) in got.iter().enumerate() {
+                assert_eq!(p[..], events[i][..], "frame mode {frame_mode}");
+                assert_eq!(*ts, got[0].0, "frame mode {frame_mode}");
+            }
+        }
     }
 
     /// The trunk's video codec list decides what the browser sends: its first codec leads
@@ -1102,9 +1306,7 @@ mod tests {
     /// A browser offering audio and video (every codec str0m knows); returns it with its
     /// offer SDP and the audio and video mids.
     fn browser_av(now: Instant) -> (Rtc, String, Mid, Mid) {
-        let mut rtc = Rtc::builder()
-            .set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags()))
-            .build(now);
+        let mut rtc = browser_builder().build(now);
         let cand = Candidate::host(browser_addr(), Protocol::Udp).expect("host candidate");
         rtc.add_local_candidate(cand);
         let mut api = rtc.sdp_api();

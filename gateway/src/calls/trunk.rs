@@ -1120,9 +1120,12 @@ impl Running {
             })?;
             match out {
                 Output::Timeout(t) => {
-                    self.drain_bridge().await;
-                    self.drain_video().await;
-                    return Ok(t);
+                    // what the bridge and the video leg wrote into the leg goes out
+                    // now, not at the call's next wake-up (up to a frame later)
+                    let fed = self.drain_bridge().await | self.drain_video().await;
+                    if !fed {
+                        return Ok(t);
+                    }
                 }
                 Output::Transmit(t) => {
                     if let Err(e) = self.wsock.socket.send_to(&t.contents, t.destination).await {
@@ -1192,11 +1195,13 @@ impl Running {
         }
     }
 
-    /// Sends what the bridge produced: RTP to the PBX, Opus to the browser.
-    async fn drain_bridge(&mut self) {
+    /// Sends what the bridge produced: RTP to the PBX, Opus to the browser; true when
+    /// it wrote to the WebRTC leg (which then has packets to send).
+    async fn drain_bridge(&mut self) -> bool {
         let Some(b) = self.bridge.as_mut() else {
-            return;
+            return false;
         };
+        let mut fed = false;
         let now = Instant::now();
         while let Some(t) = b.poll_transmit() {
             if self.held || t.destination.ip().is_unspecified() {
@@ -1209,8 +1214,9 @@ impl Running {
         while let Some(out) = b.poll_webrtc() {
             if let WebrtcOutput::Audio(f) = out {
                 let ts = self.out_ts.extend(f.timestamp);
-                if let Err(e) = self.leg.write_opus(now, ts, &f.payload) {
-                    debug!(cause = %e, "opus write dropped");
+                match self.leg.write_opus(now, ts, &f.payload) {
+                    Ok(()) => fed = true,
+                    Err(e) => debug!(cause = %e, "opus write dropped"),
                 }
             }
         }
@@ -1234,14 +1240,16 @@ impl Running {
         for d in infos {
             self.send_info_digit(d).await;
         }
+        fed
     }
 
     /// Sends what the video leg produced: RTP/RTCP to the PBX, frames and keyframe
-    /// requests to the browser.
-    async fn drain_video(&mut self) {
+    /// requests to the browser; true when it wrote to the WebRTC leg.
+    async fn drain_video(&mut self) -> bool {
         let Some(v) = self.video.as_mut() else {
-            return;
+            return false;
         };
+        let mut fed = false;
         let now = Instant::now();
         while let Some(t) = v.poll_transmit() {
             // on hold only RTCP goes out: reports, and keyframe requests so the PBX's
@@ -1260,8 +1268,9 @@ impl Running {
             match ev {
                 VideoLegEvent::Frame(f) => {
                     let ts = self.video_out_ts.extend(f.rtp_time);
-                    if let Err(e) = self.leg.write_video(now, ts, &f.data) {
-                        debug!(cause = %e, "video write dropped");
+                    match self.leg.write_video(now, ts, &f.data) {
+                        Ok(()) => fed = true,
+                        Err(e) => debug!(cause = %e, "video write dropped"),
                     }
                 }
                 VideoLegEvent::KeyframeRequest => want_keyframe = true,
@@ -1271,10 +1280,14 @@ impl Running {
         }
         if want_keyframe {
             match self.leg.request_keyframe() {
-                Ok(()) => debug!("pbx keyframe request sent to the browser"),
+                Ok(()) => {
+                    fed = true;
+                    debug!("pbx keyframe request sent to the browser");
+                }
                 Err(e) => debug!(cause = %e, "keyframe request to the browser dropped"),
             }
         }
+        fed
     }
 
     /// Sends one key press to the PBX as SIP INFO (`application/dtmf-relay`) on the

@@ -66,7 +66,7 @@ impl Generator {
     }
 }
 
-fn setsockopt(s: &StdUdpSocket, level: i32, opt: i32, v: i32) {
+pub fn setsockopt(s: &StdUdpSocket, level: i32, opt: i32, v: i32) {
     // SAFETY: a valid fd and a pointer to an i32 of the given length.
     let r = unsafe {
         libc::setsockopt(
@@ -144,7 +144,7 @@ fn thread_cpu() -> f64 {
     ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
 }
 
-fn realtime_ns() -> i64 {
+pub fn realtime_ns() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as i64)
@@ -336,7 +336,7 @@ fn send(
     sent
 }
 
-fn sockaddr(a: SocketAddr) -> libc::sockaddr_in {
+pub fn sockaddr(a: SocketAddr) -> libc::sockaddr_in {
     let SocketAddr::V4(v4) = a else {
         panic!("the bench runs on IPv4 loopback");
     };
@@ -505,7 +505,7 @@ fn receive(
 }
 
 /// The `SCM_TIMESTAMPNS` of a received datagram, ns on the realtime clock.
-fn kernel_timestamp(h: &libc::msghdr) -> Option<i64> {
+pub fn kernel_timestamp(h: &libc::msghdr) -> Option<i64> {
     // SAFETY: `h` was filled by recvmmsg; the CMSG macros walk its control buffer.
     unsafe {
         let mut c = libc::CMSG_FIRSTHDR(h);
