@@ -46,7 +46,7 @@ use bridges::frames::{ClientFrame, ServerFrame};
 use bridges::hub::Outbox;
 use bridges::{BatchWriter, ChatService, ChatStore, DeviceId, Login, Timestamp};
 use tokio::sync::{Notify, mpsc, watch};
-use tracing::{debug, warn};
+use tracing::{debug, trace, warn};
 
 /// Frames a device's channel holds before the device counts as stuck.
 const DEVICE_QUEUE: usize = 1024;
@@ -473,7 +473,7 @@ async fn run_checkpoints(chat: std::sync::Weak<Chat>) {
         let Some(chat) = chat.upgrade() else { return };
         match chat.service.store().checkpoint().await {
             Ok((log, copied)) => {
-                debug!(log, copied, "chat WAL checkpoint");
+                trace!(log, copied, "chat WAL checkpoint");
                 if log >= 0 {
                     chat.wal_pages.store(log, Ordering::Relaxed);
                 }
