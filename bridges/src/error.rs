@@ -31,6 +31,10 @@ pub enum ChatError {
     /// The database failed; the operation was not applied.
     #[error("storage error: {0}")]
     Storage(#[from] sqlx::Error),
+    /// The database failed under the batch writer (`crate::writer`); the
+    /// batch was rolled back.
+    #[error("storage error: {0}")]
+    Sqlite(rusqlite::Error),
     /// Embedded migrations failed to apply.
     #[error("migration error: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -62,6 +66,7 @@ impl ChatError {
             ChatError::Conflict(_) => "conflict",
             ChatError::Company { code, .. } => code,
             ChatError::Storage(_)
+            | ChatError::Sqlite(_)
             | ChatError::Migrate(_)
             | ChatError::Corrupt(_)
             | ChatError::Push(_) => "internal",

@@ -5,6 +5,8 @@
 //! - [`model`]: validated types (`Login`, `ConversationId`, `Body`, …).
 //! - [`store`]: [`ChatStore`], SQLite (WAL) through sqlx; every write is
 //!   committed before it returns.
+//! - [`writer`]: [`BatchWriter`], the group commit of sends and cursor acks
+//!   on a connection of its own (rusqlite, synchronous, for one thread).
 //! - [`delivery`]: sans-IO receipts/expiry/typing/presence state machine.
 //! - [`frames`]: the JSON frames of the chat WebSocket protocol.
 //! - [`hub`]: sans-IO router from store results to per-device server frames.
@@ -48,6 +50,7 @@ pub mod push;
 pub mod service;
 pub mod store;
 pub mod uploads;
+pub mod writer;
 
 pub use error::{ChatError, Result};
 pub use model::{
@@ -56,3 +59,4 @@ pub use model::{
 pub use service::ChatService;
 pub use service::CompanyRelay;
 pub use store::{ChatStore, StoreOptions, Stored};
+pub use writer::BatchWriter;

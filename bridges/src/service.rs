@@ -24,6 +24,7 @@ use crate::model::{
 };
 use crate::push::{Notice, PushJob, Subscription, preview_of};
 use crate::store::{BatchDone, BatchWrite, ChatStore, SendRequest, Stored, Watermark};
+use crate::writer::BatchWriter;
 
 /// Default page size for `sync` and `history`.
 const DEFAULT_PAGE: u32 = 100;
@@ -249,8 +250,10 @@ impl ChatService {
     }
 
     /// Group commit of many `send` and `ack` frames: every one that passes
-    /// its checks is written in one transaction ([`ChatStore::write_batch`],
-    /// one disk write for all), and only then are the `ack`s, pushes and
+    /// its checks is written in one transaction by `writer`
+    /// ([`BatchWriter::write_batch`], synchronously on the caller's thread:
+    /// call this from a thread of its own; one disk write for all), and
+    /// only then are the `ack`s, pushes and
     /// receipts made, in commit order, under the same `order` lock as every
     /// other write. Other frames get an error frame; refusals of one send
     /// (`Forbidden`, `Invalid`, …) do not affect the others; a storage
@@ -260,6 +263,7 @@ impl ChatService {
         &self,
         now: Timestamp,
         frames: Vec<(DeviceId, ClientFrame)>,
+        writer: &mut BatchWriter,
     ) -> Outbox {
         let mut out = Vec::new();
         let mut requests = Vec::with_capacity(frames.len());
@@ -320,7 +324,7 @@ impl ChatService {
             return out;
         }
         let _order = self.order.lock().await;
-        let results = match self.store.write_batch(requests, now).await {
+        let results = match writer.write_batch(requests, now) {
             Ok(r) => r,
             Err(err) => {
                 tracing::error!(cause = %err, "chat group commit failed");

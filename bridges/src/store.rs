@@ -29,10 +29,6 @@ use crate::model::{
 };
 use crate::push::Subscription;
 
-/// Rows per multi-row statement of a group commit (8 parameters a row
-/// stays far below SQLite's parameter limit).
-const BULK_ROWS: usize = 512;
-
 /// Largest page returned by `fetch` and `sync`.
 pub const MAX_PAGE: u32 = 500;
 
@@ -210,6 +206,129 @@ pub struct ConversationInfo {
 pub struct ChatStore {
     pool: SqlitePool,
     opts: StoreOptions,
+    /// The database file; `None` in memory.
+    file: Option<std::path::PathBuf>,
+}
+
+// Statements shared by the sqlx paths here and the batch writer
+// (`crate::writer`), so both write by the same rules.
+
+/// A stored entry by its sender's client id (`$1` sender, `$2` client id).
+pub(crate) const SQL_DUPLICATE: &str = "SELECT m.id, m.conversation_id, m.seq, m.sender, \
+     m.client_id, m.payload, m.ts, m.edited_at, m.deleted \
+     FROM chat_messages m WHERE m.sender = $1 AND m.client_id = $2";
+/// Takes the next seq of `$1` if `$2` is an active member.
+pub(crate) const SQL_NEXT_SEQ: &str = "UPDATE chat_conversations SET last_seq = last_seq + 1 WHERE id = $1 AND EXISTS \
+       (SELECT 1 FROM chat_members WHERE conversation_id = $1 AND login = $2 \
+        AND left_seq IS NULL) \
+     RETURNING last_seq";
+/// Creates one-to-one conversation `$1` (by `$2`, at `$3`) unless it exists.
+pub(crate) const SQL_NEW_DIRECT: &str = "INSERT INTO chat_conversations \
+     (id, kind, created_by, created_at) VALUES ($1, 'direct', $2, $3) ON CONFLICT (id) DO NOTHING";
+/// Creates company conversation `$1` (of `$2`, at `$3`) unless it exists.
+pub(crate) const SQL_NEW_COMPANY: &str = "INSERT INTO chat_conversations \
+     (id, kind, created_by, created_at) VALUES ($1, 'company', $2, $3) ON CONFLICT (id) DO NOTHING";
+/// Member `$2` of `$1` (admin `$3`) from seq `$4`, watermarks at `$5`
+/// ([`upsert_floor`]); reopens a former member's window.
+pub(crate) const SQL_UPSERT_MEMBER: &str = "INSERT INTO chat_members \
+       (conversation_id, login, is_admin, joined_seq, delivered_seq, read_seq) \
+     VALUES ($1, $2, $3, $4, $5, $5) \
+     ON CONFLICT (conversation_id, login) DO UPDATE SET \
+       is_admin = excluded.is_admin, joined_seq = excluded.joined_seq, left_seq = NULL, \
+       delivered_seq = excluded.delivered_seq, read_seq = excluded.read_seq";
+/// A new entry; returns its id (the sync cursor).
+pub(crate) const SQL_INSERT_ENTRY: &str = "INSERT INTO chat_messages \
+       (conversation_id, seq, sender, client_id, kind, payload, ts, expires_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id";
+/// The sender `$2` has their own entry `$3` of `$1`.
+pub(crate) const SQL_SENDER_MARKS: &str = "UPDATE chat_members SET delivered_seq = $3, read_seq = $3 \
+     WHERE conversation_id = $1 AND login = $2";
+/// Members of `$1` who can see seq `$2` (the window rule of `sync`).
+pub(crate) const SQL_AUDIENCE: &str = "SELECT login FROM chat_members WHERE conversation_id = $1 AND joined_seq <= $2 \
+       AND (left_seq IS NULL OR left_seq >= $2) ORDER BY login";
+/// Device `$2` of `$1` has everything up to `$3` (never moves back).
+pub(crate) const SQL_ACK_CURSOR: &str = "INSERT INTO chat_device_cursors (login, device, cursor) VALUES ($1, $2, $3) \
+     ON CONFLICT (login, device) DO UPDATE SET cursor = \
+     CASE WHEN excluded.cursor > chat_device_cursors.cursor \
+          THEN excluded.cursor ELSE chat_device_cursors.cursor END";
+/// Moves the delivered watermarks of `$1` up to cursor `$2`; returns the
+/// moved ones (conversation, login, delivered, read).
+///
+/// Highest visible seq per conversation at or before the cursor. Seqs grow
+/// with ids inside a conversation, so the last entry at or before the
+/// cursor is found by walking the (conversation, seq) index down from the
+/// top: a few steps, not a scan of the whole conversation. Clamped to the
+/// member's window [joined, left].
+pub(crate) const SQL_ACK_WATERMARKS: &str = "UPDATE chat_members SET delivered_seq = v.top FROM ( \
+       SELECT cid, joined, \
+         CASE WHEN lft IS NOT NULL AND last > lft THEN lft ELSE last END AS top \
+       FROM (SELECT mb.conversation_id AS cid, mb.joined_seq AS joined, \
+               mb.left_seq AS lft, \
+               (SELECT m.seq FROM chat_messages m \
+                WHERE m.conversation_id = mb.conversation_id AND m.id <= $2 \
+                ORDER BY m.seq DESC LIMIT 1) AS last \
+             FROM chat_members mb WHERE mb.login = $1) \
+       WHERE last IS NOT NULL) AS v \
+     WHERE chat_members.login = $1 AND chat_members.conversation_id = v.cid \
+       AND v.top >= v.joined AND chat_members.delivered_seq < v.top \
+     RETURNING conversation_id, login, delivered_seq, read_seq";
+
+/// The watermarks of a member who joins at `joined`: just before it.
+pub(crate) fn upsert_floor(joined: Seq) -> i64 {
+    joined.0 - 1
+}
+
+/// The columns of a new entry with `payload`: kind, JSON, and when it
+/// expires (`expires` applies to posts only: group events must reach
+/// everyone, and company conversations have one member, where an expiry
+/// notice for the company's messages would go to whoever holds its tenant
+/// login).
+pub(crate) fn payload_for(
+    conversation: &ConversationId,
+    payload: &Payload,
+    expires: Option<i64>,
+) -> Result<(&'static str, String, Option<i64>)> {
+    let expires = match payload {
+        Payload::Post { .. } if conversation.company_pair().is_none() => expires,
+        _ => None,
+    };
+    Ok((payload.kind(), encode(payload)?, expires))
+}
+
+/// The columns of `SQL_DUPLICATE` after the id, in order: conversation,
+/// seq, sender, client id, payload, ts, edited at, deleted.
+pub(crate) type MessageParts = (
+    String,
+    i64,
+    String,
+    String,
+    Option<String>,
+    i64,
+    Option<i64>,
+    i64,
+);
+
+/// A stored entry from its columns (see [`MessageParts`]).
+pub(crate) fn message_of(parts: MessageParts) -> Result<Message> {
+    let (conv, seq, sender, client_id, payload, ts, edited, deleted) = parts;
+    let payload = match payload {
+        Some(p) => Some(
+            serde_json::from_str::<Payload>(&p)
+                .map_err(|e| ChatError::Corrupt(format!("payload: {e}")))?,
+        ),
+        None => None,
+    };
+    Ok(Message {
+        conversation: ConversationId::parse(&conv)
+            .map_err(|e| ChatError::Corrupt(format!("conversation_id: {e}")))?,
+        seq: Seq(seq),
+        sender: Login::parse(&sender).map_err(|e| ChatError::Corrupt(format!("sender: {e}")))?,
+        client_id,
+        ts: Timestamp(ts),
+        payload,
+        edited_at: edited.map(Timestamp),
+        deleted: deleted != 0,
+    })
 }
 
 const MSG_COLS: &str = "m.id, m.conversation_id, m.seq, m.sender, m.client_id, m.payload, m.ts, m.edited_at, m.deleted";
@@ -220,28 +339,16 @@ fn login_col(row: &SqliteRow, col: &str) -> Result<Login> {
 }
 
 fn decode_message(row: &SqliteRow) -> Result<(i64, Message)> {
-    let conv: String = row.try_get("conversation_id")?;
-    let payload: Option<String> = row.try_get("payload")?;
-    let payload = match payload {
-        Some(p) => Some(
-            serde_json::from_str::<Payload>(&p)
-                .map_err(|e| ChatError::Corrupt(format!("payload: {e}")))?,
-        ),
-        None => None,
-    };
-    let edited: Option<i64> = row.try_get("edited_at")?;
-    let deleted: i64 = row.try_get("deleted")?;
-    let msg = Message {
-        conversation: ConversationId::parse(&conv)
-            .map_err(|e| ChatError::Corrupt(format!("conversation_id: {e}")))?,
-        seq: Seq(row.try_get("seq")?),
-        sender: login_col(row, "sender")?,
-        client_id: row.try_get("client_id")?,
-        ts: Timestamp(row.try_get("ts")?),
-        payload,
-        edited_at: edited.map(Timestamp),
-        deleted: deleted != 0,
-    };
+    let msg = message_of((
+        row.try_get("conversation_id")?,
+        row.try_get("seq")?,
+        row.try_get("sender")?,
+        row.try_get("client_id")?,
+        row.try_get("payload")?,
+        row.try_get("ts")?,
+        row.try_get("edited_at")?,
+        row.try_get("deleted")?,
+    ))?;
     Ok((row.try_get("id")?, msg))
 }
 
@@ -286,14 +393,15 @@ impl ChatStore {
         }
         let pool = SqlitePoolOptions::new()
             .max_connections(opts.max_connections.max(1))
-            .connect_with(connect)
+            .connect_with(connect.clone())
             .await?;
         let mut migrator = sqlx::migrate!("./migrations");
         // Own bookkeeping table, so the chat store can share one database
         // file with the directory without either seeing "missing" versions.
         migrator.dangerous_set_table_name("_bridges_migrations");
         migrator.run(&pool).await?;
-        Ok(Self { pool, opts })
+        let file = (!url.contains(":memory:")).then(|| connect.get_filename().to_path_buf());
+        Ok(Self { pool, opts, file })
     }
 
     /// Copies the WAL's committed pages into the database file (a
@@ -310,6 +418,16 @@ impl ChatStore {
                 .fetch_one(&self.pool)
                 .await?;
         Ok((log, copied))
+    }
+
+    /// The database file (`None` for an in-memory store).
+    pub(crate) fn file(&self) -> Option<&std::path::Path> {
+        self.file.as_deref()
+    }
+
+    /// The options the store was opened with.
+    pub(crate) fn options(&self) -> &StoreOptions {
+        &self.opts
     }
 
     /// Closes the pool, waiting for connections to finish.
@@ -1012,433 +1130,6 @@ impl ChatStore {
         tx.commit().await?;
         Ok(marks)
     }
-
-    /// Group commit of sends and cursor acks, in order, in one transaction
-    /// (see [`ChatStore::send_batch`] for how refusals and storage errors
-    /// are answered).
-    pub async fn write_batch(
-        &self,
-        writes: Vec<BatchWrite>,
-        now: Timestamp,
-    ) -> Result<Vec<Result<BatchDone>>> {
-        let mut tx = self.begin().await?;
-        let mut out: Vec<Option<Result<BatchDone>>> = Vec::with_capacity(writes.len());
-        // One-to-one sends, the bulk of the traffic, are written a few
-        // statements per batch instead of a few per message (see
-        // `send_direct_bulk`); the rest one by one, in order.
-        let mut direct = Vec::new();
-        let mut rest = Vec::new();
-        // Cursor acks never depend on the sends of the same batch (a device
-        // can only ack what it received, i.e. what an earlier commit
-        // stored), so they are written together, after the sends, with two
-        // statements per batch (see `ack_bulk`).
-        let mut acks = Vec::new();
-        for (i, w) in writes.into_iter().enumerate() {
-            out.push(None);
-            match w {
-                BatchWrite::Send(r) => {
-                    if let Err(e) = r.body.validate() {
-                        out[i] = Some(Err(e));
-                        continue;
-                    }
-                    match r.conversation.direct_pair() {
-                        Some((a, b)) if r.sender == a || r.sender == b => {
-                            direct.push((i, r, a, b));
-                        }
-                        Some(_) => out[i] = Some(Err(ChatError::Forbidden)),
-                        None => rest.push((i, r)),
-                    }
-                }
-                BatchWrite::Ack {
-                    user,
-                    device,
-                    cursor,
-                } => acks.push((i, user, device, cursor)),
-            }
-        }
-        if !direct.is_empty() {
-            for (i, res) in self.send_direct_bulk(&mut tx, direct, now).await? {
-                out[i] = Some(res.map(|st| BatchDone::Stored(Box::new(st))));
-            }
-        }
-        for (i, r) in rest {
-            let res = self
-                .send_in(
-                    &mut tx,
-                    &r.sender,
-                    &r.conversation,
-                    &r.client_id,
-                    r.body,
-                    now,
-                )
-                .await
-                .map(|st| BatchDone::Stored(Box::new(st)));
-            match res {
-                Err(e @ (ChatError::Storage(_) | ChatError::Corrupt(_))) => return Err(e),
-                res => out[i] = Some(res),
-            }
-        }
-        if !acks.is_empty() {
-            for (i, marks) in ack_bulk(&mut tx, acks).await? {
-                out[i] = Some(Ok(BatchDone::Marks(marks)));
-            }
-        }
-        tx.commit().await?;
-        Ok(out
-            .into_iter()
-            .map(|o| o.unwrap_or_else(|| Err(ChatError::Corrupt("batch slot left empty".into()))))
-            .collect())
-    }
-
-    /// Stores one-to-one posts (already validated, senders checked) with a
-    /// fixed number of statements: one read for retries, one create for
-    /// new conversations, one read of their seqs, one multi-row insert,
-    /// one update of the seqs and one of the senders' watermarks. The same
-    /// rules as [`ChatStore::send`]: a retried `client_id` returns the
-    /// original entry (also within the batch), one used in another
-    /// conversation is `ClientIdReused`. Seqs are given in request order.
-    async fn send_direct_bulk(
-        &self,
-        tx: &mut Transaction<'static, Sqlite>,
-        items: Vec<(usize, SendRequest, Login, Login)>,
-        now: Timestamp,
-    ) -> Result<Vec<(usize, Result<Stored>)>> {
-        use std::collections::HashMap;
-        // 1. retries of entries stored earlier
-        let mut known: HashMap<(String, String), (i64, Message)> = HashMap::new();
-        for chunk in items.chunks(BULK_ROWS) {
-            let mut q = sqlx::QueryBuilder::<Sqlite>::new(format!(
-                "SELECT {MSG_COLS} FROM chat_messages m WHERE (m.sender, m.client_id) IN (VALUES "
-            ));
-            for (k, (_, r, _, _)) in chunk.iter().enumerate() {
-                if k > 0 {
-                    q.push(", ");
-                }
-                q.push("(");
-                q.push_bind(r.sender.as_str().to_owned());
-                q.push(", ");
-                q.push_bind(r.client_id.as_str().to_owned());
-                q.push(")");
-            }
-            q.push(")");
-            for row in q.build().fetch_all(&mut **tx).await? {
-                let (cursor, msg) = decode_message(&row)?;
-                known.insert(
-                    (msg.sender.as_str().to_owned(), msg.client_id.clone()),
-                    (cursor, msg),
-                );
-            }
-        }
-        // 2. what is new, with its seq; retries answered from `known`
-        #[allow(clippy::large_enum_variant)] // lives for one batch
-        enum Slot {
-            Done(Result<Stored>),
-            New(usize),
-            /// A retry of a new entry earlier in this batch.
-            Again(usize),
-        }
-        struct NewPost {
-            conversation: ConversationId,
-            sender: Login,
-            client_id: ClientId,
-            payload: Payload,
-            audience: Vec<Login>,
-            seq: Seq,
-        }
-        let mut slots = Vec::with_capacity(items.len());
-        let mut posts: Vec<NewPost> = Vec::new();
-        let mut in_batch: HashMap<(String, String), usize> = HashMap::new();
-        let mut pairs: HashMap<ConversationId, (Login, Login)> = HashMap::new();
-        for (i, r, a, b) in items {
-            let mut audience = vec![a.clone(), b.clone()];
-            audience.sort();
-            audience.dedup();
-            let key = (
-                r.sender.as_str().to_owned(),
-                r.client_id.as_str().to_owned(),
-            );
-            if let Some((cursor, msg)) = known.get(&key) {
-                let res = if msg.conversation == r.conversation {
-                    Ok(Stored {
-                        message: msg.clone(),
-                        cursor: *cursor,
-                        duplicate: true,
-                        audience,
-                    })
-                } else {
-                    Err(ChatError::ClientIdReused)
-                };
-                slots.push((i, Slot::Done(res)));
-                continue;
-            }
-            if let Some(&k) = in_batch.get(&key) {
-                let slot = if posts[k].conversation == r.conversation {
-                    Slot::Again(k)
-                } else {
-                    Slot::Done(Err(ChatError::ClientIdReused))
-                };
-                slots.push((i, slot));
-                continue;
-            }
-            in_batch.insert(key, posts.len());
-            pairs.entry(r.conversation.clone()).or_insert((a, b));
-            slots.push((i, Slot::New(posts.len())));
-            posts.push(NewPost {
-                conversation: r.conversation,
-                sender: r.sender,
-                client_id: r.client_id,
-                payload: Payload::Post { body: r.body },
-                audience,
-                seq: Seq(0),
-            });
-        }
-        let mut ids: HashMap<(String, i64), i64> = HashMap::new();
-        if !posts.is_empty() {
-            let convs: Vec<(&ConversationId, &(Login, Login))> = pairs.iter().collect();
-            // 3. conversations created on their first message
-            let mut created = Vec::new();
-            for chunk in convs.chunks(BULK_ROWS) {
-                let mut q = sqlx::QueryBuilder::<Sqlite>::new(
-                    "INSERT INTO chat_conversations (id, kind, created_by, created_at) VALUES ",
-                );
-                for (k, (id, (a, _))) in chunk.iter().enumerate() {
-                    if k > 0 {
-                        q.push(", ");
-                    }
-                    q.push("(");
-                    q.push_bind(id.as_str().to_owned());
-                    q.push(", 'direct', ");
-                    q.push_bind(a.as_str().to_owned());
-                    q.push(", ");
-                    q.push_bind(now.0);
-                    q.push(")");
-                }
-                q.push(" ON CONFLICT (id) DO NOTHING RETURNING id");
-                for row in q.build().fetch_all(&mut **tx).await? {
-                    let id: String = row.try_get("id")?;
-                    created.push(id);
-                }
-            }
-            for id in created {
-                let cid = ConversationId::parse(&id)
-                    .map_err(|e| ChatError::Corrupt(format!("conversation id: {e}")))?;
-                if let Some((a, b)) = pairs.get(&cid) {
-                    for m in [a, b] {
-                        upsert_member(tx, &cid, m, false, Seq(1)).await?;
-                    }
-                }
-            }
-            // 4. their last seqs, as one JSON row: sqlx hands every result
-            // row over from its worker thread on its own (a channel send
-            // and a wake-up each), one row per conversation would be one
-            // per message here
-            let mut last: HashMap<String, i64> = HashMap::new();
-            for chunk in convs.chunks(BULK_ROWS) {
-                let mut q = sqlx::QueryBuilder::<Sqlite>::new(
-                    "SELECT json_group_array(json_array(id, last_seq)) AS seqs \
-                     FROM chat_conversations WHERE id IN (",
-                );
-                let mut list = q.separated(", ");
-                for (id, _) in chunk {
-                    list.push_bind(id.as_str().to_owned());
-                }
-                q.push(")");
-                let seqs: String = q.build().fetch_one(&mut **tx).await?.try_get("seqs")?;
-                let seqs: Vec<(String, i64)> = serde_json::from_str(&seqs)
-                    .map_err(|e| ChatError::Corrupt(format!("last seqs: {e}")))?;
-                last.extend(seqs);
-            }
-            for p in &mut posts {
-                let top = last
-                    .get_mut(p.conversation.as_str())
-                    .ok_or_else(|| ChatError::Corrupt("conversation vanished".into()))?;
-                *top += 1;
-                p.seq = Seq(*top);
-            }
-            // 5. the entries
-            let expires = self.expires_at(now);
-            for chunk in posts.chunks(BULK_ROWS) {
-                let mut q = sqlx::QueryBuilder::<Sqlite>::new(
-                    "INSERT INTO chat_messages \
-                       (conversation_id, seq, sender, client_id, kind, payload, ts, expires_at) ",
-                );
-                let mut encoded = Vec::with_capacity(chunk.len());
-                for p in chunk {
-                    encoded.push(encode(&p.payload)?);
-                }
-                q.push_values(chunk.iter().zip(encoded), |mut row, (p, payload)| {
-                    row.push_bind(p.conversation.as_str().to_owned())
-                        .push_bind(p.seq.0)
-                        .push_bind(p.sender.as_str().to_owned())
-                        .push_bind(p.client_id.as_str().to_owned())
-                        .push_bind(p.payload.kind())
-                        .push_bind(payload)
-                        .push_bind(now.0)
-                        .push_bind(expires);
-                });
-                // No RETURNING (a row from sqlx's worker per entry): under
-                // the write lock (`BEGIN IMMEDIATE`) AUTOINCREMENT gives the
-                // rows of one statement consecutive ids, in VALUES order,
-                // ending at the last insert rowid.
-                let done = q.build().execute(&mut **tx).await?;
-                let n = i64::try_from(chunk.len())
-                    .map_err(|_| ChatError::Corrupt("batch too large".into()))?;
-                if done.rows_affected() != chunk.len() as u64 {
-                    return Err(ChatError::Corrupt("not every entry was inserted".into()));
-                }
-                let first = done.last_insert_rowid() - n + 1;
-                for (k, p) in (0..).zip(chunk) {
-                    ids.insert((p.conversation.as_str().to_owned(), p.seq.0), first + k);
-                }
-            }
-            // 6. the conversations' seqs and 7. the senders' watermarks
-            let mut senders: HashMap<(&str, &str), i64> = HashMap::new();
-            for p in &posts {
-                senders.insert((p.conversation.as_str(), p.sender.as_str()), p.seq.0);
-            }
-            for chunk in last.iter().collect::<Vec<_>>().chunks(BULK_ROWS) {
-                let mut q = sqlx::QueryBuilder::<Sqlite>::new(
-                    "UPDATE chat_conversations SET last_seq = v.column2 FROM (",
-                );
-                q.push_values(chunk, |mut row, (id, seq)| {
-                    row.push_bind((*id).clone()).push_bind(**seq);
-                });
-                q.push(") AS v WHERE chat_conversations.id = v.column1");
-                q.build().execute(&mut **tx).await?;
-            }
-            for chunk in senders.iter().collect::<Vec<_>>().chunks(BULK_ROWS) {
-                let mut q = sqlx::QueryBuilder::<Sqlite>::new(
-                    "UPDATE chat_members SET delivered_seq = v.column3, read_seq = v.column3 FROM (",
-                );
-                q.push_values(chunk, |mut row, ((conv, login), seq)| {
-                    row.push_bind((*conv).to_owned())
-                        .push_bind((*login).to_owned())
-                        .push_bind(**seq);
-                });
-                q.push(
-                    ") AS v WHERE chat_members.conversation_id = v.column1 \
-                     AND chat_members.login = v.column2",
-                );
-                q.build().execute(&mut **tx).await?;
-            }
-        }
-        let stored_of = |k: usize, duplicate: bool| -> Result<Stored> {
-            let p = &posts[k];
-            let cursor = ids
-                .get(&(p.conversation.as_str().to_owned(), p.seq.0))
-                .copied()
-                .ok_or_else(|| ChatError::Corrupt("inserted entry not returned".into()))?;
-            Ok(Stored {
-                message: Message {
-                    conversation: p.conversation.clone(),
-                    seq: p.seq,
-                    sender: p.sender.clone(),
-                    client_id: p.client_id.as_str().to_owned(),
-                    ts: now,
-                    payload: Some(p.payload.clone()),
-                    edited_at: None,
-                    deleted: false,
-                },
-                cursor,
-                duplicate,
-                audience: p.audience.clone(),
-            })
-        };
-        let mut out = Vec::with_capacity(slots.len());
-        for (i, slot) in slots {
-            let res = match slot {
-                Slot::Done(res) => res,
-                Slot::New(k) => Ok(stored_of(k, false)?),
-                Slot::Again(k) => Ok(stored_of(k, true)?),
-            };
-            out.push((i, res));
-        }
-        Ok(out)
-    }
-}
-
-/// Many cursor acks in one transaction with two statements per
-/// [`BULK_ROWS`] devices or users, whatever their number: one multi-row
-/// upsert of the device cursors, one update of the delivered watermarks of
-/// every ack's user up to the highest cursor any of their devices acked
-/// in the batch (the same query as [`ack_sync_in`], over a list of
-/// `(login, cursor)`). The watermarks a user's acks moved are answered to
-/// that user's last ack of the batch; their earlier acks get none (the
-/// receipts carry the final watermark anyway).
-async fn ack_bulk(
-    tx: &mut Transaction<'static, Sqlite>,
-    acks: Vec<(usize, Login, DeviceId, i64)>,
-) -> Result<Vec<(usize, Vec<Watermark>)>> {
-    use std::collections::HashMap;
-    // the highest cursor per device and per user, and each user's last ack
-    let mut devices: HashMap<(&str, &str), i64> = HashMap::new();
-    let mut users: HashMap<&str, (i64, usize)> = HashMap::new();
-    for (i, user, device, cursor) in &acks {
-        let c = devices.entry((user.as_str(), &device.0)).or_insert(*cursor);
-        *c = (*c).max(*cursor);
-        let u = users.entry(user.as_str()).or_insert((*cursor, *i));
-        *u = (u.0.max(*cursor), *i);
-    }
-    for chunk in devices.iter().collect::<Vec<_>>().chunks(BULK_ROWS) {
-        let mut q = sqlx::QueryBuilder::<Sqlite>::new(
-            "INSERT INTO chat_device_cursors (login, device, cursor) ",
-        );
-        q.push_values(chunk, |mut row, ((login, device), cursor)| {
-            row.push_bind((*login).to_owned())
-                .push_bind((*device).to_owned())
-                .push_bind(**cursor);
-        });
-        q.push(
-            " ON CONFLICT (login, device) DO UPDATE SET cursor = \
-             CASE WHEN excluded.cursor > chat_device_cursors.cursor \
-                  THEN excluded.cursor ELSE chat_device_cursors.cursor END",
-        );
-        q.build().execute(&mut **tx).await?;
-    }
-    let mut moved: HashMap<String, Vec<Watermark>> = HashMap::new();
-    for chunk in users.iter().collect::<Vec<_>>().chunks(BULK_ROWS) {
-        let mut q = sqlx::QueryBuilder::<Sqlite>::new(
-            "UPDATE chat_members SET delivered_seq = v.top FROM ( \
-               SELECT cid, lg, joined, \
-                 CASE WHEN lft IS NOT NULL AND last > lft THEN lft ELSE last END AS top \
-               FROM (SELECT mb.conversation_id AS cid, mb.login AS lg, \
-                       mb.joined_seq AS joined, mb.left_seq AS lft, \
-                       (SELECT m.seq FROM chat_messages m \
-                        WHERE m.conversation_id = mb.conversation_id AND m.id <= a.column2 \
-                        ORDER BY m.seq DESC LIMIT 1) AS last \
-                     FROM (",
-        );
-        q.push_values(chunk, |mut row, (login, (cursor, _))| {
-            row.push_bind((**login).to_owned()).push_bind(*cursor);
-        });
-        q.push(
-            ") AS a JOIN chat_members mb ON mb.login = a.column1) \
-               WHERE last IS NOT NULL) AS v \
-             WHERE chat_members.login = v.lg AND chat_members.conversation_id = v.cid \
-               AND v.top >= v.joined AND chat_members.delivered_seq < v.top \
-             RETURNING conversation_id, login, delivered_seq, read_seq",
-        );
-        for row in q.build().fetch_all(&mut **tx).await? {
-            let wm = decode_watermark(&row)?;
-            moved
-                .entry(wm.login.as_str().to_owned())
-                .or_default()
-                .push(wm);
-        }
-    }
-    let mut last_ack: HashMap<usize, &str> = HashMap::new();
-    for (user, (_, i)) in &users {
-        last_ack.insert(*i, user);
-    }
-    let mut out = Vec::with_capacity(acks.len());
-    for (i, ..) in &acks {
-        let marks = last_ack
-            .get(i)
-            .and_then(|user| moved.remove(*user))
-            .unwrap_or_default();
-        out.push((*i, marks));
-    }
-    Ok(out)
 }
 
 /// The writes of [`ChatStore::ack_sync`], inside a transaction.
@@ -1448,41 +1139,17 @@ async fn ack_sync_in(
     device: &DeviceId,
     cursor: i64,
 ) -> Result<Vec<Watermark>> {
-    sqlx::query(
-        "INSERT INTO chat_device_cursors (login, device, cursor) VALUES ($1, $2, $3) \
-             ON CONFLICT (login, device) DO UPDATE SET cursor = \
-             CASE WHEN excluded.cursor > chat_device_cursors.cursor \
-                  THEN excluded.cursor ELSE chat_device_cursors.cursor END",
-    )
-    .bind(user.as_str())
-    .bind(&device.0)
-    .bind(cursor)
-    .execute(&mut **tx)
-    .await?;
-    // Highest visible seq per conversation at or before the cursor.
-    // Seqs grow with ids inside a conversation, so the last entry at or
-    // before the cursor is found by walking the (conversation, seq)
-    // index down from the top: a few steps, not a scan of the whole
-    // conversation. Clamped to the member's window [joined, left].
-    let rows = sqlx::query(
-        "UPDATE chat_members SET delivered_seq = v.top FROM ( \
-               SELECT cid, joined, \
-                 CASE WHEN lft IS NOT NULL AND last > lft THEN lft ELSE last END AS top \
-               FROM (SELECT mb.conversation_id AS cid, mb.joined_seq AS joined, \
-                       mb.left_seq AS lft, \
-                       (SELECT m.seq FROM chat_messages m \
-                        WHERE m.conversation_id = mb.conversation_id AND m.id <= $2 \
-                        ORDER BY m.seq DESC LIMIT 1) AS last \
-                     FROM chat_members mb WHERE mb.login = $1) \
-               WHERE last IS NOT NULL) AS v \
-             WHERE chat_members.login = $1 AND chat_members.conversation_id = v.cid \
-               AND v.top >= v.joined AND chat_members.delivered_seq < v.top \
-             RETURNING conversation_id, login, delivered_seq, read_seq",
-    )
-    .bind(user.as_str())
-    .bind(cursor)
-    .fetch_all(&mut **tx)
-    .await?;
+    sqlx::query(SQL_ACK_CURSOR)
+        .bind(user.as_str())
+        .bind(&device.0)
+        .bind(cursor)
+        .execute(&mut **tx)
+        .await?;
+    let rows = sqlx::query(SQL_ACK_WATERMARKS)
+        .bind(user.as_str())
+        .bind(cursor)
+        .fetch_all(&mut **tx)
+        .await?;
     rows.iter().map(decode_watermark).collect()
 }
 
@@ -1732,10 +1399,7 @@ impl ChatStore {
         conversation: &ConversationId,
         client_id: &ClientId,
     ) -> Result<Option<Stored>> {
-        let sql = format!(
-            "SELECT {MSG_COLS} FROM chat_messages m WHERE m.sender = $1 AND m.client_id = $2"
-        );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let row = sqlx::query(SQL_DUPLICATE)
             .bind(sender.as_str())
             .bind(client_id.as_str())
             .fetch_optional(&mut **tx)
@@ -1774,16 +1438,11 @@ impl ChatStore {
         conversation: &ConversationId,
         sender: &Login,
     ) -> Result<Option<Seq>> {
-        let seq: Option<i64> = sqlx::query_scalar(
-            "UPDATE chat_conversations SET last_seq = last_seq + 1 WHERE id = $1 AND EXISTS \
-               (SELECT 1 FROM chat_members WHERE conversation_id = $1 AND login = $2 \
-                AND left_seq IS NULL) \
-             RETURNING last_seq",
-        )
-        .bind(conversation.as_str())
-        .bind(sender.as_str())
-        .fetch_optional(&mut **tx)
-        .await?;
+        let seq: Option<i64> = sqlx::query_scalar(SQL_NEXT_SEQ)
+            .bind(conversation.as_str())
+            .bind(sender.as_str())
+            .fetch_optional(&mut **tx)
+            .await?;
         Ok(seq.map(Seq))
     }
 
@@ -1813,38 +1472,25 @@ impl ChatStore {
         now: Timestamp,
         known_audience: Option<Vec<Login>>,
     ) -> Result<Stored> {
-        // Only posts expire: group events must reach everyone. Company
-        // conversations have one member, and an expiry notice for the
-        // company's messages would go to whoever holds its tenant login.
-        let expires = match payload {
-            Payload::Post { .. } if conversation.company_pair().is_none() => self.expires_at(now),
-            _ => None,
-        };
-        let cursor: i64 = sqlx::query_scalar(
-            "INSERT INTO chat_messages \
-               (conversation_id, seq, sender, client_id, kind, payload, ts, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
-        )
-        .bind(conversation.as_str())
-        .bind(seq.0)
-        .bind(sender.as_str())
-        .bind(client_id.as_str())
-        .bind(payload.kind())
-        .bind(encode(payload)?)
-        .bind(now.0)
-        .bind(expires)
-        .fetch_one(&mut **tx)
-        .await?;
+        let (kind, encoded, expires) = payload_for(conversation, payload, self.expires_at(now))?;
+        let cursor: i64 = sqlx::query_scalar(SQL_INSERT_ENTRY)
+            .bind(conversation.as_str())
+            .bind(seq.0)
+            .bind(sender.as_str())
+            .bind(client_id.as_str())
+            .bind(kind)
+            .bind(encoded)
+            .bind(now.0)
+            .bind(expires)
+            .fetch_one(&mut **tx)
+            .await?;
         // The sender has their own message: their watermarks move with it.
-        sqlx::query(
-            "UPDATE chat_members SET delivered_seq = $3, read_seq = $3 \
-             WHERE conversation_id = $1 AND login = $2",
-        )
-        .bind(conversation.as_str())
-        .bind(sender.as_str())
-        .bind(seq.0)
-        .execute(&mut **tx)
-        .await?;
+        sqlx::query(SQL_SENDER_MARKS)
+            .bind(conversation.as_str())
+            .bind(sender.as_str())
+            .bind(seq.0)
+            .execute(&mut **tx)
+            .await?;
         let audience = match known_audience {
             Some(a) => a,
             None => audience(tx, conversation, seq).await?,
@@ -1892,14 +1538,11 @@ async fn audience(
     conversation: &ConversationId,
     seq: Seq,
 ) -> Result<Vec<Login>> {
-    let rows = sqlx::query(
-        "SELECT login FROM chat_members WHERE conversation_id = $1 AND joined_seq <= $2 \
-           AND (left_seq IS NULL OR left_seq >= $2) ORDER BY login",
-    )
-    .bind(conversation.as_str())
-    .bind(seq.0)
-    .fetch_all(&mut **tx)
-    .await?;
+    let rows = sqlx::query(SQL_AUDIENCE)
+        .bind(conversation.as_str())
+        .bind(seq.0)
+        .fetch_all(&mut **tx)
+        .await?;
     rows.iter().map(|r| login_col(r, "login")).collect()
 }
 
@@ -1923,16 +1566,13 @@ async fn ensure_direct(
     b: &Login,
     now: Timestamp,
 ) -> Result<()> {
-    let created = sqlx::query(
-        "INSERT INTO chat_conversations (id, kind, created_by, created_at) \
-         VALUES ($1, 'direct', $2, $3) ON CONFLICT (id) DO NOTHING",
-    )
-    .bind(id.as_str())
-    .bind(a.as_str())
-    .bind(now.0)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
+    let created = sqlx::query(SQL_NEW_DIRECT)
+        .bind(id.as_str())
+        .bind(a.as_str())
+        .bind(now.0)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
     if created == 1 {
         for m in [a, b] {
             upsert_member(tx, id, m, false, Seq(1)).await?;
@@ -1948,16 +1588,13 @@ async fn ensure_company(
     user: &Login,
     now: Timestamp,
 ) -> Result<()> {
-    let created = sqlx::query(
-        "INSERT INTO chat_conversations (id, kind, created_by, created_at) \
-         VALUES ($1, 'company', $2, $3) ON CONFLICT (id) DO NOTHING",
-    )
-    .bind(id.as_str())
-    .bind(user.as_str())
-    .bind(now.0)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
+    let created = sqlx::query(SQL_NEW_COMPANY)
+        .bind(id.as_str())
+        .bind(user.as_str())
+        .bind(now.0)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
     if created == 1 {
         upsert_member(tx, id, user, false, Seq(1)).await?;
     }
@@ -1980,22 +1617,15 @@ async fn upsert_member(
     admin: bool,
     joined: Seq,
 ) -> Result<()> {
-    let floor = joined.0 - 1;
-    sqlx::query(
-        "INSERT INTO chat_members \
-           (conversation_id, login, is_admin, joined_seq, delivered_seq, read_seq) \
-         VALUES ($1, $2, $3, $4, $5, $5) \
-         ON CONFLICT (conversation_id, login) DO UPDATE SET \
-           is_admin = excluded.is_admin, joined_seq = excluded.joined_seq, left_seq = NULL, \
-           delivered_seq = excluded.delivered_seq, read_seq = excluded.read_seq",
-    )
-    .bind(conversation.as_str())
-    .bind(login.as_str())
-    .bind(i64::from(admin))
-    .bind(joined.0)
-    .bind(floor)
-    .execute(&mut **tx)
-    .await?;
+    let floor = upsert_floor(joined);
+    sqlx::query(SQL_UPSERT_MEMBER)
+        .bind(conversation.as_str())
+        .bind(login.as_str())
+        .bind(i64::from(admin))
+        .bind(joined.0)
+        .bind(floor)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 

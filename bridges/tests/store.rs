@@ -626,7 +626,7 @@ async fn group_commit_keeps_the_rules_of_send() {
             cursor: i64::MAX,
         },
     ];
-    let out = s.write_batch(writes, t(3)).await.unwrap();
+    let out = s.batch_writer().unwrap().write_batch(writes, t(3)).unwrap();
     let stored = |i: usize| match &out[i] {
         Ok(BatchDone::Stored(st)) => st.as_ref().clone(),
         other => panic!("write {i}: {other:?}"),
@@ -715,7 +715,8 @@ async fn group_commit_writes_many_acks_at_once() {
             body: text(id),
         })
     };
-    let out = s
+    let mut writer = s.batch_writer().unwrap();
+    let out = writer
         .write_batch(
             vec![
                 send(&ab, "1"),
@@ -725,7 +726,6 @@ async fn group_commit_writes_many_acks_at_once() {
             ],
             t(1),
         )
-        .await
         .unwrap();
     let cursor = |i: usize| match &out[i] {
         Ok(BatchDone::Stored(st)) => st.cursor,
@@ -753,7 +753,7 @@ async fn group_commit_writes_many_acks_at_once() {
         device: dev(device),
         cursor,
     };
-    let out = s
+    let out = writer
         .write_batch(
             vec![
                 ack(&bob, "bob-phone", c3),
@@ -763,7 +763,6 @@ async fn group_commit_writes_many_acks_at_once() {
             ],
             t(3),
         )
-        .await
         .unwrap();
     let marks = |i: usize| match &out[i] {
         Ok(BatchDone::Marks(m)) => m.clone(),

@@ -81,7 +81,9 @@ pub use plan::{
     Secret, Trunk, TrunkKind,
 };
 pub use set::Dialplans;
-pub use types::{DtmfMode, Extension, HostPort, LoginName, Transport, VideoCodec, parse_duration};
+pub use types::{
+    AudioCodec, DtmfMode, Extension, HostPort, LoginName, Transport, VideoCodec, parse_duration,
+};
 
 /// Loads every dialplan in `dir`; see [`Dialplans::load_dir`].
 ///

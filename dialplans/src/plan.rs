@@ -14,7 +14,7 @@ use crate::action::{self, Action};
 use crate::error::{DialplanError, ErrorKind, Location};
 use crate::parse::Cx;
 use crate::types::{
-    DtmfMode, Extension, HostPort, LoginName, Transport, VideoCodec, parse_duration,
+    AudioCodec, DtmfMode, Extension, HostPort, LoginName, Transport, VideoCodec, parse_duration,
 };
 use crate::yaml::{self, Node, NodeKind};
 
@@ -136,6 +136,9 @@ pub struct Trunk {
     pub keepalive: Option<Duration>,
     /// How DTMF digits are sent to the PBX (`dtmf:`, default RFC 4733).
     pub dtmf: DtmfMode,
+    /// Audio codecs offered to and accepted from the PBX, in preference order
+    /// (`codecs:`, default [`AudioCodec::DEFAULT`]: Opus, G.722, PCMU, PCMA).
+    pub codecs: Vec<AudioCodec>,
     /// Video codecs passed through to and from the PBX, in preference order, when the
     /// caller sends video: `video: true` is VP8 then H.264, `video: [h264]` suits a
     /// PBX whose phones speak only H.264; empty (the default, `video: false`) is audio
@@ -440,6 +443,7 @@ const REGISTER_KEYS: &[&str] = &[
     "keepalive",
     "address",
     "dtmf",
+    "codecs",
     "video",
 ];
 const IP_KEYS: &[&str] = &[
@@ -453,6 +457,7 @@ const IP_KEYS: &[&str] = &[
     "keepalive",
     "address",
     "dtmf",
+    "codecs",
     "video",
 ];
 
@@ -586,6 +591,7 @@ fn placeholder_trunk(name: &str) -> Trunk {
         failover: Vec::new(),
         keepalive: None,
         dtmf: DtmfMode::default(),
+        codecs: AudioCodec::DEFAULT.to_vec(),
         video: Vec::new(),
     }
 }
@@ -688,8 +694,14 @@ fn trunk(cx: &mut Cx<'_>, name: &str, node: &Node, refs: &mut Vec<FailoverRef>) 
         Some(n) => cx.value(n, "dtmf mode", DtmfMode::parse)?,
         None => DtmfMode::default(),
     };
+    let codecs = match f.get("codecs") {
+        Some(n) => codec_list(cx, n, "codecs", "audio codec", AudioCodec::parse)?,
+        None => AudioCodec::DEFAULT.to_vec(),
+    };
     let video = match f.get("video") {
-        Some(n) if matches!(n.kind, NodeKind::Seq(_)) => video_codecs(cx, n)?,
+        Some(n) if matches!(n.kind, NodeKind::Seq(_)) => {
+            codec_list(cx, n, "video", "video codec", VideoCodec::parse)?
+        }
         Some(n) => cx.value(n, "video", |s| match s {
             "true" | "yes" | "on" => Ok(VideoCodec::DEFAULT.to_vec()),
             "false" | "no" | "off" => Ok(Vec::new()),
@@ -770,32 +782,35 @@ fn trunk(cx: &mut Cx<'_>, name: &str, node: &Node, refs: &mut Vec<FailoverRef>) 
         failover,
         keepalive,
         dtmf,
+        codecs,
         video,
     })
 }
 
-/// `video: [h264, vp8]`: at least one codec, each once.
-fn video_codecs(cx: &mut Cx<'_>, node: &Node) -> Option<Vec<VideoCodec>> {
-    let items = cx.list(node, "video")?;
+/// A codec list (`codecs: [opus, pcmu]`, `video: [h264, vp8]`): at least one codec,
+/// each once, in preference order.
+fn codec_list<T: PartialEq>(
+    cx: &mut Cx<'_>,
+    node: &Node,
+    key: &str,
+    what: &'static str,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Option<Vec<T>> {
+    let items = cx.list(node, key)?;
     if items.is_empty() {
-        cx.invalid(
-            node.at,
-            "video codec list",
-            "[]",
-            "list at least one codec, or write `video: false`".into(),
-        );
+        cx.invalid(node.at, what, "[]", "list at least one codec".into());
         return None;
     }
     let mut codecs = Vec::new();
     let mut ok = true;
     for item in items {
-        match cx.value(item, "video codec", VideoCodec::parse) {
+        match cx.value(item, what, &parse) {
             Some(c) if codecs.contains(&c) => {
                 let text = match &item.kind {
                     NodeKind::Scalar { value, .. } => value.as_str(),
                     _ => "",
                 };
-                cx.invalid(item.at, "video codec", text, "listed twice".into());
+                cx.invalid(item.at, what, text, "listed twice".into());
                 ok = false;
             }
             Some(c) => codecs.push(c),

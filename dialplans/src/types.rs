@@ -242,6 +242,41 @@ impl DtmfMode {
     }
 }
 
+/// An audio codec the gateway may use with a trunk's PBX (`codecs: [opus, pcmu]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AudioCodec {
+    /// Opus (RFC 7587): passed through from the browser untouched.
+    Opus,
+    /// G.722, wideband.
+    G722,
+    /// G.711 mu-law.
+    Pcmu,
+    /// G.711 A-law.
+    Pcma,
+}
+
+impl AudioCodec {
+    /// The default list, in preference order: Opus first (passthrough, no
+    /// transcoding), then G.722 (wideband), then G.711, which every PBX speaks.
+    pub const DEFAULT: [AudioCodec; 4] = [
+        AudioCodec::Opus,
+        AudioCodec::G722,
+        AudioCodec::Pcmu,
+        AudioCodec::Pcma,
+    ];
+
+    /// Parses `opus`, `g722`, `pcmu` (or `ulaw`) and `pcma` (or `alaw`), any case.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "opus" => Ok(Self::Opus),
+            "g722" => Ok(Self::G722),
+            "pcmu" | "ulaw" => Ok(Self::Pcmu),
+            "pcma" | "alaw" => Ok(Self::Pcma),
+            _ => Err("expected `opus`, `g722`, `pcmu` or `pcma`".into()),
+        }
+    }
+}
+
 /// A video codec a trunk passes through untouched (`video: [vp8, h264]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum VideoCodec {

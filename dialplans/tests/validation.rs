@@ -2,7 +2,7 @@
 //! error at the position and with the message its first line announces
 //! (`# expect: LINE:COL message fragment`).
 
-use dialplans::{Dialplan, DialplanError, Dialplans, ErrorKind, VideoCodec};
+use dialplans::{AudioCodec, Dialplan, DialplanError, Dialplans, ErrorKind, VideoCodec};
 
 fn bad_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bad")
@@ -300,6 +300,44 @@ fn trunk_video_option() {
         ("maybe", "maybe"),
         ("[h264, av1]", "av1"),
         ("[vp8, vp8]", "listed twice"),
+        ("[]", "at least one codec"),
+    ] {
+        let errors = Dialplan::parse("acme.yaml", &with(bad)).expect_err(bad);
+        let text: String = errors.iter().map(|e| format!("{e}\n")).collect();
+        assert!(text.contains(needle), "{bad}: {text}");
+        assert!(
+            text.contains("acme.yaml:"),
+            "{bad}: file:line:column in {text}"
+        );
+    }
+}
+
+/// `codecs:` on a trunk: Opus, G.722, PCMU, PCMA unless set; a list in preference
+/// order (`ulaw`/`alaw` as Asterisk spells them); bad entries at their line and column.
+#[test]
+fn trunk_codecs_option() {
+    let with = |v: &str| {
+        GOOD.replace(
+            "proxy: 127.0.0.1 }",
+            &format!("proxy: 127.0.0.1, codecs: {v} }}"),
+        )
+    };
+    let plan = Dialplan::parse("acme.yaml", GOOD).expect("valid");
+    assert_eq!(plan.trunks["main"].codecs, AudioCodec::DEFAULT);
+    let plan = Dialplan::parse("acme.yaml", &with("[ulaw, alaw]")).expect("valid");
+    assert_eq!(
+        plan.trunks["main"].codecs,
+        [AudioCodec::Pcmu, AudioCodec::Pcma]
+    );
+    let plan = Dialplan::parse("acme.yaml", &with("[G722, opus]")).expect("valid");
+    assert_eq!(
+        plan.trunks["main"].codecs,
+        [AudioCodec::G722, AudioCodec::Opus]
+    );
+    for (bad, needle) in [
+        ("opus", "a list"),
+        ("[opus, gsm]", "gsm"),
+        ("[pcmu, ulaw]", "listed twice"),
         ("[]", "at least one codec"),
     ] {
         let errors = Dialplan::parse("acme.yaml", &with(bad)).expect_err(bad);

@@ -219,6 +219,84 @@ fn browser_calls_g722_desk_phone() {
     assert_idle(&lab);
 }
 
+/// Opus towards the PBX: the desk phone offers and accepts only Opus (a PBX with
+/// Opus enabled; baresip's `opus` module). The gateway offers Opus first, the phone
+/// takes it, and the bridge passes the browser's Opus through untouched both ways
+/// (no transcoding, no resampling): the browser hears the phone's speech and the
+/// phone records the browser's fake microphone. A key pressed in the browser still
+/// reaches the phone as a telephone-event.
+#[test]
+fn browser_calls_opus_desk_phone_without_transcoding() {
+    let pbx = Kamailio::start(&[("trunk", "trunkpass"), ("100", "pass100")]).expect("kamailio");
+    let wav = labkit::speech_wav(
+        "Hello, this is the full band desk of Acme. You are hearing Opus end to end. \
+         One, two, three, four, five, six, seven, eight, nine, ten.",
+        48000,
+        "desk100-opus",
+    )
+    .expect("wav");
+    let phone = Baresip::start_opus(&pbx, "100", "pass100", &wav).expect("baresip");
+    let lab = lab_around(pbx, phone);
+    let mut ctl = lab.phone.control().expect("baresip control");
+    let run = call(
+        &lab,
+        &[
+            "--to",
+            "acme/sales",
+            "--end",
+            "hangup",
+            "--seconds",
+            "6",
+            "--dtmf",
+            "7",
+        ],
+    );
+    ctl.wait_event("CALL_ESTABLISHED", Duration::from_secs(40))
+        .unwrap_or_else(|e| panic!("{e}\n{}", lab.gw.log.tail(60)));
+    let key = ctl
+        .wait_event("CALL_DTMF_START", Duration::from_secs(30))
+        .unwrap_or_else(|e| {
+            panic!(
+                "{e}\n{}",
+                lab.gw
+                    .log
+                    .lines()
+                    .into_iter()
+                    .filter(|l| !l.contains("WAL"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
+        });
+    assert_eq!(key["param"], "7", "{key}");
+    ctl.wait_event("CALL_CLOSED", Duration::from_secs(30))
+        .expect("the desk phone sees our BYE");
+    let verdict = run.verdict(Duration::from_secs(60)).expect("verdict");
+    eprintln!("call.mjs: {verdict}");
+    check(
+        &verdict,
+        &["connected", "bytes_growing", "audio_energy"],
+        &lab,
+    );
+    assert!(
+        lab.gw
+            .log
+            .contains("media bridge codec=Opus passthrough=true"),
+        "the PBX leg passes Opus through:\n{}",
+        lab.gw.log.tail(60)
+    );
+    let rec = lab
+        .phone
+        .last_recording("dec")
+        .expect("the phone recorded the call");
+    let (len, rms) = labkit::wav_stats(&rec).expect("recording stats");
+    assert!(len >= 4.0, "recording of {len} s");
+    assert!(
+        rms > 0.01,
+        "the phone heard the browser over Opus, rms {rms}"
+    );
+    assert_idle(&lab);
+}
+
 /// Done-when 2: the desk phone hangs up first.
 #[test]
 fn desk_phone_hangs_up_first() {

@@ -189,7 +189,14 @@ impl Bridge {
     /// an Opus rate libopus refuses, a ptime that is not a multiple of 10 ms).
     pub fn new(now: Instant, cfg: BridgeConfig) -> Result<Self, BridgeError> {
         let pbx = cfg.rtp.codec;
-        let passthrough = pbx == cfg.webrtc_codec && cfg.rtp.ptime == cfg.webrtc_ptime;
+        // Digits that must sound in the audio need the transcoder's tone generator.
+        let dtmf_outside_audio = match cfg.pbx_dtmf {
+            PbxDtmf::Rfc4733 => cfg.rtp.dtmf_pt.is_some(),
+            PbxDtmf::Signalled => true,
+            PbxDtmf::Inband => false,
+        };
+        let passthrough =
+            pbx == cfg.webrtc_codec && cfg.rtp.ptime == cfg.webrtc_ptime && dtmf_outside_audio;
         let (to_rtp, to_webrtc) = if passthrough {
             (None, None)
         } else {
@@ -213,11 +220,11 @@ impl Bridge {
             wclock,
             Duration::from_millis(u64::from(cfg.webrtc_ptime)),
         ));
-        let dtmf_to_rtp =
-            DtmfRewriter::new(cfg.rtp.dtmf_pt.unwrap_or(101), wclock, pbx.clock_rate());
+        let pbx_dtmf_clock = cfg.rtp.dtmf_clock.unwrap_or(pbx.clock_rate());
+        let dtmf_to_rtp = DtmfRewriter::new(cfg.rtp.dtmf_pt.unwrap_or(101), wclock, pbx_dtmf_clock);
         let dtmf_to_webrtc = cfg
             .webrtc_dtmf_pt
-            .map(|pt| DtmfRewriter::new(pt, pbx.clock_rate(), wclock));
+            .map(|pt| DtmfRewriter::new(pt, pbx_dtmf_clock, wclock));
         Ok(Self {
             rtp: RtpLeg::new(now, cfg.rtp.clone()),
             passthrough,
@@ -580,11 +587,69 @@ mod tests {
         assert!(s.mos > 4.3, "mos {}", s.mos);
     }
 
+    /// An Opus PBX: the browser's Opus passes through untouched when digits can travel
+    /// as telephone-events (or SIP INFO); digits that must sound in the audio (no
+    /// telephone-event at 48 kHz, or `inband`) need the tone generator, so the bridge
+    /// transcodes then, at 16 kHz.
+    #[test]
+    fn opus_pbx_passes_through_unless_digits_must_be_tones() {
+        let t0 = Instant::now();
+        let bridge = |dtmf_pt: Option<u8>, mode: PbxDtmf| {
+            let mut cfg = BridgeConfig::new(rtp_cfg(Codec::Opus, 111, dtmf_pt));
+            cfg.pbx_dtmf = mode;
+            Bridge::new(t0, cfg).expect("bridge")
+        };
+        assert!(bridge(Some(110), PbxDtmf::Rfc4733).is_passthrough());
+        assert!(bridge(None, PbxDtmf::Signalled).is_passthrough());
+        assert!(!bridge(None, PbxDtmf::Rfc4733).is_passthrough());
+        assert!(!bridge(Some(110), PbxDtmf::Inband).is_passthrough());
+        assert_eq!(OpusSettings::for_pbx_codec(Codec::Opus).sample_rate, 16_000);
+        // passed through: the browser's Opus payload reaches the PBX byte for byte
+        let mut b = bridge(Some(110), PbxDtmf::Rfc4733);
+        let payload = vec![0x78, 9, 8, 7];
+        b.handle_webrtc_media(
+            t0,
+            MediaFrame {
+                seq: 7,
+                timestamp: 960,
+                marker: false,
+                payload: payload.clone(),
+            },
+        );
+        let t = b.poll_transmit().expect("forwarded at once");
+        let p = RtpPacket::parse(&t.data).expect("rtp");
+        assert_eq!((p.header.payload_type, p.payload), (111, payload));
+        // a browser digit still reaches the PBX as a 48 kHz telephone-event
+        let ev = DtmfEvent {
+            event: 5,
+            end: false,
+            volume: 10,
+            duration: 960,
+        }
+        .to_bytes();
+        b.handle_webrtc_dtmf(t0, 4800, &ev);
+        let t = b.poll_transmit().expect("telephone-event");
+        let p = RtpPacket::parse(&t.data).expect("rtp");
+        assert_eq!(p.header.payload_type, 110);
+        assert_eq!(DtmfEvent::parse(&p.payload).expect("event").duration, 960);
+        // Opus beside telephone-event/8000 only: still passed through, and the event's
+        // duration counts at 8 kHz
+        let mut cfg = BridgeConfig::new(rtp_cfg(Codec::Opus, 111, Some(101)));
+        cfg.rtp.dtmf_clock = Some(8000);
+        let mut b = Bridge::new(t0, cfg).expect("bridge");
+        assert!(b.is_passthrough());
+        b.handle_webrtc_dtmf(t0, 4800, &ev);
+        let t = b.poll_transmit().expect("telephone-event");
+        let p = RtpPacket::parse(&t.data).expect("rtp");
+        assert_eq!(p.header.payload_type, 101);
+        assert_eq!(DtmfEvent::parse(&p.payload).expect("event").duration, 160);
+    }
+
     /// Same codec and ptime on both legs: payloads pass through byte for byte.
     #[test]
     fn passthrough_when_codecs_match() {
         let t0 = Instant::now();
-        let mut cfg = BridgeConfig::new(rtp_cfg(Codec::Pcmu, 0, None));
+        let mut cfg = BridgeConfig::new(rtp_cfg(Codec::Pcmu, 0, Some(101)));
         cfg.webrtc_codec = Codec::Pcmu;
         let mut b = Bridge::new(t0, cfg).expect("bridge");
         assert!(b.is_passthrough());

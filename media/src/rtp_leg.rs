@@ -30,6 +30,10 @@ pub struct RtpLegConfig {
     pub pt: u8,
     /// telephone-event payload type, if negotiated.
     pub dtmf_pt: Option<u8>,
+    /// The telephone-event clock when it is not the codec's (Opus at 48 kHz with
+    /// `telephone-event/8000`, as baresip and older Asterisk pair them): event
+    /// durations count in this clock, timestamps stay the audio's.
+    pub dtmf_clock: Option<u32>,
     /// Packet duration in ms.
     pub ptime: u32,
     /// Where the SDP says to send RTP.
@@ -56,6 +60,7 @@ impl RtpLegConfig {
             codec,
             pt,
             dtmf_pt: None,
+            dtmf_clock: None,
             ptime: 20,
             remote,
             rtcp_mux: false,

@@ -643,8 +643,12 @@ pub struct NegotiatedAudio {
     pub codec: Codec,
     /// Its payload type (the offerer's number).
     pub pt: u8,
-    /// telephone-event payload type, if both support it at the codec's clock.
+    /// telephone-event payload type, if both support it: at the codec's clock, or
+    /// else at 8 kHz beside a codec of another clock (see `dtmf_clock`).
     pub dtmf_pt: Option<u8>,
+    /// The telephone-event clock when it differs from the codec's (Opus with
+    /// `telephone-event/8000` only).
+    pub dtmf_clock: Option<u32>,
     /// Packet duration in ms (the remote's `a=ptime`, else 20).
     pub ptime: u32,
     /// Where to send RTP (`0.0.0.0:port` while held old-style).
@@ -684,12 +688,6 @@ struct VideoOffer {
 
 /// Keyframe feedback the gateway forwards end to end, offered to the PBX for video.
 const VIDEO_RTCP_FB: [&str; 2] = ["nack pli", "ccm fir"];
-
-/// Audio codecs the gateway offers to a PBX and accepts from one, in preference order:
-/// G.722 first (wideband; the bridge then runs Opus at 16 kHz), then G.711 mu-law and
-/// A-law, which every PBX speaks, and telephone-event for DTMF.
-pub const PBX_AUDIO_CODECS: [Codec; 4] =
-    [Codec::G722, Codec::Pcmu, Codec::Pcma, Codec::TelephoneEvent];
 
 const DTMF_PT_8K: u8 = 101;
 const DTMF_PT_48K: u8 = 110;
@@ -979,10 +977,22 @@ fn negotiate_stream(
                 .map(|(pt, r)| (*pt, c, r.clock_rate))
         })
         .ok_or(SdpError::NoCommonCodec)?;
-    let dtmf_pt = offered
-        .iter()
-        .find(|(_, r)| r.codec() == Some(Codec::TelephoneEvent) && r.clock_rate == clock)
-        .map(|(pt, _)| *pt);
+    // telephone-event at the codec's clock as RFC 4733 asks, else the 8 kHz one many
+    // endpoints pair with Opus (durations then count at 8 kHz)
+    let event_at = |rate: u32| {
+        offered
+            .iter()
+            .find(|(_, r)| r.codec() == Some(Codec::TelephoneEvent) && r.clock_rate == rate)
+            .map(|(pt, _)| *pt)
+    };
+    let (dtmf_pt, dtmf_clock) = match event_at(clock) {
+        Some(pt) => (Some(pt), None),
+        None if clock != 8000 => match event_at(8000) {
+            Some(pt) => (Some(pt), Some(8000)),
+            None => (None, None),
+        },
+        None => (None, None),
+    };
     let conn = sd.media_connection(m).ok_or(SdpError::BadAddress)?;
     let ip = conn.to_ip().ok_or(SdpError::BadAddress)?;
     // Our direction is the reverse of theirs; c=0.0.0.0 also means "do not send to me".
@@ -997,6 +1007,7 @@ fn negotiate_stream(
         codec,
         pt,
         dtmf_pt,
+        dtmf_clock,
         ptime: m.ptime.unwrap_or(20),
         remote_addr: SocketAddr::new(ip, m.port),
         direction,
@@ -1354,6 +1365,43 @@ mod tests {
         let text = sd.to_string();
         assert_eq!(SessionDescription::parse(&text), Ok(sd));
         assert!(text.contains("a=fingerprint:sha-256 AA:BB:CC\r\n"));
+    }
+
+    /// telephone-event at Opus's 48 kHz is taken when offered; a phone that pairs Opus
+    /// with `telephone-event/8000` only (baresip, older Asterisk) still gets RFC 4733,
+    /// with the 8 kHz clock noted for the event durations.
+    #[test]
+    fn opus_telephone_event_clock() {
+        let local: SocketAddr = "198.51.100.1:40000".parse().expect("addr");
+        let offer = |events: &str| {
+            SessionDescription::parse(&format!(
+                "v=0\r\no=- 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n\
+                 m=audio 17000 RTP/AVP 96 {events}\r\na=rtpmap:96 opus/48000/2\r\n\
+                 a=rtpmap:101 telephone-event/8000\r\na=rtpmap:110 telephone-event/48000\r\n"
+            ))
+            .expect("valid")
+        };
+        let codecs = [Codec::Opus, Codec::Pcmu, Codec::TelephoneEvent];
+        let (_, n) = RtpSdp::new(local, 1)
+            .answer(&offer("101 110"), &codecs)
+            .expect("answer");
+        assert_eq!(
+            (n.codec, n.dtmf_pt, n.dtmf_clock),
+            (Codec::Opus, Some(110), None)
+        );
+        let (answer, n) = RtpSdp::new(local, 1)
+            .answer(&offer("101"), &codecs)
+            .expect("answer");
+        assert_eq!((n.dtmf_pt, n.dtmf_clock), (Some(101), Some(8000)));
+        assert!(
+            answer
+                .to_string()
+                .contains("a=rtpmap:101 telephone-event/8000")
+        );
+        let (_, n) = RtpSdp::new(local, 1)
+            .answer(&offer(""), &codecs)
+            .expect("answer");
+        assert_eq!((n.dtmf_pt, n.dtmf_clock), (None, None));
     }
 
     /// Answering an Asterisk offer: passthrough codec preferred, offerer's PTs, ptime, DTMF.

@@ -17,7 +17,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dialplans::DtmfMode;
-use media::sdp::{PBX_AUDIO_CODECS, RtpSdp, SessionDescription, VideoCodec};
+use media::codec::Codec;
+use media::sdp::{RtpSdp, SessionDescription, VideoCodec};
 use media::webrtc::{WebRtcConfig, WebRtcLeg};
 use sip_trunk::dialog::{Body, DialogEvent};
 use tokio::sync::{mpsc, oneshot};
@@ -142,15 +143,37 @@ impl Drop for Registration {
 
 static NEXT_CALL: AtomicU64 = AtomicU64::new(1);
 
+/// How calls on the trunk a call came in on run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrunkMedia {
+    /// How the user's keys reach the PBX (`dtmf:`).
+    pub dtmf: DtmfMode,
+    /// Audio codecs we accept from the PBX, in preference order (`codecs:`).
+    pub codecs: Vec<Codec>,
+    /// Video codecs passed through (`video:`; empty for audio only).
+    pub video: Vec<VideoCodec>,
+}
+
+impl TrunkMedia {
+    /// What the dialplan's trunk says.
+    pub fn of(trunk: &dialplans::Trunk) -> Self {
+        Self {
+            dtmf: trunk.dtmf,
+            codecs: super::audio_codecs(&trunk.codecs),
+            video: super::video_codecs(&trunk.video),
+        }
+    }
+}
+
 /// Rings `login`'s sessions for the incoming SIP call and runs it if one accepts.
-/// `dtmf` is the calling trunk's DTMF mode: the user's keys reach the PBX that way;
-/// `video` the video codecs the trunk passes (`video:`; empty for audio only).
+/// `trunk` is how the calling trunk's calls run: the user's keys reach the PBX in its
+/// DTMF mode, our answer picks from its codecs, video passes in its video codecs.
 pub async fn ring(
     registry: Arc<CallRegistry>,
     sip: Sip,
     mut call: IncomingCall,
     login: String,
-    (dtmf, video): (DtmfMode, Vec<VideoCodec>),
+    trunk: TrunkMedia,
 ) {
     let h = call.call;
     let refuse = |code: u16, reason: &'static str| {
@@ -197,7 +220,7 @@ pub async fn ring(
     };
     // a video port too when the phone offers a codec the trunk passes; the browser is
     // then asked for the phone's codecs in the phone's order
-    let video = offered_video(&pbx_offer, &video);
+    let video = offered_video(&pbx_offer, &trunk.video);
     let video_socket = if !video.is_empty() {
         match registry.sockets.bind().await {
             Ok(s) => Some(s),
@@ -284,7 +307,7 @@ pub async fn ring(
         call,
         (sockets, video_socket),
         pbx_offer,
-        (&sdp, dtmf, &video),
+        (&sdp, &trunk, &video),
         events,
     )
     .await
@@ -343,7 +366,7 @@ async fn answer(
     call: IncomingCall,
     ((webrtc_socket, rtp_socket), video_socket): ((MediaSocket, MediaSocket), Option<MediaSocket>),
     pbx_offer: SessionDescription,
-    (browser_offer, dtmf, video): (&str, DtmfMode, &[VideoCodec]),
+    (browser_offer, trunk, video): (&str, &TrunkMedia, &[VideoCodec]),
     events: mpsc::Sender<LegEvent>,
 ) -> Result<CallHandle, (CallError, u16)> {
     let config = WebRtcConfig {
@@ -362,7 +385,8 @@ async fn answer(
         // our answer takes the phone's video if it has the codec the browser sends
         sdp.set_video(vs.local.port(), m);
     }
-    let codecs = super::trunk::pbx_codecs(dtmf, &PBX_AUDIO_CODECS);
+    let dtmf = trunk.dtmf;
+    let codecs = super::trunk::pbx_codecs(dtmf, &trunk.codecs);
     let (our_answer, negotiated) = sdp.answer(&pbx_offer, &codecs).map_err(|_| {
         (
             CallError::Refused {

@@ -18,6 +18,7 @@ pub use echo::Echo;
 
 use std::sync::Arc;
 
+use media::codec::Codec;
 use media::sdp::VideoCodec;
 use media::webrtc::{WebRtcConfig, WebRtcError, WebRtcLeg};
 use tokio::sync::mpsc;
@@ -248,6 +249,19 @@ pub(crate) fn video_codecs(codecs: &[dialplans::VideoCodec]) -> Vec<VideoCodec> 
         .map(|c| match c {
             dialplans::VideoCodec::Vp8 => VideoCodec::Vp8,
             dialplans::VideoCodec::H264 => VideoCodec::H264,
+        })
+        .collect()
+}
+
+/// A trunk's `codecs:` as the media crate names them.
+pub(crate) fn audio_codecs(codecs: &[dialplans::AudioCodec]) -> Vec<Codec> {
+    codecs
+        .iter()
+        .map(|c| match c {
+            dialplans::AudioCodec::Opus => Codec::Opus,
+            dialplans::AudioCodec::G722 => Codec::G722,
+            dialplans::AudioCodec::Pcmu => Codec::Pcmu,
+            dialplans::AudioCodec::Pcma => Codec::Pcma,
         })
         .collect()
 }

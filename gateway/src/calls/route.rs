@@ -24,6 +24,7 @@ use sip_trunk::message::Uri;
 use sip_trunk::resolve::TargetList;
 use sip_trunk::transaction::Transport;
 
+use media::codec::Codec;
 use media::sdp::VideoCodec;
 
 use crate::sip::TrunkStatus;
@@ -80,6 +81,8 @@ pub struct TrunkLegs {
     pub legs: Vec<CallConfig>,
     /// How the caller's digits reach the PBX (this trunk's `dtmf:`).
     pub dtmf: DtmfMode,
+    /// Audio codecs offered to the PBX, in preference order (this trunk's `codecs:`).
+    pub codecs: Vec<Codec>,
     /// Video codecs passed through with the PBX, in preference order (this trunk's
     /// `video:`); empty for audio only.
     pub video: Vec<VideoCodec>,
@@ -232,6 +235,7 @@ fn trunk_legs(
         targets: target.targets,
         legs,
         dtmf: target.dtmf,
+        codecs: target.codecs,
         video: target.video,
     })
 }
@@ -249,6 +253,8 @@ pub struct TrunkTarget {
     pub domain: String,
     /// How DTMF is sent to the PBX.
     pub dtmf: DtmfMode,
+    /// Audio codecs offered to the PBX, in preference order.
+    pub codecs: Vec<Codec>,
     /// Video codecs passed through with the PBX, in preference order; empty for audio
     /// only.
     pub video: Vec<VideoCodec>,
@@ -315,6 +321,7 @@ pub async fn trunk_target(
         credentials,
         domain,
         dtmf: trunk.dtmf,
+        codecs: super::audio_codecs(&trunk.codecs),
         video: super::video_codecs(&trunk.video),
     })
 }

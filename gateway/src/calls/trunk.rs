@@ -36,9 +36,7 @@ use media::dtmf::{DigitPlayer, InfoDtmf};
 use media::keyframe::KeyframeForwarder;
 use media::rtp::TsExtender;
 use media::rtp_leg::RtpLegConfig;
-use media::sdp::{
-    Direction, NegotiatedAudio, PBX_AUDIO_CODECS, RtpSdp, SessionDescription, pbx_video,
-};
+use media::sdp::{Direction, NegotiatedAudio, RtpSdp, SessionDescription, pbx_video};
 use media::video::{VideoLeg, VideoLegConfig, VideoLegEvent};
 use media::webrtc::{Event, Output, Receive, WebRtcLeg};
 use sip_trunk::dialog::{Body, DialogEvent, TerminatedReason};
@@ -186,6 +184,8 @@ impl AnsweredCall {
             early: None,
             ending: None,
             dtmf_mode,
+            // an answered call never offers anew from the trunk's list
+            pbx_codecs: vec![negotiated.codec],
         };
         match build_bridge(&negotiated, dtmf_mode) {
             Ok(b) => {
@@ -229,6 +229,7 @@ fn build_bridge(
 ) -> Result<Bridge, media::bridge::BridgeError> {
     let mut rtp = RtpLegConfig::new(rand::random(), neg.codec, neg.pt, neg.remote_addr);
     rtp.dtmf_pt = neg.dtmf_pt;
+    rtp.dtmf_clock = neg.dtmf_clock;
     rtp.ptime = neg.ptime;
     rtp.rtcp_mux = neg.rtcp_mux;
     let mut cfg = BridgeConfig::new(rtp);
@@ -242,7 +243,9 @@ fn build_bridge(
     // client as `dtmf` frames instead
     cfg.webrtc_dtmf_pt = None;
     cfg.webrtc_initial_ts = rand::random();
-    Bridge::new(Instant::now(), cfg)
+    let bridge = Bridge::new(Instant::now(), cfg)?;
+    info!(codec = ?neg.codec, passthrough = bridge.is_passthrough(), "media bridge");
+    Ok(bridge)
 }
 
 /// One SIP leg of the call (a fork, when a group rings several extensions).
@@ -330,6 +333,8 @@ struct Running {
     ending: Option<(Ending, Instant)>,
     /// How the caller's digits reach the PBX (the trunk's `dtmf:`).
     dtmf_mode: DtmfMode,
+    /// The audio codecs offered to the PBX (the trunk's `codecs:`).
+    pbx_codecs: Vec<Codec>,
 }
 
 impl TrunkCall {
@@ -365,7 +370,7 @@ impl TrunkCall {
             // the PBX is offered the codec the browser sends, on our video port
             sdp.set_video(vs.local.port(), m);
         }
-        let offer = pbx_offer(&mut sdp, first.dtmf);
+        let offer = pbx_offer(&mut sdp, first.dtmf, &first.codecs);
         let (dialog_tx, dialog_rx) = mpsc::unbounded_channel();
         let now = Instant::now();
         let mut call = Running {
@@ -403,6 +408,7 @@ impl TrunkCall {
             early: None,
             ending: None,
             dtmf_mode: first.dtmf,
+            pbx_codecs: first.codecs,
         };
         call.offered = Some(call.sdp.clone());
         info!(trunk = %call.trunk_key, targets = ?call.targets.as_slice(), forks = call.configs.len(), failover = call.alternates.len(), "calling the pbx");
@@ -478,10 +484,11 @@ impl Running {
                 _ => self.sdp.clear_video(),
             }
         }
-        if next.dtmf != self.dtmf_mode || video_changed {
+        if next.dtmf != self.dtmf_mode || next.codecs != self.pbx_codecs || video_changed {
             // `inband` offers no telephone-event: the offer follows the trunk
             self.dtmf_mode = next.dtmf;
-            self.offer = pbx_offer(&mut self.sdp, next.dtmf);
+            self.pbx_codecs = next.codecs;
+            self.offer = pbx_offer(&mut self.sdp, next.dtmf, &self.pbx_codecs);
             self.offered = Some(self.sdp.clone());
         }
         self.current_alerted = false;
@@ -1325,13 +1332,13 @@ fn parse_sdp(body: &Body) -> Option<SessionDescription> {
     SessionDescription::parse(&String::from_utf8_lossy(&body.data)).ok()
 }
 
-/// The SDP offer to a PBX: our audio codecs, with telephone-event unless the
+/// The SDP offer to a PBX: the trunk's audio codecs, with telephone-event unless the
 /// trunk's DTMF mode is `inband`.
-fn pbx_offer(sdp: &mut RtpSdp, dtmf: DtmfMode) -> Body {
+fn pbx_offer(sdp: &mut RtpSdp, dtmf: DtmfMode, codecs: &[Codec]) -> Body {
     Body {
         content_type: "application/sdp".into(),
         data: sdp
-            .offer(&pbx_codecs(dtmf, &PBX_AUDIO_CODECS), Direction::SendRecv)
+            .offer(&pbx_codecs(dtmf, codecs), Direction::SendRecv)
             .to_string()
             .into_bytes()
             .into(),

@@ -9,10 +9,11 @@
 //! typing timeouts.
 //!
 //! `send` and `ack` frames take another way: the session task parses them
-//! and puts them into one queue; the writer task ([`run_writer`]) takes
-//! everything queued (up to [`MAX_BATCH`]), writes it in one transaction
-//! ([`ChatService::handle_writes`]) and routes the `ack`s, pushes and
-//! receipts after the commit. One commit per batch instead of one per message is what
+//! and puts them into one queue; the writer, an OS thread of its own
+//! ([`run_writer`]) with its own SQLite connection ([`BatchWriter`]),
+//! takes everything queued (up to [`MAX_BATCH`]), writes it in one
+//! transaction ([`ChatService::handle_writes`]) and routes the `ack`s,
+//! pushes and receipts after the commit. One commit per batch instead of one per message is what
 //! lets the store keep up under load, and nothing is acknowledged before
 //! it is durable.
 //!
@@ -43,7 +44,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bridges::delivery::DeliveryConfig;
 use bridges::frames::{ClientFrame, ServerFrame};
 use bridges::hub::Outbox;
-use bridges::{ChatService, ChatStore, DeviceId, Login, Timestamp};
+use bridges::{BatchWriter, ChatService, ChatStore, DeviceId, Login, Timestamp};
 use tokio::sync::{Notify, mpsc, watch};
 use tracing::{debug, warn};
 
@@ -217,7 +218,16 @@ impl Chat {
             sends,
             wal_pages: std::sync::atomic::AtomicI64::new(0),
         });
-        tokio::spawn(run_writer(Arc::downgrade(&chat), queue));
+        let writer =
+            chat.service.store().batch_writer().map_err(|e| {
+                anyhow::anyhow!("cannot open the chat writer on {}: {e}", db.display())
+            })?;
+        let weak = Arc::downgrade(&chat);
+        let runtime = tokio::runtime::Handle::current();
+        std::thread::Builder::new()
+            .name("chat-writer".into())
+            .spawn(move || run_writer(weak, queue, writer, runtime))
+            .map_err(|e| anyhow::anyhow!("cannot start the chat writer: {e}"))?;
         tokio::spawn(run_checkpoints(Arc::downgrade(&chat)));
         Ok(chat)
     }
@@ -385,34 +395,37 @@ impl Chat {
     }
 }
 
-/// The writer task: group commits of queued `send` frames, acks and pushes
-/// routed after each commit. Holds the chat weakly, so it ends with it.
-async fn run_writer(
+/// The writer: an OS thread of its own (the store's [`BatchWriter`] runs
+/// SQLite synchronously), group commits of queued `send` and `ack` frames,
+/// acks, pushes and receipts routed after each commit. Holds the chat
+/// weakly; ends when the chat's queue closes.
+fn run_writer(
     chat: std::sync::Weak<Chat>,
     mut queue: mpsc::Receiver<(DeviceId, ClientFrame)>,
+    mut writer: BatchWriter,
+    runtime: tokio::runtime::Handle,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    while let Some(first) = queue.blocking_recv() {
+        batch.push(first);
+        drain(&mut queue, &mut batch);
         if batch.len() < GATHER_BELOW {
-            // Below saturation every commit would carry a frame or two, and
-            // its fixed cost (about ten statements, each a round trip to
-            // sqlx's worker thread, and a WAL write) would be paid per
-            // frame. Waiting a moment lets the next few frames share it.
-            tokio::time::sleep(GATHER).await;
-            while batch.len() < MAX_BATCH
-                && let Ok(frame) = queue.try_recv()
-            {
-                batch.push(frame);
-            }
+            // Below saturation every commit would carry a frame or two and
+            // its fixed cost (the transaction, a WAL write) would be paid
+            // per frame. Waiting a moment lets the next few frames share it.
+            std::thread::sleep(GATHER);
+            drain(&mut queue, &mut batch);
         }
         let Some(chat) = chat.upgrade() else { return };
         let sends = std::mem::replace(&mut batch, Vec::with_capacity(MAX_BATCH));
-        {
+        // Everything in here but the rare store reads for receipts and
+        // pushes is synchronous, so this polls once and does not park.
+        runtime.block_on(async {
             // the same order as every other write: commit, then route
             let _order = chat.order.lock().await;
-            let out = chat.service.handle_writes(now(), sends).await;
+            let out = chat.service.handle_writes(now(), sends, &mut writer).await;
             chat.route(out);
-        }
+        });
         // new messages arm expiry timers
         chat.timers.notify_one();
         if chat.wal_pages.load(Ordering::Relaxed) > WAL_RESET_PAGES {
@@ -421,7 +434,7 @@ async fn run_writer(
             // starts the WAL over only once all of it is copied: the tail
             // (what came since the last background pass) is copied here,
             // with no batch in flight, and the next commit starts over.
-            match chat.service.store().checkpoint().await {
+            match writer.checkpoint() {
                 // busy: the background checkpoint is running; next batch
                 Ok((log, copied)) if log >= 0 => {
                     let left = if copied >= log { 0 } else { log };
@@ -431,6 +444,18 @@ async fn run_writer(
                 Err(e) => warn!(cause = %e, "chat WAL checkpoint failed"),
             }
         }
+    }
+}
+
+/// Moves what is queued now into `batch`, up to [`MAX_BATCH`].
+fn drain(
+    queue: &mut mpsc::Receiver<(DeviceId, ClientFrame)>,
+    batch: &mut Vec<(DeviceId, ClientFrame)>,
+) {
+    while batch.len() < MAX_BATCH
+        && let Ok(frame) = queue.try_recv()
+    {
+        batch.push(frame);
     }
 }
 

@@ -15,16 +15,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use media::codec::Codec;
-use media::sdp::{RtpSdp, SessionDescription, VideoCodec};
+use media::sdp::{RtpSdp, SessionDescription};
 use sip_trunk::dialog::{Body, DialogEvent};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use dialplans::{Dialplans, DtmfMode, TrunkKind};
+use dialplans::{Dialplans, TrunkKind};
 
 use super::{IncomingCall, Sip, TrunkStatus};
-use crate::calls::{CallRegistry, video_codecs};
+use crate::calls::CallRegistry;
+use crate::calls::incoming::TrunkMedia;
 use crate::plans::SharedPlans;
 
 /// Codecs the RTP echo accepts, in preference order (echo needs no transcoding).
@@ -67,16 +68,16 @@ pub async fn run_with(
 pub async fn trunk_of(plans: &Dialplans, trunks: &TrunkStatus, source: IpAddr) -> Option<String> {
     peer_trunk(plans, trunks, source)
         .await
-        .map(|(tenant, _, _)| tenant)
+        .map(|(tenant, _)| tenant)
 }
 
-/// The company whose trunk peer `source` is, that trunk's DTMF mode, and the video
-/// codecs it passes (`video:`; empty for audio only).
+/// The company whose trunk peer `source` is, and how calls on that trunk run (its
+/// DTMF mode, audio codecs and video codecs).
 pub async fn peer_trunk(
     plans: &Dialplans,
     trunks: &TrunkStatus,
     source: IpAddr,
-) -> Option<(String, DtmfMode, Vec<VideoCodec>)> {
+) -> Option<(String, TrunkMedia)> {
     for tenant in plans.tenants() {
         let Some(plan) = plans.get(tenant) else {
             continue;
@@ -87,7 +88,7 @@ pub async fn peer_trunk(
                 TrunkKind::Ip { proxy, allow_from } => (proxy, &allow_from[..]),
             };
             if allow.contains(&source) {
-                return Some((tenant.to_owned(), trunk.dtmf, video_codecs(&trunk.video)));
+                return Some((tenant.to_owned(), TrunkMedia::of(trunk)));
             }
             if !allow.is_empty() {
                 continue;
@@ -96,13 +97,13 @@ pub async fn peer_trunk(
                 .get(&format!("{}/{}", plan.tenant, trunk.name))
                 .is_some_and(|s| s.addresses.iter().any(|a| a.ip() == source));
             if known {
-                return Some((tenant.to_owned(), trunk.dtmf, video_codecs(&trunk.video)));
+                return Some((tenant.to_owned(), TrunkMedia::of(trunk)));
             }
             let port = peer.port.unwrap_or(5060);
             if let Ok(mut addrs) = tokio::net::lookup_host((peer.host.as_str(), port)).await
                 && addrs.any(|a| a.ip() == source)
             {
-                return Some((tenant.to_owned(), trunk.dtmf, video_codecs(&trunk.video)));
+                return Some((tenant.to_owned(), TrunkMedia::of(trunk)));
             }
         }
     }
@@ -121,7 +122,7 @@ async fn handle(
         Some(s) => peer_trunk(plans, &sip.trunks, s.ip()).await,
         None => None,
     };
-    let Some((tenant, dtmf, video)) = tenant else {
+    let Some((tenant, media)) = tenant else {
         warn!(%dialled, source = ?call.source, "call from a peer that is no company's trunk refused");
         let _ = sip
             .with_call(call.call, |c, _| drop(c.reject(403, "Forbidden")))
@@ -144,7 +145,7 @@ async fn handle(
                 .await;
             return;
         }
-        crate::calls::incoming::ring(registry, sip, call, login.to_string(), (dtmf, video)).await;
+        crate::calls::incoming::ring(registry, sip, call, login.to_string(), media).await;
         return;
     }
     let (code, reason) = if directory::LoginName::parse(&dialled).is_ok() {

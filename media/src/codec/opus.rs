@@ -58,10 +58,12 @@ impl OpusSettings {
     }
 
     /// The settings for a PBX leg speaking `codec`: Opus runs at that codec's sample rate
-    /// (16 kHz for G.722, 8 kHz for G.711 and anything else).
+    /// (16 kHz for G.722, 8 kHz for G.711 and anything else). An Opus PBX leg is
+    /// transcoded only when it cannot pass through (another ptime, in-band DTMF): then
+    /// both Opus sides run wideband.
     pub fn for_pbx_codec(codec: super::Codec) -> Self {
         match codec {
-            super::Codec::G722 => Self::wideband(),
+            super::Codec::G722 | super::Codec::Opus => Self::wideband(),
             _ => Self::narrowband(),
         }
     }

@@ -537,6 +537,27 @@ impl Baresip {
         )
     }
 
+    /// Starts an auto-answering phone that offers and accepts only Opus
+    /// (baresip's `opus` module, `audio_codecs=opus/48000/2`, as a PBX with
+    /// Opus enabled offers it); `play` should be a 48 kHz WAV.
+    pub fn start_opus(
+        pbx: &Kamailio,
+        ext: &str,
+        password: &str,
+        play: &Path,
+    ) -> io::Result<Baresip> {
+        Baresip::start_full(
+            pbx,
+            ext,
+            password,
+            play,
+            "auto",
+            None,
+            &PhoneAudio::Opus,
+            false,
+        )
+    }
+
     /// Starts an auto-answering phone that can chat: received MESSAGEs
     /// show on its console ([`Baresip::console`]) and the `message` command
     /// ([`Control::message`]) sends a MESSAGE to `peer` (a SIP URI such as
@@ -715,6 +736,8 @@ enum PhoneAudio {
     G711,
     /// G.722 only, audio at 16 kHz.
     G722,
+    /// Opus only (48 kHz, as the PBXs with Opus offer it).
+    Opus,
 }
 
 impl PhoneAudio {
@@ -722,6 +745,7 @@ impl PhoneAudio {
         match self {
             PhoneAudio::G711 => 8000,
             PhoneAudio::G722 => 16000,
+            PhoneAudio::Opus => 48000,
         }
     }
 
@@ -729,6 +753,7 @@ impl PhoneAudio {
         match self {
             PhoneAudio::G711 => "g711.so",
             PhoneAudio::G722 => "g722.so",
+            PhoneAudio::Opus => "opus.so",
         }
     }
 
@@ -737,6 +762,7 @@ impl PhoneAudio {
             PhoneAudio::G711 => "PCMU,PCMA",
             // baresip matches the codec by name, sample rate and channels
             PhoneAudio::G722 => "G722/16000/1",
+            PhoneAudio::Opus => "opus/48000/2",
         }
     }
 }
