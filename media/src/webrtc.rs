@@ -14,6 +14,11 @@
 //! [`WebRtcLeg::poll_output`] and [`WebRtcLeg::accepts`]. Sockets and clocks
 //! belong to the caller (the gateway's `media_io` shell).
 //!
+//! A leg without video runs str0m in RTP mode: an Opus frame is one RTP packet, so we
+//! write and receive whole packets and str0m's sample-level packetizer, depacketizer
+//! and their buffers stay out of the per-frame path. A leg that accepts video runs in
+//! frame mode (str0m (de)packetizes the video frames, and the audio with them).
+//!
 //! # Why str0m and not the `webrtc` crate
 //!
 //! str0m is sans-IO like every other core in this project: no tasks, no
@@ -786,9 +791,7 @@ impl WebRtcLeg {
             _ => None,
         }
     }
-}
 
-impl WebRtcLeg {
     /// RTP mode: an Opus frame or a telephone-event out of one received packet, as
     /// frame mode hands them out (extended sequence number and timestamp, the payload).
     fn translate_packet(&mut self, packet: str0m::rtp::RtpPacket) -> Option<Event> {

@@ -1122,6 +1122,7 @@ impl Running {
                 Output::Timeout(t) => {
                     // what the bridge and the video leg wrote into the leg goes out
                     // now, not at the call's next wake-up (up to a frame later)
+                    // (`|`, not `||`: both always run)
                     let fed = self.drain_bridge().await | self.drain_video().await;
                     if !fed {
                         return Ok(t);
