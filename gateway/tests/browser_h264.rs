@@ -10,11 +10,10 @@
 //! ways and Chromium decodes it before the answer (early video), with getStats
 //! naming H264 both ways.
 
-use std::net::UdpSocket;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use labkit::{Gateway, NodeRun};
+use labkit::{Gateway, NodeRun, SippUas};
 use serde_json::Value;
 
 fn script() -> PathBuf {
@@ -31,47 +30,22 @@ fn plan(pbx: &str) -> String {
 
 #[test]
 fn h264_only_pbx_gets_h264_and_early_video_reaches_the_browser() {
-    let port = labkit::free_port();
     let media_port = labkit::free_port();
+    let mp = media_port.to_string();
+    let pbx = SippUas::start(
+        "uas-h264-echo.xml",
+        &["-mi", "127.0.0.1", "-mp", &mp, "-rtp_echo"],
+        Duration::from_secs(150),
+    )
+    .expect("sipp starts");
     let root = tempfile::tempdir().expect("temp dir");
     let plans = root.path().join("plans");
     std::fs::create_dir_all(&plans).expect("plans dir");
-    std::fs::write(plans.join("acme.yaml"), plan(&format!("127.0.0.1:{port}"))).expect("plan");
-    let scenario = labkit::workspace_root().join("tests/sipp/uas-h264-echo.xml");
-    let sipp_dir = root.path().join("sipp");
-    std::fs::create_dir_all(&sipp_dir).expect("sipp dir");
-    let (port_s, mp_s) = (port.to_string(), media_port.to_string());
-    let scenario_s = scenario.to_string_lossy().into_owned();
-    let run_dir = sipp_dir.clone();
-    let sipp = std::thread::spawn(move || {
-        labkit::sipp(
-            &[
-                "-sf",
-                &scenario_s,
-                "-i",
-                "127.0.0.1",
-                "-p",
-                &port_s,
-                "-mi",
-                "127.0.0.1",
-                "-mp",
-                &mp_s,
-                "-rtp_echo",
-                "-m",
-                "1",
-                "-nostdin",
-                "-trace_err",
-                "-timeout",
-                "150s",
-            ],
-            &run_dir,
-            Duration::from_secs(180),
-        )
-    });
-    labkit::wait_for("sipp listening", Duration::from_secs(20), || {
-        UdpSocket::bind(("127.0.0.1", port)).is_err().then_some(())
-    })
-    .expect("sipp started");
+    std::fs::write(
+        plans.join("acme.yaml"),
+        plan(&format!("127.0.0.1:{}", pbx.port)),
+    )
+    .expect("plan");
     let plans_arg = plans.to_string_lossy().into_owned();
     let gw = Gateway::start(
         std::path::Path::new(env!("CARGO_BIN_EXE_namecall")),
@@ -96,19 +70,12 @@ fn h264_only_pbx_gets_h264_and_early_video_reaches_the_browser() {
     .expect("node runs call.mjs");
     let verdict = run.verdict(Duration::from_secs(150)).expect("verdict");
     eprintln!("call.mjs: {verdict}");
-    let (ok, out) = sipp.join().expect("sipp thread").expect("sipp runs");
-    let errors: String = std::fs::read_dir(&sipp_dir)
-        .into_iter()
-        .flatten()
-        .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().ends_with("_errors.log"))
-        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-        .collect();
-    assert!(
-        ok,
-        "the H.264-only PBX refused our INVITE or saw no BYE:\n{out}\n{errors}\n{}",
-        gw.log.tail(60)
-    );
+    if let Err(out) = pbx.finish() {
+        panic!(
+            "the H.264-only PBX refused our INVITE or saw no BYE:\n{out}\n{}",
+            gw.log.tail(60)
+        );
+    }
     for name in ["ringing_early", "early_video_decoded", "connected"] {
         assert_eq!(
             verdict["checks"][name],

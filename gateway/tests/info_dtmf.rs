@@ -13,42 +13,11 @@
 
 mod common;
 
-use std::net::UdpSocket;
 use std::time::Duration;
 
-use common::{Ws, audio_offer, connect, recv_within, send};
-use labkit::{Baresip, Gateway, Kamailio, LabGateway};
+use common::{audio_offer, send, signed_in, until};
+use labkit::{Baresip, Gateway, Kamailio, LabGateway, SippUas};
 use serde_json::{Value, json};
-
-/// The next frame of `kind` within `secs`, failing on `ended`.
-async fn until(ws: &mut Ws, kind: &str, secs: u64, log: &labkit::Log) -> Value {
-    let end = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        let left = end.saturating_duration_since(tokio::time::Instant::now());
-        assert!(!left.is_zero(), "no {kind} frame\n{}", log.tail(40));
-        let f = recv_within(ws, left.as_secs().max(1)).await;
-        if f["type"] == kind {
-            return f;
-        }
-        assert_ne!(
-            f["type"],
-            "ended",
-            "call ended waiting for {kind}: {f}\n{}",
-            log.tail(40)
-        );
-    }
-}
-
-async fn signed_in(gw: &Gateway, login: &str) -> Ws {
-    let mut ws = connect(&gw.addr).await;
-    send(
-        &mut ws,
-        json!({"type":"register","login":login,"password":"correct horse battery"}),
-    )
-    .await;
-    assert_eq!(recv_within(&mut ws, 10).await["type"], "welcome");
-    ws
-}
 
 /// Keys typed while the desk phone rings wait for the answer, then reach it as SIP INFO
 /// in order; nothing is sent as RFC 4733 as well.
@@ -175,46 +144,16 @@ fn sipp_plan(pbx: &str) -> String {
 /// SIPp checks our INFO and sends one back; the client sees its key as a `dtmf` frame.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pbx_info_dtmf_reaches_the_client() {
-    let port = labkit::free_port();
+    let pbx =
+        SippUas::start("uas-info-dtmf.xml", &[], Duration::from_secs(90)).expect("sipp starts");
     let root = tempfile::tempdir().expect("temp dir");
     let plans = root.path().join("plans");
     std::fs::create_dir_all(&plans).expect("plans dir");
     std::fs::write(
         plans.join("acme.yaml"),
-        sipp_plan(&format!("127.0.0.1:{port}")),
+        sipp_plan(&format!("127.0.0.1:{}", pbx.port)),
     )
     .expect("plan");
-    let scenario = labkit::workspace_root().join("tests/sipp/uas-info-dtmf.xml");
-    let sipp_dir = root.path().join("sipp");
-    std::fs::create_dir_all(&sipp_dir).expect("sipp dir");
-    let port_s = port.to_string();
-    let scenario_s = scenario.to_string_lossy().into_owned();
-    let run_dir = sipp_dir.clone();
-    let sipp = std::thread::spawn(move || {
-        labkit::sipp(
-            &[
-                "-sf",
-                &scenario_s,
-                "-i",
-                "127.0.0.1",
-                "-p",
-                &port_s,
-                "-m",
-                "1",
-                "-nostdin",
-                "-trace_err",
-                "-timeout",
-                "90s",
-            ],
-            &run_dir,
-            Duration::from_secs(120),
-        )
-    });
-    // SIPp listens once its port is taken
-    labkit::wait_for("sipp listening", Duration::from_secs(20), || {
-        UdpSocket::bind(("127.0.0.1", port)).is_err().then_some(())
-    })
-    .expect("sipp started");
     let plans_arg = plans.to_string_lossy().into_owned();
     let gw = Gateway::start(
         std::path::Path::new(env!("CARGO_BIN_EXE_namecall")),
@@ -234,17 +173,10 @@ async fn pbx_info_dtmf_reaches_the_client() {
     assert_eq!(key, json!({"type":"dtmf","id":"c1","digit":"7"}));
     send(&mut ws, json!({"type":"hangup","id":"c1"})).await;
     until(&mut ws, "ended", 20, &gw.log).await;
-    let (ok, out) = sipp.join().expect("sipp thread").expect("sipp runs");
-    let errors: String = std::fs::read_dir(&sipp_dir)
-        .into_iter()
-        .flatten()
-        .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().ends_with("_errors.log"))
-        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-        .collect();
-    assert!(
-        ok,
-        "the SIPp PBX saw a wrong INFO or none:\n{out}\n{errors}\n{}",
-        gw.log.tail(40)
-    );
+    if let Err(out) = pbx.finish() {
+        panic!(
+            "the SIPp PBX saw a wrong INFO or none:\n{out}\n{}",
+            gw.log.tail(40)
+        );
+    }
 }

@@ -117,8 +117,11 @@ pub struct BridgeStats {
     pub webrtc_packets_out: u64,
     /// Payload octets written to the WebRTC leg.
     pub webrtc_bytes_out: u64,
-    /// Browser → PBX slots concealed by the bridge's jitter buffer.
+    /// Browser → PBX slots concealed by the bridge's jitter buffer (transcoding), or
+    /// missing in the browser's stream (passthrough).
     pub webrtc_lost: u64,
+    /// Browser frames dropped in passthrough because they came after a later one.
+    pub webrtc_late: u64,
     /// Browser → PBX transcoder counters.
     pub to_rtp: TranscodeStats,
     /// PBX → browser transcoder counters.
@@ -156,6 +159,10 @@ pub fn codec_impairment(codec: Codec) -> (f64, f64) {
     }
 }
 
+/// The longest run of lost browser packets a passthrough stream shows as a gap
+/// (1 s at 20 ms); a longer jump is a new start, not a loss.
+const MAX_PASSED_GAP: u16 = 50;
+
 /// Why the bridge could not be built.
 pub type BridgeError = CodecError;
 
@@ -176,6 +183,8 @@ pub struct Bridge {
     events: VecDeque<BridgeEvent>,
     /// Last send per side, to detect talkspurt starts.
     last_rtp_send: Option<Instant>,
+    /// Passthrough: the sequence number of the browser's last forwarded frame.
+    passed: Option<u16>,
     webrtc_clock: Option<(Instant, u32)>,
     webrtc_next_ts: u32,
     stats: BridgeStats,
@@ -237,6 +246,7 @@ impl Bridge {
             webrtc_out: VecDeque::new(),
             events: VecDeque::new(),
             last_rtp_send: None,
+            passed: None,
             webrtc_clock: None,
             webrtc_next_ts: cfg.webrtc_initial_ts,
             stats: BridgeStats {
@@ -272,7 +282,9 @@ impl Bridge {
             .as_ref()
             .map(|t| t.stats())
             .unwrap_or_default();
-        s.webrtc_lost = self.webrtc_jitter.stats().concealed;
+        if !self.passthrough {
+            s.webrtc_lost = self.webrtc_jitter.stats().concealed;
+        }
         let expected = s.rtp.packets_received as f64 + s.rtp.lost.max(0) as f64;
         let loss = if expected > 0.0 {
             (s.rtp.lost.max(0) as f64 / expected).max(s.rtp.remote_fraction_lost)
@@ -299,8 +311,24 @@ impl Bridge {
         self.stats.webrtc_bytes_in += frame.payload.len() as u64;
         if self.passthrough {
             // Same codec and ptime: forward now; the PBX does its own dejittering.
-            let start = self.rtp_talkspurt(now, frame.marker);
             let samples = self.cfg.rtp.codec.clock_rate() / 1000 * self.cfg.rtp.ptime;
+            if let Some(seq) = self.passed {
+                let ahead = frame.seq.wrapping_sub(seq) as i16;
+                if ahead <= 0 {
+                    // late (reordered) or repeated: its slot is already gone
+                    self.stats.webrtc_late += 1;
+                    return;
+                }
+                // browser packets lost on the way: the PBX sees the same gap and
+                // conceals it (Opus PLC/FEC) instead of hearing the audio cut short
+                let missing = ahead as u16 - 1;
+                if missing > 0 && missing <= MAX_PASSED_GAP {
+                    self.rtp.skip(missing, u32::from(missing) * samples);
+                    self.stats.webrtc_lost += u64::from(missing);
+                }
+            }
+            self.passed = Some(frame.seq);
+            let start = self.rtp_talkspurt(now, frame.marker);
             self.rtp.send_audio(now, &frame.payload, samples, start);
             return;
         }
@@ -618,7 +646,24 @@ mod tests {
         );
         let t = b.poll_transmit().expect("forwarded at once");
         let p = RtpPacket::parse(&t.data).expect("rtp");
-        assert_eq!((p.header.payload_type, p.payload), (111, payload));
+        let (seq0, ts0) = (p.header.sequence, p.header.timestamp);
+        assert_eq!((p.header.payload_type, p.payload), (111, payload.clone()));
+        // two browser packets lost: the PBX sees the same gap (and conceals it); a
+        // late packet from before is dropped, not sent out of order
+        let frame = |seq: u16| MediaFrame {
+            seq,
+            timestamp: u32::from(seq) * 960,
+            marker: false,
+            payload: payload.clone(),
+        };
+        b.handle_webrtc_media(t0, frame(10));
+        b.handle_webrtc_media(t0, frame(9));
+        let p = RtpPacket::parse(&b.poll_transmit().expect("sent").data).expect("rtp");
+        assert_eq!(p.header.sequence, seq0.wrapping_add(3));
+        assert_eq!(p.header.timestamp, ts0.wrapping_add(3 * 960));
+        assert!(b.poll_transmit().is_none(), "the late frame is dropped");
+        let s = b.stats();
+        assert_eq!((s.webrtc_lost, s.webrtc_late), (2, 1));
         // a browser digit still reaches the PBX as a 48 kHz telephone-event
         let ev = DtmfEvent {
             event: 5,

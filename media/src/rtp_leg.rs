@@ -356,6 +356,15 @@ impl RtpLeg {
         self.next_ts = ts.wrapping_add(samples);
     }
 
+    /// Leaves a gap in the outgoing stream: the next packet's sequence number is
+    /// `packets` further on and its timestamp `samples` further on, as if they had been
+    /// sent and lost (a relayed stream keeps its sender's losses visible, so the far
+    /// end conceals them instead of hearing the audio cut short).
+    pub fn skip(&mut self, packets: u16, samples: u32) {
+        self.seq = self.seq.wrapping_add(packets);
+        self.next_ts = self.next_ts.wrapping_add(samples);
+    }
+
     /// Queues one telephone-event packet (its timestamp and marker are kept).
     /// Returns false (and sends nothing) when telephone-event was not negotiated.
     pub fn send_dtmf(&mut self, pkt: &DtmfPacket) -> bool {

@@ -941,17 +941,18 @@ impl RtpSdp {
             .iter()
             .find(|m| m.kind == MediaKind::Audio && m.port != 0)
             .ok_or(SdpError::NoAudio)?;
-        // The answerer orders by its preference; take its first codec that we offered.
-        let mut neg = negotiate_stream(answer, am, &ours)?;
+        // The answerer orders by its preference: its first codec that we offered (at
+        // that codec's clock), negotiated alone so the telephone-event found is the
+        // one at its clock.
         let first = am
             .payload_types()
-            .filter_map(|pt| am.rtpmap(pt).and_then(|r| r.codec()).map(|c| (pt, c)))
-            .find(|(_, c)| ours.contains(c));
-        if let Some((pt, c)) = first {
-            neg.pt = pt;
-            neg.codec = c;
+            .filter_map(|pt| am.rtpmap(pt))
+            .filter_map(|r| r.codec().filter(|c| r.clock_rate == c.clock_rate()))
+            .find(|c| ours.contains(c));
+        match first {
+            Some(c) => negotiate_stream(answer, am, &[c]),
+            None => negotiate_stream(answer, am, &ours),
         }
-        Ok(neg)
     }
 }
 
@@ -1402,6 +1403,44 @@ mod tests {
             .answer(&offer(""), &codecs)
             .expect("answer");
         assert_eq!((n.dtmf_pt, n.dtmf_clock), (None, None));
+    }
+
+    /// An answer listing several of our codecs: the answerer's first one is taken, with
+    /// the telephone-event at its clock (PCMU with te/8000 even though Opus and
+    /// te/48000 are listed too; Opus with te/8000 only notes the 8 kHz event clock).
+    #[test]
+    fn process_answer_takes_the_answerers_codec_and_its_event_clock() {
+        let local: SocketAddr = "198.51.100.1:40000".parse().expect("addr");
+        let codecs = [Codec::Opus, Codec::G722, Codec::Pcmu, Codec::TelephoneEvent];
+        let answer = |fmts: &str| {
+            SessionDescription::parse(&format!(
+                "v=0\r\no=- 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n\
+                 m=audio 17000 RTP/AVP {fmts}\r\na=rtpmap:0 PCMU/8000\r\n\
+                 a=rtpmap:111 opus/48000/2\r\na=rtpmap:101 telephone-event/8000\r\n\
+                 a=rtpmap:110 telephone-event/48000\r\n"
+            ))
+            .expect("valid")
+        };
+        let negotiate = |fmts: &str| {
+            let mut sdp = RtpSdp::new(local, 1);
+            sdp.offer(&codecs, Direction::SendRecv);
+            sdp.process_answer(&answer(fmts)).expect("usable answer")
+        };
+        let n = negotiate("0 111 101 110");
+        assert_eq!(
+            (n.codec, n.pt, n.dtmf_pt, n.dtmf_clock),
+            (Codec::Pcmu, 0, Some(101), None)
+        );
+        let n = negotiate("111 0 101 110");
+        assert_eq!(
+            (n.codec, n.pt, n.dtmf_pt, n.dtmf_clock),
+            (Codec::Opus, 111, Some(110), None)
+        );
+        let n = negotiate("111 0 101");
+        assert_eq!(
+            (n.codec, n.dtmf_pt, n.dtmf_clock),
+            (Codec::Opus, Some(101), Some(8000))
+        );
     }
 
     /// Answering an Asterisk offer: passthrough codec preferred, offerer's PTs, ptime, DTMF.

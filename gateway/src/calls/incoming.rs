@@ -425,6 +425,7 @@ async fn answer(
         pbx_offer,
         negotiated,
         dtmf,
+        codecs: trunk.codecs.clone(),
         commands: rx,
         events,
         metrics: Arc::clone(&registry.metrics),

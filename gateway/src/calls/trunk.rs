@@ -104,6 +104,8 @@ pub struct AnsweredCall {
     pub negotiated: NegotiatedAudio,
     /// The calling trunk's DTMF mode (how the user's keys reach the PBX).
     pub dtmf: DtmfMode,
+    /// The calling trunk's audio codecs (re-INVITEs may move the call to another).
+    pub codecs: Vec<Codec>,
     /// Client commands.
     pub commands: mpsc::Receiver<LegCommand>,
     /// Progress for the client.
@@ -127,6 +129,7 @@ impl AnsweredCall {
             pbx_offer,
             negotiated,
             dtmf: dtmf_mode,
+            codecs,
             mut commands,
             events,
             metrics,
@@ -184,8 +187,7 @@ impl AnsweredCall {
             early: None,
             ending: None,
             dtmf_mode,
-            // an answered call never offers anew from the trunk's list
-            pbx_codecs: vec![negotiated.codec],
+            pbx_codecs: codecs,
         };
         match build_bridge(&negotiated, dtmf_mode) {
             Ok(b) => {
@@ -220,6 +222,13 @@ pub(crate) fn pbx_codecs(mode: DtmfMode, audio: &[Codec]) -> Vec<Codec> {
         v.push(Codec::TelephoneEvent);
     }
     v
+}
+
+/// Whether two negotiations of the PBX leg need different bridges (anything but the
+/// address and the direction, which the running bridge follows).
+fn media_changed(a: &NegotiatedAudio, b: &NegotiatedAudio) -> bool {
+    (a.codec, a.pt, a.ptime, a.dtmf_pt, a.dtmf_clock, a.rtcp_mux)
+        != (b.codec, b.pt, b.ptime, b.dtmf_pt, b.dtmf_clock, b.rtcp_mux)
 }
 
 /// The bridge for what the SDP exchange with the PBX agreed.
@@ -719,7 +728,7 @@ impl Running {
                 if let Some(sd) = body.as_ref().and_then(parse_sdp) {
                     match self.sdp.process_answer(&sd) {
                         Ok(neg) => {
-                            self.apply_negotiated(neg);
+                            self.renegotiated(neg);
                             self.setup_video(&sd);
                         }
                         Err(e) => debug!(cause = %e, "unusable refresh answer"),
@@ -778,10 +787,8 @@ impl Running {
             }
         };
         info!(codec = ?neg.codec, remote = %neg.remote_addr, "pbx answered");
-        let same_media = self.early == Some(idx)
-            && self
-                .negotiated
-                .is_some_and(|n| n.codec == neg.codec && n.pt == neg.pt);
+        let same_media =
+            self.early == Some(idx) && self.negotiated.is_some_and(|n| !media_changed(&n, &neg));
         match self.bridge.as_mut() {
             // the early media stream simply goes on; follow the address if it moved
             Some(b) if same_media => {
@@ -865,16 +872,19 @@ impl Running {
                 .await;
             return;
         };
+        // the current codec first (no change), then whatever else the trunk allows: a
+        // transfer or the PBX's media bypass may move the call to another codec
+        let mut codecs = vec![codec];
+        codecs.extend(self.pbx_codecs.iter().filter(|&&c| c != codec));
+        let codecs = pbx_codecs(self.dtmf_mode, &codecs);
         let body = match offer {
             Some(offer) => {
-                let answer = parse_sdp(&offer).ok_or(()).and_then(|sd| {
-                    self.sdp
-                        .answer(&sd, &pbx_codecs(self.dtmf_mode, &[codec]))
-                        .map_err(|_| ())
-                });
+                let answer = parse_sdp(&offer)
+                    .ok_or(())
+                    .and_then(|sd| self.sdp.answer(&sd, &codecs).map_err(|_| ()));
                 match answer {
                     Ok((sd, neg)) => {
-                        self.apply_negotiated(neg);
+                        self.renegotiated(neg);
                         if let Some(offer) = parse_sdp(&offer) {
                             self.setup_video(&offer);
                         }
@@ -891,10 +901,9 @@ impl Running {
                     }
                 }
             }
-            // offer-less re-INVITE: we offer the current codec, the ACK brings the answer
-            None => self
-                .sdp
-                .offer(&pbx_codecs(self.dtmf_mode, &[codec]), Direction::SendRecv),
+            // offer-less re-INVITE: we offer the current codec first, the ACK brings the
+            // answer
+            None => self.sdp.offer(&codecs, Direction::SendRecv),
         };
         let body = Body {
             content_type: "application/sdp".into(),
@@ -942,6 +951,26 @@ impl Running {
         if let Err(e) = self.leg.request_keyframe() {
             debug!(cause = %e, "no keyframe request to the browser yet");
         }
+    }
+
+    /// Applies a renegotiated PBX side (re-INVITE, UPDATE): a new bridge when the media
+    /// changed (codec, payload types, ptime, telephone-event), then hold state and
+    /// address.
+    fn renegotiated(&mut self, neg: NegotiatedAudio) {
+        if let Some(old) = self.negotiated
+            && media_changed(&old, &neg)
+        {
+            info!(from = ?old.codec, to = ?neg.codec, ptime = neg.ptime, "pbx changed media");
+            match build_bridge(&neg, self.dtmf_mode) {
+                Ok(b) => self.bridge = Some(b),
+                Err(e) => {
+                    warn!(cause = %e, "cannot build the media bridge");
+                    self.end(("media-error", 500));
+                    return;
+                }
+            }
+        }
+        self.apply_negotiated(neg);
     }
 
     /// Applies a renegotiated PBX side: hold state and (on resume) the new address.

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 /// A client WebSocket.
@@ -122,4 +122,35 @@ pub async fn drain_for(ws: &mut Ws, ms: u64) -> Vec<Value> {
         }
     }
     out
+}
+
+/// The next frame of `kind` within `secs`, failing on `ended`.
+pub async fn until(ws: &mut Ws, kind: &str, secs: u64, log: &labkit::Log) -> Value {
+    let end = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let left = end.saturating_duration_since(tokio::time::Instant::now());
+        assert!(!left.is_zero(), "no {kind} frame\n{}", log.tail(40));
+        let f = recv_within(ws, left.as_secs().max(1)).await;
+        if f["type"] == kind {
+            return f;
+        }
+        assert_ne!(
+            f["type"],
+            "ended",
+            "call ended waiting for {kind}: {f}\n{}",
+            log.tail(40)
+        );
+    }
+}
+
+/// A WebSocket signed in as a new account `login`.
+pub async fn signed_in(gw: &labkit::Gateway, login: &str) -> Ws {
+    let mut ws = connect(&gw.addr).await;
+    send(
+        &mut ws,
+        json!({"type":"register","login":login,"password":"correct horse battery"}),
+    )
+    .await;
+    assert_eq!(recv_within(&mut ws, 10).await["type"], "welcome");
+    ws
 }

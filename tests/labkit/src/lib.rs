@@ -884,6 +884,74 @@ pub fn sipp(args: &[&str], dir: &Path, timeout: Duration) -> io::Result<(bool, S
     }
 }
 
+/// A SIPp scenario from `tests/sipp/` playing a PBX (UAS) on a free port of
+/// 127.0.0.1, in the background, for one call (`-m 1`); ready once its port is taken.
+pub struct SippUas {
+    /// The SIP port it listens on.
+    pub port: u16,
+    dir: tempfile::TempDir,
+    run: std::thread::JoinHandle<io::Result<(bool, String)>>,
+}
+
+impl SippUas {
+    /// Starts `tests/sipp/<scenario>` with `extra` arguments (e.g. `-rtp_echo`);
+    /// SIPp gives up after `timeout`.
+    pub fn start(scenario: &str, extra: &[&str], timeout: Duration) -> io::Result<SippUas> {
+        require("sipp", "sip-tester")?;
+        let port = free_port();
+        let dir = tempfile::Builder::new().prefix("labkit-sipp-").tempdir()?;
+        let path = workspace_root().join("tests/sipp").join(scenario);
+        let mut args: Vec<String> = [
+            "-sf",
+            &path.to_string_lossy(),
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-m",
+            "1",
+            "-nostdin",
+            "-trace_err",
+            "-timeout",
+            &format!("{}s", timeout.as_secs()),
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let run_dir = dir.path().to_path_buf();
+        let run = std::thread::spawn(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            sipp(&args, &run_dir, timeout + Duration::from_secs(30))
+        });
+        wait_for("sipp listening", Duration::from_secs(20), || {
+            UdpSocket::bind(("127.0.0.1", port)).is_err().then_some(())
+        })?;
+        Ok(SippUas { port, dir, run })
+    }
+
+    /// Waits for the scenario's end: `Ok` with SIPp's output when it passed, `Err`
+    /// with that output and its error log when it failed.
+    pub fn finish(self) -> Result<String, String> {
+        let (ok, out) = match self.run.join() {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return Err(format!("sipp did not run: {e}")),
+            Err(_) => return Err("the sipp thread panicked".into()),
+        };
+        if ok {
+            return Ok(out);
+        }
+        let errors: String = std::fs::read_dir(self.dir.path())
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().ends_with("_errors.log"))
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .collect();
+        Err(format!("{out}\n{errors}"))
+    }
+}
+
 fn md5_hex(s: &str) -> String {
     use md5::{Digest, Md5};
     Md5::digest(s.as_bytes())
