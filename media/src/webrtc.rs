@@ -1237,15 +1237,21 @@ mod tests {
                 .find(|p| p.spec().codec == Codec::Tele)
                 .expect("browser has telephone-event")
                 .pt();
-            // digit 5, volume 10: two updates and the end packet
-            let events: [[u8; 4]; 3] = [[5, 10, 0, 160], [5, 10, 1, 64], [5, 0x8A, 1, 224]];
-            for ev in &events {
+            // digit 5, volume 10: two updates and the end packet (one event, one
+            // timestamp), then digit 6 starting 100 ms later
+            let events: [([u8; 4], u64); 4] = [
+                ([5, 10, 0, 160], 48_000),
+                ([5, 10, 1, 64], 48_000),
+                ([5, 0x8A, 1, 224], 48_000),
+                ([6, 10, 0, 160], 52_800),
+            ];
+            for (ev, start) in &events {
                 b.writer(mid)
                     .expect("browser writer")
                     .write(
                         tele,
                         now,
-                        MediaTime::new(48_000, Frequency::FORTY_EIGHT_KHZ),
+                        MediaTime::new(*start, Frequency::FORTY_EIGHT_KHZ),
                         ev.to_vec(),
                     )
                     .expect("browser write");
@@ -1265,10 +1271,16 @@ mod tests {
                     _ => None,
                 })
                 .collect();
-            assert_eq!(got.len(), 3, "frame mode {frame_mode}: {got:?}");
+            assert_eq!(got.len(), 4, "frame mode {frame_mode}: {got:?}");
             for (i, (ts, p)) in got.iter().enumerate() {
-                assert_eq!(p[..], events[i][..], "frame mode {frame_mode}");
-                assert_eq!(*ts, got[0].0, "frame mode {frame_mode}");
+                let (ev, start) = events[i];
+                assert_eq!(p[..], ev[..], "frame mode {frame_mode}");
+                // the event's start as the browser stamped it, at 48 kHz
+                assert_eq!(
+                    ts.wrapping_sub(got[0].0),
+                    start - events[0].1,
+                    "frame mode {frame_mode}: {got:?}"
+                );
             }
         }
     }
