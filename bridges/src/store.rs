@@ -73,7 +73,7 @@ pub struct SendRequest {
     pub body: Body,
 }
 
-/// One write of a [`ChatStore::write_batch`].
+/// One write of a [`crate::BatchWriter::write_batch`].
 #[derive(Debug, Clone)]
 pub enum BatchWrite {
     /// A message.

@@ -168,7 +168,7 @@ pub struct Chat {
     timers: Notify,
     /// The VAPID public key, once push is on (`crate::push::start`).
     vapid: OnceLock<String>,
-    /// Parsed `send` frames for the writer task.
+    /// Parsed `send` and `ack` frames for the writer thread.
     sends: mpsc::Sender<(DeviceId, ClientFrame)>,
     /// The WAL's size in pages at the last checkpoint.
     wal_pages: std::sync::atomic::AtomicI64,
