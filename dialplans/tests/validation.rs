@@ -274,12 +274,7 @@ fn trunk_dtmf_mode() {
 /// codecs in preference order; anything else is an error at its line and column.
 #[test]
 fn trunk_video_option() {
-    let with = |v: &str| {
-        GOOD.replace(
-            "proxy: 127.0.0.1 }",
-            &format!("proxy: 127.0.0.1, video: {v} }}"),
-        )
-    };
+    let with = |v: &str| trunk_with("video", v);
     let plan = Dialplan::parse("acme.yaml", GOOD).expect("valid");
     assert!(plan.trunks["main"].video.is_empty());
     let plan = Dialplan::parse("acme.yaml", &with("true")).expect("valid");
@@ -302,13 +297,7 @@ fn trunk_video_option() {
         ("[vp8, vp8]", "listed twice"),
         ("[]", "at least one codec"),
     ] {
-        let errors = Dialplan::parse("acme.yaml", &with(bad)).expect_err(bad);
-        let text: String = errors.iter().map(|e| format!("{e}\n")).collect();
-        assert!(text.contains(needle), "{bad}: {text}");
-        assert!(
-            text.contains("acme.yaml:"),
-            "{bad}: file:line:column in {text}"
-        );
+        assert_refused(&with(bad), needle);
     }
 }
 
@@ -316,12 +305,7 @@ fn trunk_video_option() {
 /// order (`ulaw`/`alaw` as Asterisk spells them); bad entries at their line and column.
 #[test]
 fn trunk_codecs_option() {
-    let with = |v: &str| {
-        GOOD.replace(
-            "proxy: 127.0.0.1 }",
-            &format!("proxy: 127.0.0.1, codecs: {v} }}"),
-        )
-    };
+    let with = |v: &str| trunk_with("codecs", v);
     let plan = Dialplan::parse("acme.yaml", GOOD).expect("valid");
     assert_eq!(plan.trunks["main"].codecs, AudioCodec::DEFAULT);
     let plan = Dialplan::parse("acme.yaml", &with("[ulaw, alaw]")).expect("valid");
@@ -340,12 +324,22 @@ fn trunk_codecs_option() {
         ("[pcmu, ulaw]", "listed twice"),
         ("[]", "at least one codec"),
     ] {
-        let errors = Dialplan::parse("acme.yaml", &with(bad)).expect_err(bad);
-        let text: String = errors.iter().map(|e| format!("{e}\n")).collect();
-        assert!(text.contains(needle), "{bad}: {text}");
-        assert!(
-            text.contains("acme.yaml:"),
-            "{bad}: file:line:column in {text}"
-        );
+        assert_refused(&with(bad), needle);
     }
+}
+
+/// The GOOD plan with `key: value` added to its trunk.
+fn trunk_with(key: &str, value: &str) -> String {
+    GOOD.replace(
+        "proxy: 127.0.0.1 }",
+        &format!("proxy: 127.0.0.1, {key}: {value} }}"),
+    )
+}
+
+/// `src` is refused with `needle` in an error that names file, line and column.
+fn assert_refused(src: &str, needle: &str) {
+    let errors = Dialplan::parse("acme.yaml", src).expect_err(needle);
+    let text: String = errors.iter().map(|e| format!("{e}\n")).collect();
+    assert!(text.contains(needle), "{needle}: {text}");
+    assert!(text.contains("acme.yaml:"), "file:line:column in {text}");
 }

@@ -39,18 +39,11 @@ fn h264_only_pbx_gets_h264_and_early_video_reaches_the_browser() {
     )
     .expect("sipp starts");
     let root = tempfile::tempdir().expect("temp dir");
-    let plans = root.path().join("plans");
-    std::fs::create_dir_all(&plans).expect("plans dir");
-    std::fs::write(
-        plans.join("acme.yaml"),
-        plan(&format!("127.0.0.1:{}", pbx.port)),
-    )
-    .expect("plan");
-    let plans_arg = plans.to_string_lossy().into_owned();
-    let gw = Gateway::start(
+    let gw = Gateway::start_with_plan(
         std::path::Path::new(env!("CARGO_BIN_EXE_namecall")),
-        &root.path().join("data"),
-        &["--dialplans", &plans_arg],
+        root.path(),
+        "acme.yaml",
+        &plan(&format!("127.0.0.1:{}", pbx.port)),
     )
     .expect("gateway");
     let url = format!("http://{}/", gw.addr);

@@ -13,7 +13,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use labkit::{Baresip, Gateway, Kamailio, LabGateway, NodeRun};
+use labkit::{Baresip, Gateway, Kamailio, LabGateway, NodeRun, PhoneAudio};
 use serde_json::Value;
 
 struct Lab {
@@ -168,30 +168,31 @@ fn browser_calls_desk_phone_by_name() {
     );
 }
 
-/// G.722 towards the PBX: the desk phone offers and accepts only G.722
-/// (baresip's `g722` module, 16 kHz audio). The gateway lists G.722 first,
-/// the phone takes it, the bridge runs Opus at 16 kHz, and audio flows both
-/// ways: the browser hears the phone's speech and the phone records the
-/// browser's fake microphone.
-#[test]
-fn browser_calls_g722_desk_phone() {
+/// Chromium calls `acme/sales` on a desk phone that offers and accepts only `audio`,
+/// pressing the `dtmf` keys midway: the call connects, the browser hears the phone's
+/// speech, the phone records the browser's fake microphone, and the gateway logged
+/// `expect_log`. Returns the keys the phone saw as telephone-events.
+fn single_codec_call(audio: PhoneAudio, speech: &str, dtmf: &str, expect_log: &str) -> Vec<String> {
     let pbx = Kamailio::start(&[("trunk", "trunkpass"), ("100", "pass100")]).expect("kamailio");
-    let wav = labkit::speech_wav(
-        "Hello, this is the wideband desk of Acme. You are hearing G seven twenty two. \
-         One, two, three, four, five, six, seven, eight, nine, ten.",
-        16000,
-        "desk100-g722",
-    )
-    .expect("wav");
-    let phone = Baresip::start_g722(&pbx, "100", "pass100", &wav).expect("baresip");
+    let rate = audio.sample_rate();
+    let wav = labkit::speech_wav(speech, rate, &format!("desk100-{rate}")).expect("wav");
+    let phone = Baresip::start_codec(&pbx, "100", "pass100", &wav, audio).expect("baresip");
     let lab = lab_around(pbx, phone);
     let mut ctl = lab.phone.control().expect("baresip control");
-    let run = call(
-        &lab,
-        &["--to", "acme/sales", "--end", "hangup", "--seconds", "5"],
-    );
+    let mut args = vec!["--to", "acme/sales", "--end", "hangup", "--seconds", "6"];
+    if !dtmf.is_empty() {
+        args.extend(["--dtmf", dtmf]);
+    }
+    let run = call(&lab, &args);
     ctl.wait_event("CALL_ESTABLISHED", Duration::from_secs(40))
         .unwrap_or_else(|e| panic!("{e}\n{}", lab.gw.log.tail(60)));
+    let mut keys = Vec::new();
+    for _ in dtmf.chars() {
+        let key = ctl
+            .wait_event("CALL_DTMF_START", Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("{e}\n{}", lab.gw.log.tail(60)));
+        keys.push(key["param"].as_str().unwrap_or_default().to_owned());
+    }
     ctl.wait_event("CALL_CLOSED", Duration::from_secs(30))
         .expect("the desk phone sees our BYE");
     let verdict = run.verdict(Duration::from_secs(60)).expect("verdict");
@@ -202,8 +203,8 @@ fn browser_calls_g722_desk_phone() {
         &lab,
     );
     assert!(
-        lab.gw.log.contains("pbx answered codec=G722"),
-        "the PBX leg runs G.722:\n{}",
+        lab.gw.log.contains(expect_log),
+        "no `{expect_log}` in the gateway's log:\n{}",
         lab.gw.log.tail(60)
     );
     let rec = lab
@@ -214,87 +215,41 @@ fn browser_calls_g722_desk_phone() {
     assert!(len >= 4.0, "recording of {len} s");
     assert!(
         rms > 0.01,
-        "the phone heard the browser over G.722, rms {rms}"
+        "the phone heard the browser over {audio:?}, rms {rms}"
     );
     assert_idle(&lab);
+    keys
+}
+
+/// G.722 towards the PBX: the desk phone offers and accepts only G.722
+/// (baresip's `g722` module, 16 kHz audio). The gateway lists G.722 before G.711,
+/// the phone takes it, the bridge runs Opus at 16 kHz, and audio flows both ways.
+#[test]
+fn browser_calls_g722_desk_phone() {
+    single_codec_call(
+        PhoneAudio::G722,
+        "Hello, this is the wideband desk of Acme. You are hearing G seven twenty two. \
+         One, two, three, four, five, six, seven, eight, nine, ten.",
+        "",
+        "pbx answered codec=G722",
+    );
 }
 
 /// Opus towards the PBX: the desk phone offers and accepts only Opus (a PBX with
 /// Opus enabled; baresip's `opus` module). The gateway offers Opus first, the phone
 /// takes it, and the bridge passes the browser's Opus through untouched both ways
-/// (no transcoding, no resampling): the browser hears the phone's speech and the
-/// phone records the browser's fake microphone. A key pressed in the browser still
-/// reaches the phone as a telephone-event.
+/// (no transcoding, no resampling). A key pressed in the browser still reaches the
+/// phone as a telephone-event (baresip pairs Opus with telephone-event/8000).
 #[test]
 fn browser_calls_opus_desk_phone_without_transcoding() {
-    let pbx = Kamailio::start(&[("trunk", "trunkpass"), ("100", "pass100")]).expect("kamailio");
-    let wav = labkit::speech_wav(
+    let keys = single_codec_call(
+        PhoneAudio::Opus,
         "Hello, this is the full band desk of Acme. You are hearing Opus end to end. \
          One, two, three, four, five, six, seven, eight, nine, ten.",
-        48000,
-        "desk100-opus",
-    )
-    .expect("wav");
-    let phone = Baresip::start_opus(&pbx, "100", "pass100", &wav).expect("baresip");
-    let lab = lab_around(pbx, phone);
-    let mut ctl = lab.phone.control().expect("baresip control");
-    let run = call(
-        &lab,
-        &[
-            "--to",
-            "acme/sales",
-            "--end",
-            "hangup",
-            "--seconds",
-            "6",
-            "--dtmf",
-            "7",
-        ],
+        "7",
+        "media bridge codec=Opus passthrough=true",
     );
-    ctl.wait_event("CALL_ESTABLISHED", Duration::from_secs(40))
-        .unwrap_or_else(|e| panic!("{e}\n{}", lab.gw.log.tail(60)));
-    let key = ctl
-        .wait_event("CALL_DTMF_START", Duration::from_secs(30))
-        .unwrap_or_else(|e| {
-            panic!(
-                "{e}\n{}",
-                lab.gw
-                    .log
-                    .lines()
-                    .into_iter()
-                    .filter(|l| !l.contains("WAL"))
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            )
-        });
-    assert_eq!(key["param"], "7", "{key}");
-    ctl.wait_event("CALL_CLOSED", Duration::from_secs(30))
-        .expect("the desk phone sees our BYE");
-    let verdict = run.verdict(Duration::from_secs(60)).expect("verdict");
-    eprintln!("call.mjs: {verdict}");
-    check(
-        &verdict,
-        &["connected", "bytes_growing", "audio_energy"],
-        &lab,
-    );
-    assert!(
-        lab.gw
-            .log
-            .contains("media bridge codec=Opus passthrough=true"),
-        "the PBX leg passes Opus through:\n{}",
-        lab.gw.log.tail(60)
-    );
-    let rec = lab
-        .phone
-        .last_recording("dec")
-        .expect("the phone recorded the call");
-    let (len, rms) = labkit::wav_stats(&rec).expect("recording stats");
-    assert!(len >= 4.0, "recording of {len} s");
-    assert!(
-        rms > 0.01,
-        "the phone heard the browser over Opus, rms {rms}"
-    );
-    assert_idle(&lab);
+    assert_eq!(keys, ["7"]);
 }
 
 /// Done-when 2: the desk phone hangs up first.

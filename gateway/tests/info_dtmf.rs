@@ -147,18 +147,11 @@ async fn pbx_info_dtmf_reaches_the_client() {
     let pbx =
         SippUas::start("uas-info-dtmf.xml", &[], Duration::from_secs(90)).expect("sipp starts");
     let root = tempfile::tempdir().expect("temp dir");
-    let plans = root.path().join("plans");
-    std::fs::create_dir_all(&plans).expect("plans dir");
-    std::fs::write(
-        plans.join("acme.yaml"),
-        sipp_plan(&format!("127.0.0.1:{}", pbx.port)),
-    )
-    .expect("plan");
-    let plans_arg = plans.to_string_lossy().into_owned();
-    let gw = Gateway::start(
+    let gw = Gateway::start_with_plan(
         std::path::Path::new(env!("CARGO_BIN_EXE_namecall")),
-        &root.path().join("data"),
-        &["--dialplans", &plans_arg],
+        root.path(),
+        "acme.yaml",
+        &sipp_plan(&format!("127.0.0.1:{}", pbx.port)),
     )
     .expect("gateway");
     let mut ws = signed_in(&gw, "info-client").await;

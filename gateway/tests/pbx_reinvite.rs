@@ -20,22 +20,16 @@ async fn pbx_reinvite_to_another_codec_is_answered_with_it() {
     let pbx = SippUas::start("uas-reinvite-codec.xml", &[], Duration::from_secs(60))
         .expect("sipp starts");
     let root = tempfile::tempdir().expect("temp dir");
-    let plans = root.path().join("plans");
-    std::fs::create_dir_all(&plans).expect("plans dir");
-    std::fs::write(
-        plans.join("acme.yaml"),
-        format!(
-            "version: 1\ntenant: acme\ntrunks:\n  main: {{ kind: ip, proxy: \"127.0.0.1:{}\", keepalive: off }}\n\
-             names:\n  sales:\n    route: {{ dial: {{ trunk: main, extension: \"100\", timeout: 30s }} }}\n",
-            pbx.port
-        ),
-    )
-    .expect("plan");
-    let plans_arg = plans.to_string_lossy().into_owned();
-    let gw = Gateway::start(
+    let plan = format!(
+        "version: 1\ntenant: acme\ntrunks:\n  main: {{ kind: ip, proxy: \"127.0.0.1:{}\", keepalive: off }}\n\
+         names:\n  sales:\n    route: {{ dial: {{ trunk: main, extension: \"100\", timeout: 30s }} }}\n",
+        pbx.port
+    );
+    let gw = Gateway::start_with_plan(
         std::path::Path::new(env!("CARGO_BIN_EXE_namecall")),
-        &root.path().join("data"),
-        &["--dialplans", &plans_arg],
+        root.path(),
+        "acme.yaml",
+        &plan,
     )
     .expect("gateway");
     let mut ws = signed_in(&gw, "reinvite-caller").await;

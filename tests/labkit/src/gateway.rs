@@ -24,6 +24,16 @@ pub struct Gateway {
 }
 
 impl Gateway {
+    /// Starts `bin serve` as [`Gateway::start`] does, with the one dialplan `plan`
+    /// written to `root/plans/<file>` (`--dialplans`) and its data in `root/data`.
+    pub fn start_with_plan(bin: &Path, root: &Path, file: &str, plan: &str) -> io::Result<Gateway> {
+        let plans = root.join("plans");
+        std::fs::create_dir_all(&plans)?;
+        std::fs::write(plans.join(file), plan)?;
+        let plans_arg = plans.to_string_lossy().into_owned();
+        Gateway::start(bin, &root.join("data"), &["--dialplans", &plans_arg])
+    }
+
     /// Starts `bin serve` on 127.0.0.1 (HTTP, SIP and media on free ports)
     /// with `data_dir` and the `extra` arguments, and waits for
     /// `namecall ready http=<addr>`.

@@ -516,46 +516,18 @@ impl Baresip {
         )
     }
 
-    /// Starts an auto-answering phone that offers and accepts only G.722
-    /// (baresip's `g722` module, `audio_codecs=G722/16000/1`); `play` should
-    /// be a 16 kHz WAV (the phone's audio runs at 16 kHz).
-    pub fn start_g722(
+    /// Starts an auto-answering phone that offers and accepts only `audio`
+    /// (G.722: baresip's `g722` module, `G722/16000/1`; Opus: its `opus` module,
+    /// `opus/48000/2`, as a PBX with Opus enabled offers it); `play` should be a
+    /// WAV at [`PhoneAudio::sample_rate`].
+    pub fn start_codec(
         pbx: &Kamailio,
         ext: &str,
         password: &str,
         play: &Path,
+        audio: PhoneAudio,
     ) -> io::Result<Baresip> {
-        Baresip::start_full(
-            pbx,
-            ext,
-            password,
-            play,
-            "auto",
-            None,
-            &PhoneAudio::G722,
-            false,
-        )
-    }
-
-    /// Starts an auto-answering phone that offers and accepts only Opus
-    /// (baresip's `opus` module, `audio_codecs=opus/48000/2`, as a PBX with
-    /// Opus enabled offers it); `play` should be a 48 kHz WAV.
-    pub fn start_opus(
-        pbx: &Kamailio,
-        ext: &str,
-        password: &str,
-        play: &Path,
-    ) -> io::Result<Baresip> {
-        Baresip::start_full(
-            pbx,
-            ext,
-            password,
-            play,
-            "auto",
-            None,
-            &PhoneAudio::Opus,
-            false,
-        )
+        Baresip::start_full(pbx, ext, password, play, "auto", None, &audio, false)
     }
 
     /// Starts an auto-answering phone that can chat: received MESSAGEs
@@ -625,7 +597,7 @@ impl Baresip {
             rtp + 99,
             rec.display(),
             play = play.display(),
-            srate = audio.srate(),
+            srate = audio.sample_rate(),
             codec_module = audio.module(),
         );
         if chat_peer.is_some() {
@@ -731,7 +703,8 @@ impl Drop for Baresip {
 }
 
 /// Which codecs a lab phone speaks.
-enum PhoneAudio {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PhoneAudio {
     /// PCMU and PCMA at 8 kHz (what most desk phones offer).
     G711,
     /// G.722 only, audio at 16 kHz.
@@ -741,7 +714,8 @@ enum PhoneAudio {
 }
 
 impl PhoneAudio {
-    fn srate(&self) -> u32 {
+    /// The phone's audio sample rate (its WAV's rate).
+    pub fn sample_rate(&self) -> u32 {
         match self {
             PhoneAudio::G711 => 8000,
             PhoneAudio::G722 => 16000,
