@@ -26,7 +26,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{audio_offer, connect, recv_within, send};
-use labkit::{Baresip, Gateway, Kamailio, http_request, wait_for};
+use labkit::{Baresip, Gateway, Kamailio, SippUas, http_request, wait_for};
 use serde_json::json;
 
 const ACCOUNTS: &[(&str, &str)] = &[("trunk", "trunkpass"), ("100", "pass100")];
@@ -269,33 +269,9 @@ async fn a_503_moves_the_call_to_the_next_trunk() {
     let wav = labkit::speech_wav("Extension one hundred.", 8000, "failover100").expect("wav");
     let phone = Baresip::start(&backup, "100", "pass100", &wav).expect("backup site phone");
     let mut ctl = phone.control().expect("phone control");
-    let port = labkit::free_port();
-    let scenario = labkit::workspace_root().join("tests/sipp/uas-503.xml");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let d = dir.path().to_path_buf();
-    let sipp = std::thread::spawn(move || {
-        labkit::sipp(
-            &[
-                "-sf",
-                &scenario.to_string_lossy(),
-                "-i",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-m",
-                "1",
-                "-nostdin",
-                "-timeout",
-                "60s",
-            ],
-            &d,
-            Duration::from_secs(90),
-        )
-    });
-
+    let pbx = SippUas::start("uas-503.xml", &[], Duration::from_secs(60)).expect("sipp starts");
+    let port = pbx.port;
     let root = tempfile::tempdir().expect("temp dir");
-    let plans = root.path().join("plans");
-    std::fs::create_dir_all(&plans).expect("plans dir");
     let text = format!(
         "version: 1\n\
          tenant: acme\n\
@@ -312,12 +288,11 @@ async fn a_503_moves_the_call_to_the_next_trunk() {
          \x20   route: {{ dial: {{ trunk: main, extension: \"100\", timeout: 60s }} }}\n",
         backup = backup.addr(),
     );
-    std::fs::write(plans.join("acme.yaml"), text).expect("write plan");
-    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_namecall"));
-    let gw = Gateway::start(
-        bin,
-        &root.path().join("data"),
-        &["--dialplans", &plans.to_string_lossy()],
+    let gw = Gateway::start_with_plan(
+        std::path::Path::new(env!("CARGO_BIN_EXE_namecall")),
+        root.path(),
+        "acme.yaml",
+        &text,
     )
     .expect("gateway starts");
     wait_for(
@@ -344,7 +319,8 @@ async fn a_503_moves_the_call_to_the_next_trunk() {
         "moved on the 503, not on the 60 s ring timeout\n{}",
         gw.log.tail(40)
     );
-    let (sipp_ok, out) = sipp.join().expect("sipp thread").expect("sipp runs");
-    assert!(sipp_ok, "sipp saw INVITE, sent 503 and got the ACK:\n{out}");
+    if let Err(out) = pbx.finish() {
+        panic!("sipp saw INVITE, sent 503 and got the ACK:\n{out}");
+    }
     drop(phone);
 }

@@ -762,22 +762,13 @@ impl WebRtcLeg {
                 if Some(data.mid) != self.mid {
                     return None;
                 }
-                let codec = data.params.spec().codec;
-                if codec == Codec::Opus {
-                    Some(Event::Opus(OpusFrame {
-                        pt: *data.pt,
-                        seq: **data.seq_range.start(),
-                        rtp_timestamp: data.time.numer(),
-                        payload: data.data,
-                    }))
-                } else if codec == Codec::Tele {
-                    Some(Event::TelephoneEvent {
-                        rtp_timestamp: data.time.numer(),
-                        payload: data.data,
-                    })
-                } else {
-                    None
-                }
+                audio_event(
+                    data.params.spec().codec,
+                    *data.pt,
+                    **data.seq_range.start(),
+                    data.time.numer(),
+                    data.data,
+                )
             }
             str0m::Event::RtpPacket(packet) => self.translate_packet(packet),
             str0m::Event::Closed => {
@@ -810,21 +801,37 @@ impl WebRtcLeg {
         if mid.is_none() || mid != self.mid {
             return None;
         }
-        if codec == Codec::Opus {
-            Some(Event::Opus(OpusFrame {
-                pt: *pt,
-                seq: *packet.seq_no,
-                rtp_timestamp: packet.time.numer(),
-                payload: packet.payload,
-            }))
-        } else if codec == Codec::Tele {
-            Some(Event::TelephoneEvent {
-                rtp_timestamp: packet.time.numer(),
-                payload: packet.payload,
-            })
-        } else {
-            None
-        }
+        audio_event(
+            codec,
+            *pt,
+            *packet.seq_no,
+            packet.time.numer(),
+            packet.payload,
+        )
+    }
+}
+
+/// The leg's event for one received audio payload, in either mode: an Opus frame or a
+/// telephone-event (extended sequence number, RTP timestamp); other codecs are ignored.
+fn audio_event(
+    codec: Codec,
+    pt: u8,
+    seq: u64,
+    rtp_timestamp: u64,
+    payload: Arc<[u8]>,
+) -> Option<Event> {
+    match codec {
+        Codec::Opus => Some(Event::Opus(OpusFrame {
+            pt,
+            seq,
+            rtp_timestamp,
+            payload,
+        })),
+        Codec::Tele => Some(Event::TelephoneEvent {
+            rtp_timestamp,
+            payload,
+        }),
+        _ => None,
     }
 }
 

@@ -36,7 +36,9 @@ use str0m::rtp::{RtpWrite, SeqNo};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 use tokio::sync::watch;
 
-use super::load_gen::{Received, kernel_timestamp, realtime_ns, setsockopt, sockaddr};
+use super::load_gen::{
+    Received, kernel_timestamp, mmsg_headers, realtime_ns, setsockopt, sockaddr,
+};
 
 /// Sockets shared by all browser peers.
 const SOCKETS: usize = 4;
@@ -401,17 +403,7 @@ fn send_all(sock: &StdUdpSocket, queue: &mut Vec<(SocketAddr, Vec<u8>)>) {
             iov_len: p.len(),
         })
         .collect();
-    let mut hdrs: Vec<libc::mmsghdr> = (0..queue.len())
-        .map(|k| {
-            // SAFETY: mmsghdr is plain old data; the pointers set below outlive the call.
-            let mut h: libc::mmsghdr = unsafe { zeroed() };
-            h.msg_hdr.msg_name = (&mut addrs[k] as *mut libc::sockaddr_in).cast();
-            h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
-            h.msg_hdr.msg_iov = &mut iovs[k];
-            h.msg_hdr.msg_iovlen = 1;
-            h
-        })
-        .collect();
+    let mut hdrs = mmsg_headers(&mut addrs, &mut iovs);
     let mut done = 0usize;
     while done < hdrs.len() {
         // SAFETY: `hdrs[done..]` point at live buffers and addresses.

@@ -336,6 +336,27 @@ fn send(
     sent
 }
 
+/// One `sendmmsg` header per datagram: `addrs[k]` and `iovs[k]`, which must outlive
+/// the headers' use.
+pub fn mmsg_headers(
+    addrs: &mut [libc::sockaddr_in],
+    iovs: &mut [libc::iovec],
+) -> Vec<libc::mmsghdr> {
+    addrs
+        .iter_mut()
+        .zip(iovs.iter_mut())
+        .map(|(addr, iov)| {
+            // SAFETY: mmsghdr is plain old data; the pointers set below outlive the call.
+            let mut h: libc::mmsghdr = unsafe { zeroed() };
+            h.msg_hdr.msg_name = (addr as *mut libc::sockaddr_in).cast();
+            h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            h.msg_hdr.msg_iov = iov;
+            h.msg_hdr.msg_iovlen = 1;
+            h
+        })
+        .collect()
+}
+
 pub fn sockaddr(a: SocketAddr) -> libc::sockaddr_in {
     let SocketAddr::V4(v4) = a else {
         panic!("the bench runs on IPv4 loopback");
@@ -364,17 +385,7 @@ fn send_batch(sock: &StdUdpSocket, eps: &[Endpoint], batch: &mut [(usize, Vec<u8
             iov_len: pkt.len(),
         });
     }
-    let mut hdrs: Vec<libc::mmsghdr> = (0..batch.len())
-        .map(|k| {
-            // SAFETY: mmsghdr is plain old data; the pointers set below outlive the call.
-            let mut h: libc::mmsghdr = unsafe { zeroed() };
-            h.msg_hdr.msg_name = (&mut addrs[k] as *mut libc::sockaddr_in).cast();
-            h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
-            h.msg_hdr.msg_iov = &mut iovs[k];
-            h.msg_hdr.msg_iovlen = 1;
-            h
-        })
-        .collect();
+    let mut hdrs = mmsg_headers(&mut addrs, &mut iovs);
     let (mut done, mut failed) = (0usize, 0usize);
     while done < hdrs.len() {
         // SAFETY: `hdrs[done..]` point at live buffers and addresses.
