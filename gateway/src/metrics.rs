@@ -20,6 +20,28 @@ pub struct Metrics {
     pub ws_sessions: AtomicI64,
     /// Calls started since the process began.
     pub calls_total: AtomicU64,
+    /// The PBX legs of ended calls, summed ([`Metrics::record_call_media`]).
+    pub pbx_media: PbxMedia,
+}
+
+/// Counters of the PBX (RTP) legs of ended calls: what a Prometheus alert on call
+/// quality needs (loss rate, average MOS, bad packets).
+#[derive(Debug, Default)]
+pub struct PbxMedia {
+    /// RTP packets sent to PBXs.
+    pub packets_sent: AtomicU64,
+    /// RTP packets received from PBXs.
+    pub packets_received: AtomicU64,
+    /// RTP packets from PBXs that never arrived (RFC 3550 cumulative loss).
+    pub packets_lost: AtomicU64,
+    /// Datagrams dropped: malformed, unknown payload type, or from an unexpected source.
+    pub packets_dropped: AtomicU64,
+    /// Sum of the calls' estimated MOS, in thousandths (with `calls`, the average).
+    pub mos_milli_sum: AtomicU64,
+    /// Calls whose PBX leg was counted.
+    pub calls: AtomicU64,
+    /// Calls whose estimated MOS was below 3.6 (what users call a bad line).
+    pub poor_calls: AtomicU64,
 }
 
 /// Which gauge a [`GaugeGuard`] holds up.
@@ -62,6 +84,27 @@ impl Metrics {
         }
     }
 
+    /// Adds an ended call's PBX leg to [`Metrics::pbx_media`].
+    pub fn record_call_media(&self, s: &media::bridge::BridgeStats) {
+        let m = &self.pbx_media;
+        m.packets_sent
+            .fetch_add(s.rtp.packets_sent, Ordering::Relaxed);
+        m.packets_received
+            .fetch_add(s.rtp.packets_received, Ordering::Relaxed);
+        m.packets_lost
+            .fetch_add(s.rtp.lost.max(0) as u64, Ordering::Relaxed);
+        m.packets_dropped.fetch_add(
+            s.rtp.malformed + s.rtp.unknown_pt + s.rtp.unexpected_source,
+            Ordering::Relaxed,
+        );
+        m.mos_milli_sum
+            .fetch_add((s.mos * 1000.0).round() as u64, Ordering::Relaxed);
+        m.calls.fetch_add(1, Ordering::Relaxed);
+        if s.mos < 3.6 {
+            m.poor_calls.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -100,6 +143,50 @@ impl Metrics {
             out,
             "# HELP namecall_calls_total Calls started.\n# TYPE namecall_calls_total counter\nnamecall_calls_total {total}"
         );
+        let m = &self.pbx_media;
+        let counters = [
+            (
+                "namecall_pbx_rtp_packets_sent_total",
+                "RTP packets sent to PBXs (ended calls).",
+                &m.packets_sent,
+            ),
+            (
+                "namecall_pbx_rtp_packets_received_total",
+                "RTP packets received from PBXs (ended calls).",
+                &m.packets_received,
+            ),
+            (
+                "namecall_pbx_rtp_packets_lost_total",
+                "RTP packets from PBXs that never arrived (ended calls).",
+                &m.packets_lost,
+            ),
+            (
+                "namecall_pbx_rtp_packets_dropped_total",
+                "Datagrams on PBX legs dropped: malformed, unknown payload type, unexpected source.",
+                &m.packets_dropped,
+            ),
+            (
+                "namecall_poor_calls_total",
+                "Ended calls whose PBX leg's estimated MOS was below 3.6.",
+                &m.poor_calls,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let v = value.load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+            );
+        }
+        let (sum, count) = (
+            m.mos_milli_sum.load(Ordering::Relaxed) as f64 / 1000.0,
+            m.calls.load(Ordering::Relaxed),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP namecall_call_mos Estimated MOS (ITU-T G.107 E-model) of ended calls' PBX legs.\n\
+             # TYPE namecall_call_mos summary\nnamecall_call_mos_sum {sum}\nnamecall_call_mos_count {count}"
+        );
         out
     }
 }
@@ -128,5 +215,33 @@ mod tests {
         assert!(m.render().contains("namecall_active_calls 0\n"));
         assert!(m.render().contains("namecall_media_sockets 0\n"));
         assert!(m.render().contains("namecall_calls_total 1\n"));
+    }
+
+    /// An ended call's PBX leg shows in the counters and the MOS summary; a poor one
+    /// is counted as such.
+    #[test]
+    fn call_media_is_summed() {
+        let m = Metrics::default();
+        let mut s = media::bridge::BridgeStats::default();
+        s.rtp.packets_sent = 300;
+        s.rtp.packets_received = 290;
+        s.rtp.lost = 10;
+        s.rtp.malformed = 2;
+        s.mos = 4.25;
+        m.record_call_media(&s);
+        s.mos = 2.5;
+        m.record_call_media(&s);
+        let text = m.render();
+        for line in [
+            "namecall_pbx_rtp_packets_sent_total 600\n",
+            "namecall_pbx_rtp_packets_received_total 580\n",
+            "namecall_pbx_rtp_packets_lost_total 20\n",
+            "namecall_pbx_rtp_packets_dropped_total 4\n",
+            "namecall_poor_calls_total 1\n",
+            "namecall_call_mos_sum 6.75\n",
+            "namecall_call_mos_count 2\n",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
     }
 }

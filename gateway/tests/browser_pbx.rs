@@ -218,6 +218,21 @@ fn single_codec_call(audio: PhoneAudio, speech: &str, dtmf: &str, expect_log: &s
         "the phone heard the browser over {audio:?}, rms {rms}"
     );
     assert_idle(&lab);
+    // the call's PBX leg in the metrics: one call, its packets, a good line
+    let metric = |name: &str| lab.gw.metric(name).unwrap_or(-1);
+    assert_eq!(metric("namecall_call_mos_count"), 1);
+    assert_eq!(
+        metric("namecall_poor_calls_total"),
+        0,
+        "{}",
+        lab.gw.log.tail(20)
+    );
+    let received = metric("namecall_pbx_rtp_packets_received_total");
+    assert!(
+        received > 150,
+        "{received} RTP packets from the phone in a 6 s call"
+    );
+    assert!(lab.gw.log.contains("call media"), "{}", lab.gw.log.tail(20));
     keys
 }
 

@@ -205,6 +205,7 @@ impl AnsweredCall {
             }
         }
         let (reason, code) = running.run(&mut commands).await;
+        running.record_media(&metrics);
         info!(reason, code, "call from the pbx ended");
         let _ = running.events.send(LegEvent::Ended { reason, code }).await;
     }
@@ -423,6 +424,7 @@ impl TrunkCall {
         info!(trunk = %call.trunk_key, targets = ?call.targets.as_slice(), forks = call.configs.len(), failover = call.alternates.len(), "calling the pbx");
         call.start_trunk().await;
         let (reason, code) = call.run(&mut commands).await;
+        call.record_media(&metrics);
         info!(reason, code, "trunk call ended");
         let _ = call.events.send(LegEvent::Ended { reason, code }).await;
     }
@@ -951,6 +953,28 @@ impl Running {
         if let Err(e) = self.leg.request_keyframe() {
             debug!(cause = %e, "no keyframe request to the browser yet");
         }
+    }
+
+    /// Logs the PBX leg's quality (what Asterisk's RTCP summary and FreeSWITCH's
+    /// rtp stats give) and adds it to the metrics, when the call had media.
+    fn record_media(&self, metrics: &Metrics) {
+        let Some(b) = &self.bridge else {
+            return;
+        };
+        let s = b.stats();
+        info!(
+            codec = ?self.negotiated.map(|n| n.codec),
+            passthrough = s.passthrough,
+            sent = s.rtp.packets_sent,
+            received = s.rtp.packets_received,
+            lost = s.rtp.lost,
+            jitter_ms = s.rtp.jitter.as_secs_f64() * 1000.0,
+            rtt_ms = s.rtp.rtt.map(|r| r.as_secs_f64() * 1000.0),
+            browser_lost = s.webrtc_lost,
+            mos = format_args!("{:.2}", s.mos),
+            "call media"
+        );
+        metrics.record_call_media(&s);
     }
 
     /// Applies a renegotiated PBX side (re-INVITE, UPDATE): a new bridge when the media
