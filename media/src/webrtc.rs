@@ -16,8 +16,10 @@
 //!
 //! A leg without video runs str0m in RTP mode: an Opus frame is one RTP packet, so we
 //! write and receive whole packets and str0m's sample-level packetizer, depacketizer
-//! and their buffers stay out of the per-frame path. A leg that accepts video runs in
-//! frame mode (str0m (de)packetizes the video frames, and the audio with them).
+//! and their buffers stay out of the per-frame path. A leg configured with video codecs
+//! whose offer has a video m-line runs in frame mode (str0m (de)packetizes the video
+//! frames, and the audio with them), even if no video codec matches in the end: the
+//! mode is chosen before str0m answers.
 //!
 //! # Why str0m and not the `webrtc` crate
 //!
