@@ -40,6 +40,10 @@ pub enum WebrtcOutput {
     Audio(MediaFrame),
     /// A telephone-event packet (48 kHz clock); `payload_type` is the one given in the config.
     Dtmf(DtmfPacket),
+    /// Passthrough: this many of the PBX's frames never came. Their timestamps are
+    /// already left out of the next [`WebrtcOutput::Audio`]; the leg should skip as many
+    /// sequence numbers, so the browser sees the loss and conceals it (Opus PLC/FEC).
+    Gap(u16),
 }
 
 /// Things the call controller should know.
@@ -185,6 +189,8 @@ pub struct Bridge {
     last_rtp_send: Option<Instant>,
     /// Passthrough: the sequence number of the browser's last forwarded frame.
     passed: Option<u16>,
+    /// Passthrough: the sequence number of the PBX's last frame played to the browser.
+    pbx_last_seq: Option<u16>,
     webrtc_clock: Option<(Instant, u32)>,
     webrtc_next_ts: u32,
     stats: BridgeStats,
@@ -247,6 +253,7 @@ impl Bridge {
             events: VecDeque::new(),
             last_rtp_send: None,
             passed: None,
+            pbx_last_seq: None,
             webrtc_clock: None,
             webrtc_next_ts: cfg.webrtc_initial_ts,
             stats: BridgeStats {
@@ -433,10 +440,26 @@ impl Bridge {
                         for f in frames {
                             self.push_webrtc_audio(now, f.payload, f.samples, false);
                         }
-                    } else if let JitterOutput::Frame(f) = out {
+                    } else {
                         let samples =
                             self.cfg.webrtc_codec.clock_rate() / 1000 * self.cfg.webrtc_ptime;
-                        self.push_webrtc_audio(now, f.payload, samples, f.marker);
+                        // passthrough: the browser conceals on its own; the PBX's losses
+                        // (a jump in its sequence numbers, not a pause of the jitter
+                        // buffer) stay a gap towards it
+                        if let JitterOutput::Frame(f) = out {
+                            let ahead = self
+                                .pbx_last_seq
+                                .map_or(1, |prev| f.seq.wrapping_sub(prev) as i16);
+                            self.pbx_last_seq = Some(f.seq);
+                            if ahead > 1 && ahead as u16 - 1 <= MAX_PASSED_GAP {
+                                let missing = ahead as u16 - 1;
+                                self.webrtc_next_ts = self
+                                    .webrtc_next_ts
+                                    .wrapping_add(u32::from(missing) * samples);
+                                self.webrtc_out.push_back(WebrtcOutput::Gap(missing));
+                            }
+                            self.push_webrtc_audio(now, f.payload, samples, f.marker);
+                        }
                     }
                 }
                 RtpLegEvent::Dtmf {
@@ -688,6 +711,67 @@ mod tests {
         let p = RtpPacket::parse(&t.data).expect("rtp");
         assert_eq!(p.header.payload_type, 101);
         assert_eq!(DtmfEvent::parse(&p.payload).expect("event").duration, 160);
+    }
+
+    /// Opus passthrough from the PBX: a packet the PBX lost is a gap towards the browser
+    /// (`Gap` for the leg's sequence numbers, its 20 ms left out of the timestamps), so
+    /// the browser conceals it; a pause of the jitter buffer is not a gap.
+    #[test]
+    fn pbx_losses_stay_gaps_towards_the_browser() {
+        let t0 = Instant::now();
+        let mut b = Bridge::new(t0, BridgeConfig::new(rtp_cfg(Codec::Opus, 111, Some(110))))
+            .expect("bridge");
+        assert!(b.is_passthrough());
+        let mut out = Vec::new();
+        for ms in 0..400u32 {
+            let now = t0 + Duration::from_millis(u64::from(ms));
+            let i = ms / 20;
+            // packets 5 and 6 never come
+            if ms % 20 == 0 && i != 5 && i != 6 {
+                let pkt = RtpPacket {
+                    header: crate::rtp::RtpHeader {
+                        payload_type: 111,
+                        sequence: i as u16,
+                        timestamp: i * 960,
+                        ssrc: 9,
+                        ..Default::default()
+                    },
+                    payload: vec![0x78, i as u8],
+                    padding: 0,
+                };
+                b.handle_rtp_input(now, addr("192.0.2.10:17000"), pkt.to_bytes().expect("ok"));
+            }
+            b.handle_timeout(now);
+            while let Some(o) = b.poll_webrtc() {
+                out.push(o);
+            }
+        }
+        let gaps: Vec<u16> = out
+            .iter()
+            .filter_map(|o| match o {
+                WebrtcOutput::Gap(n) => Some(*n),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(gaps, [2], "{out:?}");
+        let frames: Vec<(u8, u32)> = out
+            .iter()
+            .filter_map(|o| match o {
+                WebrtcOutput::Audio(f) => Some((f.payload[1], f.timestamp)),
+                _ => None,
+            })
+            .collect();
+        let at = |i: u8| {
+            frames
+                .iter()
+                .find(|(p, _)| *p == i)
+                .map(|(_, ts)| *ts)
+                .expect("frame played")
+        };
+        // at least the lost 40 ms between them (more when the PBX side's jitter buffer
+        // waited a tick before giving the packets up: timestamps follow the playout)
+        assert!(at(7).wrapping_sub(at(4)) >= 3 * 960, "{frames:?}");
+        assert_eq!(at(8).wrapping_sub(at(7)), 960, "{frames:?}");
     }
 
     /// Same codec and ptime on both legs: payloads pass through byte for byte.

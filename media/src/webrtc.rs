@@ -632,6 +632,17 @@ impl WebRtcLeg {
         self.write_media(now, (mid, pt), time, payload, WebRtcError::NotNegotiated)
     }
 
+    /// Leaves `frames` audio frames out of the stream to the browser as lost: in RTP
+    /// mode the next frame's sequence number is that much further on (the caller has
+    /// already left their time out of its timestamps), so the browser conceals the gap
+    /// instead of taking it for silence. In frame mode str0m numbers the packets and
+    /// only the timestamps show the gap.
+    pub fn skip_audio(&mut self, frames: u16) {
+        if let Some((ssrc, seq)) = self.tx {
+            self.tx = Some((ssrc, SeqNo::from(*seq + u64::from(frames))));
+        }
+    }
+
     /// Whether ICE and DTLS are up right now.
     pub fn is_connected(&self) -> bool {
         self.connected && self.disconnected_since.is_none()
@@ -1165,6 +1176,36 @@ mod tests {
     #[test]
     fn opus_flows_both_ways_in_frame_mode() {
         opus_flows_both_ways_in(true);
+    }
+
+    /// `skip_audio` leaves sequence numbers out of our stream in RTP mode: the next
+    /// packet the browser gets is that many further on (it conceals the gap).
+    #[test]
+    fn skipped_frames_are_a_sequence_gap() {
+        let (mut now, mut b, mut leg, mut seen, _, _) = connected_audio_in(false);
+        leg.write_opus(now, 0, &[0xF8, 0]).expect("write");
+        leg.skip_audio(2);
+        // str0m's receive side (the test's browser) holds frames after a gap until more
+        // have come: write enough of them
+        for i in 3..30u8 {
+            leg.write_opus(now, u64::from(i) * 960, &[0xF8, i])
+                .expect("write");
+            let until = now + Duration::from_millis(20);
+            drive(&mut now, until, &mut b, &mut leg, &mut seen, false, |_| {
+                false
+            });
+        }
+        let got: Vec<(u64, u8)> = seen
+            .browser
+            .iter()
+            .filter_map(|e| match e {
+                str0m::Event::MediaData(d) => Some((**d.seq_range.start(), d.data[1])),
+                _ => None,
+            })
+            .collect();
+        assert!(got.len() >= 2, "{got:?}");
+        assert_eq!((got[0].1, got[1].1), (0, 3), "{got:?}");
+        assert_eq!(got[1].0 - got[0].0, 3, "{got:?}");
     }
 
     fn opus_flows_both_ways_in(frame_mode: bool) {

@@ -1266,12 +1266,16 @@ impl Running {
             }
         }
         while let Some(out) = b.poll_webrtc() {
-            if let WebrtcOutput::Audio(f) = out {
-                let ts = self.out_ts.extend(f.timestamp);
-                match self.leg.write_opus(now, ts, &f.payload) {
-                    Ok(()) => fed = true,
-                    Err(e) => debug!(cause = %e, "opus write dropped"),
+            match out {
+                WebrtcOutput::Audio(f) => {
+                    let ts = self.out_ts.extend(f.timestamp);
+                    match self.leg.write_opus(now, ts, &f.payload) {
+                        Ok(()) => fed = true,
+                        Err(e) => debug!(cause = %e, "opus write dropped"),
+                    }
                 }
+                WebrtcOutput::Gap(frames) => self.leg.skip_audio(frames),
+                WebrtcOutput::Dtmf(_) => {}
             }
         }
         let mut infos = Vec::new();
