@@ -413,7 +413,11 @@ mod tests {
             )
             .await;
         assert_eq!(udp.as_slice(), &[target(Transport::Udp, "127.0.0.10:5060")]);
-        assert!(dns.queries() >= 5, "{}", dns.log.tail(20));
+        assert!(
+            dns.wait_queries(5, Duration::from_secs(5)) >= 5,
+            "{}",
+            dns.log.tail(20)
+        );
     }
 
     /// An unknown domain (NXDOMAIN everywhere) ends in the configured fallback.

@@ -192,13 +192,26 @@ impl Dnsmasq {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
 
-    /// How many questions dnsmasq was asked, the readiness probe's aside.
+    /// How many questions dnsmasq has logged, the readiness probe's aside.
     pub fn queries(&self) -> usize {
         self.log
             .lines()
             .iter()
             .filter(|l| l.contains(": query[") && !l.contains(PROBE))
             .count()
+    }
+
+    /// Waits (up to `timeout`) until dnsmasq has logged at least `n` questions and
+    /// returns how many it logged: its log lines reach us a moment after its answers.
+    pub fn wait_queries(&self, n: usize, timeout: Duration) -> usize {
+        let end = Instant::now() + timeout;
+        loop {
+            let seen = self.queries();
+            if seen >= n || Instant::now() >= end {
+                return seen;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
