@@ -531,6 +531,28 @@ fn video_lab() -> Lab {
     }
 }
 
+/// Panics with `what`, the error and both logs' tails.
+fn video_fail(lab: &Lab, what: &str, e: std::io::Error) -> ! {
+    panic!(
+        "{what}: {e}\n--- phone ---\n{}\n--- gateway ---\n{}",
+        lab.phone.log.tail(40),
+        lab.gw.log.tail(60)
+    )
+}
+
+/// Video flows both ways: the gateway latched the phone's video and the phone decoded
+/// the browser's.
+fn video_both_ways(lab: &Lab) {
+    lab.gw
+        .log
+        .wait_for("video rtp latched", Duration::from_secs(20))
+        .unwrap_or_else(|e| video_fail(lab, "no video from the phone", e));
+    lab.phone
+        .log
+        .wait_for("video: receiving with resolution", Duration::from_secs(20))
+        .unwrap_or_else(|e| video_fail(lab, "the phone decoded no video", e));
+}
+
 /// Issue 4, video passthrough: the caller ticks Video (Chromium's fake camera), the
 /// trunk allows video (`video: true`), and the desk phone is a baresip video phone
 /// (VP8, fake camera). VP8 crosses the gateway undecoded both ways: Chromium decodes
@@ -560,22 +582,8 @@ fn browser_video_call_passes_vp8_through() {
         let verdict = run.verdict(Duration::from_secs(10));
         panic!("{e}\nbrowser: {verdict:?}\n{}", lab.gw.log.tail(60));
     }
-    let fail = |what: &str, e: std::io::Error| -> ! {
-        panic!(
-            "{what}: {e}\n--- phone ---\n{}\n--- gateway ---\n{}",
-            lab.phone.log.tail(40),
-            lab.gw.log.tail(60)
-        )
-    };
-    // both ways: the gateway latched the phone's video, the phone decoded the browser's
-    lab.gw
-        .log
-        .wait_for("video rtp latched", Duration::from_secs(20))
-        .unwrap_or_else(|e| fail("no video from the phone", e));
-    lab.phone
-        .log
-        .wait_for("video: receiving with resolution", Duration::from_secs(20))
-        .unwrap_or_else(|e| fail("the phone decoded no video", e));
+    video_both_ways(&lab);
+    let fail = |what: &str, e: std::io::Error| -> ! { video_fail(&lab, what, e) };
     let held_at = now_ms();
     ctl.command("hold", "").expect("hold");
     lab.gw
@@ -663,21 +671,7 @@ fn desk_phone_video_calls_a_messenger_user() {
         .expect("dial");
     ctl.wait_event("CALL_ESTABLISHED", Duration::from_secs(60))
         .unwrap_or_else(|e| panic!("{e}\n{}", lab.gw.log.tail(60)));
-    let fail = |what: &str, e: std::io::Error| -> ! {
-        panic!(
-            "{what}: {e}\n--- phone ---\n{}\n--- gateway ---\n{}",
-            lab.phone.log.tail(40),
-            lab.gw.log.tail(60)
-        )
-    };
-    lab.gw
-        .log
-        .wait_for("video rtp latched", Duration::from_secs(20))
-        .unwrap_or_else(|e| fail("no video from the phone", e));
-    lab.phone
-        .log
-        .wait_for("video: receiving with resolution", Duration::from_secs(20))
-        .unwrap_or_else(|e| fail("the phone decoded no video", e));
+    video_both_ways(&lab);
     // let frames flow through a few of the browser's samples, then hang up
     std::thread::sleep(Duration::from_secs(4));
     ctl.command("hangup", "").expect("hangup");

@@ -18,7 +18,7 @@ mod common;
 use std::net::UdpSocket;
 use std::time::Duration;
 
-use common::{Ws, audio_offer, connect, drain_for, recv_within, send, video_offer};
+use common::{Ws, audio_offer, drain_for, recv_within, send, signed_in, video_offer};
 use labkit::{Baresip, Kamailio, LabGateway};
 use serde_json::{Value, json};
 
@@ -52,11 +52,20 @@ async fn frames_until(ws: &mut Ws, kind: &str, secs: u64) -> Vec<Value> {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn exhausted_range_refuses_before_ringing() {
+/// Kamailio, desk phone 100 (rings until told) and the gateway with its lab plan
+/// (through `edit`) and room for two media ports only.
+struct TwoPortLab {
+    gw: labkit::Gateway,
+    phone: Baresip,
+    pbx: Kamailio,
+    /// The first of the two ports.
+    first: u16,
+    _data: tempfile::TempDir,
+}
+
+fn two_port_lab(edit: impl FnOnce(String) -> String) -> TwoPortLab {
     let pbx = Kamailio::start(&[("trunk", "trunkpass"), ("100", "pass100")]).expect("kamailio");
     let wav = labkit::speech_wav("Extension one hundred.", 8000, "ports100").expect("wav");
-    // rings until told: the first call holds its ports while it rings
     let phone = Baresip::start_with(&pbx, "100", "pass100", &wav, false).expect("baresip");
     let data = tempfile::tempdir().expect("temp dir");
     let first = free_pair();
@@ -65,20 +74,27 @@ async fn exhausted_range_refuses_before_ringing() {
         std::path::Path::new(env!("CARGO_BIN_EXE_namecall")),
         &pbx,
         data.path(),
-        |plan| plan,
+        edit,
         &["--rtp-ports", &range],
     )
     .expect("gateway starts and registers its trunk")
     .gw;
-    let mut ctl = phone.control().expect("baresip control");
+    TwoPortLab {
+        gw,
+        phone,
+        pbx,
+        first,
+        _data: data,
+    }
+}
 
-    let mut ws = connect(&gw.addr).await;
-    send(
-        &mut ws,
-        json!({"type":"register","login":"alice","password":"correct horse battery"}),
-    )
-    .await;
-    assert_eq!(recv_within(&mut ws, 10).await["type"], "welcome");
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exhausted_range_refuses_before_ringing() {
+    // the phone rings until told: the first call holds its ports while it rings
+    let lab = two_port_lab(|plan| plan);
+    let (gw, mut ctl) = (&lab.gw, lab.phone.control().expect("baresip control"));
+    let (pbx, first) = (&lab.pbx, lab.first);
+    let mut ws = signed_in(gw, "alice").await;
 
     // call 1 rings the phone and holds both ports
     send(
@@ -183,35 +199,15 @@ async fn exhausted_range_refuses_before_ringing() {
 /// rings and no socket stays bound; an audio-only call in the same range rings.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn video_call_needs_its_video_port() {
-    let pbx = Kamailio::start(&[("trunk", "trunkpass"), ("100", "pass100")]).expect("kamailio");
-    let wav = labkit::speech_wav("Extension one hundred.", 8000, "ports100").expect("wav");
-    let phone = Baresip::start_with(&pbx, "100", "pass100", &wav, false).expect("baresip");
-    let data = tempfile::tempdir().expect("temp dir");
-    let first = free_pair();
-    let range = format!("{first}-{}", first + 1);
-    let gw = LabGateway::start_with(
-        std::path::Path::new(env!("CARGO_BIN_EXE_namecall")),
-        &pbx,
-        data.path(),
-        |plan| {
-            plan.replacen(
-                "    domain: pbx.lab\n",
-                "    domain: pbx.lab\n    video: true\n",
-                1,
-            )
-        },
-        &["--rtp-ports", &range],
-    )
-    .expect("gateway starts and registers its trunk")
-    .gw;
-    let mut ctl = phone.control().expect("baresip control");
-    let mut ws = connect(&gw.addr).await;
-    send(
-        &mut ws,
-        json!({"type":"register","login":"alice","password":"correct horse battery"}),
-    )
-    .await;
-    assert_eq!(recv_within(&mut ws, 10).await["type"], "welcome");
+    let lab = two_port_lab(|plan| {
+        plan.replacen(
+            "    domain: pbx.lab\n",
+            "    domain: pbx.lab\n    video: true\n",
+            1,
+        )
+    });
+    let (gw, mut ctl) = (&lab.gw, lab.phone.control().expect("baresip control"));
+    let mut ws = signed_in(gw, "alice").await;
 
     send(
         &mut ws,

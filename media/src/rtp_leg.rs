@@ -84,6 +84,19 @@ pub struct Transmit {
     pub data: Vec<u8>,
 }
 
+impl Transmit {
+    /// One compound RTCP packet of `pkts` to `destination`; `None` when they do not
+    /// build (nothing to send).
+    pub(crate) fn rtcp(destination: SocketAddr, pkts: &[RtcpPacket]) -> Option<Transmit> {
+        let data = RtcpPacket::build_compound(pkts).ok()?;
+        Some(Transmit {
+            destination,
+            rtcp: true,
+            data,
+        })
+    }
+}
+
 /// Input to [`RtpLeg::handle_input`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input {
@@ -440,13 +453,8 @@ impl RtpLeg {
     }
 
     fn queue_rtcp(&mut self, pkts: &[RtcpPacket]) {
-        if let Ok(data) = RtcpPacket::build_compound(pkts) {
-            self.transmits.push_back(Transmit {
-                destination: self.rtcp_destination(),
-                rtcp: true,
-                data,
-            });
-        }
+        let dest = self.rtcp_destination();
+        self.transmits.extend(Transmit::rtcp(dest, pkts));
     }
 
     /// Advances timers: plays due jitter-buffer frames and sends RTCP when due.

@@ -861,13 +861,8 @@ impl VideoLeg {
     }
 
     fn queue_rtcp(&mut self, pkts: &[RtcpPacket]) {
-        if let Ok(data) = RtcpPacket::build_compound(pkts) {
-            self.transmits.push_back(Transmit {
-                destination: self.rtcp_destination(),
-                rtcp: true,
-                data,
-            });
-        }
+        let dest = self.rtcp_destination();
+        self.transmits.extend(Transmit::rtcp(dest, pkts));
     }
 
     /// Sends RTCP BYE (call teardown).
